@@ -1,0 +1,215 @@
+"""Split an incoming Arrow table into contract-exact accepted rows and rejected rows.
+
+The checks run as one vectorised DuckDB query over the whole batch: every column is cast with
+``TRY_CAST`` once, every rule is a boolean expression, and each rejected row carries a
+``reject_reason`` that lists every rule it broke, joined by ``"; "``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import pyarrow as pa
+
+from tracehouse.contract.schemas import (
+    SPAN_ID_PATTERN,
+    SUPPORTED_SCHEMA_VERSIONS,
+    TRACE_ID_PATTERN,
+    DatasetSpec,
+)
+
+REJECT_REASON = "reject_reason"
+
+_DUCKDB_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "int64": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "list<item: string>": "VARCHAR[]",
+    "list<item: struct<artifact_id: string, kind: string, uri: string, privacy_class: string, "
+    "bytes: int64, sha256: string>>": (
+        "STRUCT(artifact_id VARCHAR, kind VARCHAR, uri VARCHAR, privacy_class VARCHAR, "
+        "bytes BIGINT, sha256 VARCHAR)[]"
+    ),
+}
+
+
+@dataclass
+class ValidationResult:
+    """The outcome of validating one batch against one dataset's contract."""
+
+    dataset: str
+    accepted: pa.Table  # exactly the contract schema
+    rejected: pa.Table  # the incoming columns rendered as strings, plus reject_reason
+    dropped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def received_rows(self) -> int:
+        """Rows in the incoming batch: always accepted + rejected."""
+        return self.accepted.num_rows + self.rejected.num_rows
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _duckdb_type(type_: pa.DataType) -> str:
+    return _DUCKDB_TYPES[str(type_)]
+
+
+def _cast_expr(name: str, source_type: pa.DataType | None, target: pa.DataType) -> str:
+    """A DuckDB expression that yields the column in its contract type, NULL where uncastable."""
+    if source_type is None:
+        return f"CAST(NULL AS {_duckdb_type(target)})"
+    if source_type == target:
+        return _q(name)
+    if pa.types.is_timestamp(target) and pa.types.is_timestamp(source_type):
+        if source_type.tz is None:  # naive timestamps are taken as UTC, as OTel and Spark do
+            return f"timezone('UTC', {_q(name)})"
+        return f"CAST({_q(name)} AS TIMESTAMPTZ)"
+    if pa.types.is_string(target) and (
+        pa.types.is_list(source_type) or pa.types.is_struct(source_type)
+    ):
+        # An object handed over as a struct or map is still a JSON object: keep it as JSON text.
+        return f"CAST(to_json({_q(name)}) AS VARCHAR)"
+    return f"TRY_CAST({_q(name)} AS {_duckdb_type(target)})"
+
+
+def _as_text(name: str, source_type: pa.DataType) -> str:
+    """Render any incoming column as text for the quarantine, losslessly where possible."""
+    if pa.types.is_nested(source_type):
+        return f"CAST(to_json({_q(name)}) AS VARCHAR)"
+    if pa.types.is_timestamp(source_type):
+        return f"strftime({_q(name)}, '%Y-%m-%dT%H:%M:%S.%fZ')" if source_type.tz else (
+            f"strftime({_q(name)}, '%Y-%m-%dT%H:%M:%S.%f')"
+        )
+    return f"CAST({_q(name)} AS VARCHAR)"
+
+
+def _rules(spec: DatasetSpec, present: dict[str, pa.DataType]) -> list[tuple[str, str]]:
+    """(condition that marks a row bad, reason) pairs over the cast columns ``__c_<name>``."""
+    rules: list[tuple[str, str]] = []
+    required = set(spec.required_columns)
+    for f in spec.schema:
+        name, cast = f.name, f"__c_{f.name}"
+        if name in required and name not in present:
+            rules.append(("TRUE", f"missing required column: {name}"))
+            continue
+        if name not in present:
+            continue
+        rules.append(
+            (f"{_q(name)} IS NOT NULL AND {cast} IS NULL", f"uncastable {name}: not {f.type}")
+        )
+        if name in required:
+            rules.append((f"{_q(name)} IS NULL", f"missing required value: {name}"))
+    for name, allowed in spec.enums.items():
+        if name in present:
+            values = ", ".join(_lit(v) for v in allowed)
+            rules.append(
+                (f"__c_{name} IS NOT NULL AND __c_{name} NOT IN ({values})", f"{name} not in enum")
+            )
+    for name in spec.unit_interval:
+        if name in present:
+            rules.append((f"NOT (__c_{name} BETWEEN 0 AND 1)", f"{name} outside [0, 1]"))
+    if "schema_version" in present:
+        versions = ", ".join(_lit(v) for v in sorted(SUPPORTED_SCHEMA_VERSIONS))
+        rules.append(
+            (f"__c_schema_version NOT IN ({versions})", "unknown schema_version")
+        )
+    id_rules = {
+        "trace_id": TRACE_ID_PATTERN,
+        "span_id": SPAN_ID_PATTERN,
+        "parent_span_id": SPAN_ID_PATTERN,
+    }
+    for name, pattern in id_rules.items():
+        if name in present and name in spec.schema.names:
+            rules.append(
+                (
+                    f"NOT regexp_full_match(__c_{name}, {_lit(pattern)}) "
+                    f"OR __c_{name} = repeat('0', length(__c_{name}))",
+                    f"malformed {name}",
+                )
+            )
+    if {"event_time", "end_time"} <= present.keys() and "end_time" in spec.schema.names:
+        rules.append(("__c_end_time < __c_event_time", "end before start"))
+    if "duration_ms" in present:
+        rules.append(("__c_duration_ms < 0 OR isnan(__c_duration_ms)", "negative duration"))
+    if "attributes" in present:
+        rules.append(
+            (
+                "__c_attributes IS NOT NULL AND (NOT json_valid(__c_attributes) "
+                "OR json_type(__c_attributes) <> 'OBJECT')",
+                "attributes not a JSON object",
+            )
+        )
+    return rules
+
+
+def validate_table(
+    table: pa.Table,
+    spec: DatasetSpec,
+    *,
+    ingest_time: datetime | None = None,
+) -> ValidationResult:
+    """Validate ``table`` against ``spec``; return the accepted and rejected rows.
+
+    Accepted rows are cast to exactly ``spec.schema`` (column order and types), with
+    ``ingest_time`` filled where absent. Rejected rows keep every incoming column, rendered as
+    text so nothing is lost whatever its type, plus ``reject_reason``. Columns the contract does
+    not know are dropped and listed in ``dropped_columns``.
+    """
+    ingest_time = ingest_time or datetime.now(UTC)
+    present = {f.name: f.type for f in table.schema if f.name in spec.schema.names}
+    dropped = [n for n in table.schema.names if n not in spec.schema.names]
+
+    casts = [
+        f"{_cast_expr(f.name, present.get(f.name), f.type)} AS __c_{f.name}" for f in spec.schema
+    ]
+    rules = _rules(spec, present)
+    reason = (
+        "concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {_lit(r)} END" for c, r in rules) + ")"
+        if rules
+        else "''"
+    )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("incoming", table)
+        con.execute(
+            "CREATE TEMP TABLE checked AS SELECT *, "
+            + ", ".join(casts)
+            + f", NULLIF({reason}, '') AS __reject_reason FROM incoming"
+        )
+        accepted_cols = []
+        for f in spec.schema:
+            expr = f"__c_{f.name}"
+            if f.name == "ingest_time":
+                expr = f"coalesce(__c_ingest_time, {_lit(ingest_time.isoformat())}::TIMESTAMPTZ)"
+            accepted_cols.append(f"{expr} AS {_q(f.name)}")
+        accepted = con.sql(
+            f"SELECT {', '.join(accepted_cols)} FROM checked WHERE __reject_reason IS NULL"
+        ).to_arrow_table()
+        rejected_cols = [
+            f"{_as_text(n, t)} AS {_q(n)}"
+            for n, t in zip(table.schema.names, table.schema.types, strict=True)
+            if n != REJECT_REASON
+        ]
+        rejected = con.sql(
+            f"SELECT {', '.join([*rejected_cols, '__reject_reason AS ' + REJECT_REASON])} FROM checked "
+            f"WHERE __reject_reason IS NOT NULL"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return ValidationResult(
+        dataset=spec.name,
+        accepted=accepted.cast(spec.schema),
+        rejected=rejected,
+        dropped_columns=dropped,
+    )

@@ -1,0 +1,383 @@
+"""The lake: the one writer every landing path goes through, its quarantine and its ledger.
+
+Layout (the contract's, plus a ledger of our own)::
+
+    <lake>/<dataset>/dt=YYYY-MM-DD/<batch-id>.parquet              accepted rows, contract-exact
+    <lake>/_quarantine/<dataset>/dt=YYYY-MM-DD/<batch-id>.parquet  rejected rows + reject_reason
+    <lake>/_quarantine/_originals/<dataset>/dt=.../<batch-id>.parquet
+                                        a producer's own file that failed validation, kept whole
+    <lake>/_ledger/<dataset>/<batch-id>.parquet                    one row per (batch, dt):
+                                        source, received, accepted, quarantined, dropped columns
+
+Every file becomes visible by an atomic rename of a hidden temporary file, so a reader sees a
+batch whole or not at all. The ledger is written last: a batch with no ledger entry is either a
+producer's own file (adopted by :func:`adopt_unregistered`) or an interrupted write.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tracehouse.contract import DATASETS, REJECT_REASON, DatasetSpec, validate_table
+
+QUARANTINE_DIR = "_quarantine"
+ORIGINALS_DIR = "_originals"
+LEDGER_DIR = "_ledger"
+UNREGISTERED_SOURCE = "unregistered"
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string()),
+        pa.field("batch_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("dt", pa.string()),
+        pa.field("received", pa.int64()),
+        pa.field("accepted", pa.int64()),
+        pa.field("quarantined", pa.int64()),
+        pa.field("dropped_columns", pa.list_(pa.string())),
+        pa.field("written_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class LakeError(ValueError):
+    """A request the lake cannot carry out (unknown dataset, bad batch id, ...)."""
+
+
+@dataclass
+class BatchReport:
+    """What one call of :func:`write_batch` landed."""
+
+    dataset: str
+    batch_id: str
+    source: str
+    received: int
+    accepted: int
+    quarantined: int
+    dropped_columns: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def new_batch_id(source: str, now: datetime | None = None) -> str:
+    """A unique, sortable batch id: ``<source>-<UTC time>-<random>``."""
+    now = now or datetime.now(UTC)
+    return f"{source}-{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+
+
+def dataset_spec(dataset: str) -> DatasetSpec:
+    """The contract spec of ``dataset``, or a :class:`LakeError` naming the known ones."""
+    try:
+        return DATASETS[dataset]
+    except KeyError:
+        raise LakeError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}") from None
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` through a hidden temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _split_by_day(table: pa.Table, column: str) -> Iterator[tuple[str, pa.Table]]:
+    """Yield (YYYY-MM-DD, rows) for each UTC date of ``column``, in date order."""
+    if table.num_rows == 0:
+        return
+    days = pc.strftime(table.column(column), format="%Y-%m-%d")
+    table = table.append_column("__dt", days)
+    for day in sorted(pc.unique(days).to_pylist()):
+        part = table.filter(pc.equal(table.column("__dt"), day))
+        yield day, part.drop_columns(["__dt"])
+
+
+def _quarantine_days(rejected: pa.Table, spec: DatasetSpec, fallback_day: str) -> pa.Array:
+    """The dt of each rejected row: its time column's date where it parses, else the landing day."""
+    if spec.time_column not in rejected.column_names:
+        return pa.array([fallback_day] * rejected.num_rows, pa.string())
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("r", rejected.select([spec.time_column]))
+        col = '"' + spec.time_column + '"'
+        days = con.sql(
+            f"SELECT coalesce(strftime(TRY_CAST({col} AS TIMESTAMPTZ), '%Y-%m-%d'), "
+            f"'{fallback_day}') AS d FROM r"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return days.column("d").combine_chunks()
+
+
+def write_batch(
+    lake: Path | str,
+    dataset: str,
+    table: pa.Table,
+    *,
+    source: str,
+    batch_id: str | None = None,
+    ingest_time: datetime | None = None,
+) -> BatchReport:
+    """Validate ``table`` and land it: accepted rows by day, rejected rows to the quarantine.
+
+    ``ingest_time`` fills rows that have none and stamps the ledger (default: now); passing it
+    together with ``batch_id`` makes the written files byte-for-byte reproducible.
+    Returns the counts, which always reconcile: ``received == accepted + quarantined``.
+    """
+    lake = Path(lake)
+    spec = dataset_spec(dataset)
+    ingest_time = ingest_time or datetime.now(UTC)
+    batch_id = batch_id or new_batch_id(source, ingest_time)
+    if not _BATCH_ID.match(batch_id):
+        raise LakeError(f"batch id {batch_id!r} must match {_BATCH_ID.pattern}")
+
+    result = validate_table(table, spec, ingest_time=ingest_time)
+    report = BatchReport(
+        dataset=dataset,
+        batch_id=batch_id,
+        source=source,
+        received=result.received_rows,
+        accepted=result.accepted.num_rows,
+        quarantined=result.rejected.num_rows,
+        dropped_columns=result.dropped_columns,
+    )
+    per_day: dict[str, list[int]] = {}
+    for day, part in _split_by_day(result.accepted, spec.time_column):
+        path = lake / dataset / f"dt={day}" / f"{batch_id}.parquet"
+        report.files.append(write_parquet_atomic(part, path))
+        per_day.setdefault(day, [0, 0])[0] += part.num_rows
+
+    if result.rejected.num_rows:
+        rejected = result.rejected
+        landing_day = ingest_time.astimezone(UTC).strftime("%Y-%m-%d")
+        days = _quarantine_days(rejected, spec, landing_day)
+        n = rejected.num_rows
+        rejected = rejected.append_column(
+            "quarantined_at", pa.array([ingest_time] * n, pa.timestamp("us", tz="UTC"))
+        )
+        rejected = rejected.append_column("batch_id", pa.array([batch_id] * n, pa.string()))
+        rejected = rejected.append_column("source", pa.array([source] * n, pa.string()))
+        rejected = rejected.append_column("__dt", days)
+        for day in sorted(pc.unique(days).to_pylist()):
+            part = rejected.filter(pc.equal(rejected.column("__dt"), day)).drop_columns(["__dt"])
+            path = lake / QUARANTINE_DIR / dataset / f"dt={day}" / f"{batch_id}.parquet"
+            report.files.append(write_parquet_atomic(part, path))
+            per_day.setdefault(day, [0, 0])[1] += part.num_rows
+        counts = pc.value_counts(result.rejected.column(REJECT_REASON)).to_pylist()
+        report.reject_reasons = {c["values"]: c["counts"] for c in counts}
+
+    if not per_day:  # an empty batch is still recorded, so that a sender can see it arrived
+        per_day[ingest_time.astimezone(UTC).strftime("%Y-%m-%d")] = [0, 0]
+    days_sorted = sorted(per_day)
+    ledger = pa.table(
+        {
+            "dataset": [dataset] * len(days_sorted),
+            "batch_id": [batch_id] * len(days_sorted),
+            "source": [source] * len(days_sorted),
+            "dt": days_sorted,
+            "received": [sum(per_day[d]) for d in days_sorted],
+            "accepted": [per_day[d][0] for d in days_sorted],
+            "quarantined": [per_day[d][1] for d in days_sorted],
+            "dropped_columns": [result.dropped_columns] * len(days_sorted),
+            "written_at": [ingest_time] * len(days_sorted),
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    write_parquet_atomic(ledger, lake / LEDGER_DIR / dataset / f"{batch_id}.parquet")
+    return report
+
+
+def _registered_batches(lake: Path, dataset: str) -> set[str]:
+    ledger = lake / LEDGER_DIR / dataset
+    if not ledger.is_dir():
+        return set()
+    return {p.stem for p in ledger.glob("*.parquet")}
+
+
+def unregistered_files(lake: Path | str) -> list[tuple[str, Path]]:
+    """Batch files in the lake (or kept as originals) that have no ledger entry, by dataset."""
+    lake = Path(lake)
+    found: list[tuple[str, Path]] = []
+    for dataset in DATASETS:
+        known = _registered_batches(lake, dataset)
+        for root in (lake / dataset, lake / QUARANTINE_DIR / ORIGINALS_DIR / dataset):
+            for path in sorted(root.glob("dt=*/*.parquet")):
+                if path.stem not in known:
+                    found.append((dataset, path))
+    return found
+
+
+def adopt_unregistered(lake: Path | str, *, now: datetime | None = None) -> list[BatchReport]:
+    """Validate batch files that producers wrote straight into the lake, since the last call.
+
+    A file that is contract-exact and wholly valid is registered as it is. Any other file is
+    moved whole to ``_quarantine/_originals/`` and landed again through :func:`write_batch`
+    under the same batch id: its valid rows return to the lake cast to the contract, the rest go
+    to the quarantine with their reasons. No row is lost and none is counted twice.
+    """
+    lake = Path(lake)
+    now = now or datetime.now(UTC)
+    reports: list[BatchReport] = []
+    for dataset, path in unregistered_files(lake):
+        spec = DATASETS[dataset]
+        batch_id = path.stem
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:  # not Parquet at all: keep it, say why
+            original = _move_to_originals(lake, dataset, path)
+            reports.append(_record_unreadable(lake, dataset, batch_id, original, exc, now))
+            continue
+        result = validate_table(table, spec, ingest_time=now)
+        originals_root = lake / QUARANTINE_DIR / ORIGINALS_DIR
+        is_original = originals_root in path.parents
+        if (
+            not is_original
+            and result.rejected.num_rows == 0
+            and not result.dropped_columns
+            and table.schema.remove_metadata().equals(spec.schema.remove_metadata())
+            and table.column(spec.time_column).null_count == 0
+            and _single_day(table, spec) == path.parent.name.removeprefix("dt=")
+        ):
+            report = BatchReport(dataset, batch_id, UNREGISTERED_SOURCE, table.num_rows,
+                                 table.num_rows, 0, files=[path])
+            _write_ledger_row(lake, report, path.parent.name.removeprefix("dt="), now)
+            reports.append(report)
+            continue
+        if not is_original:
+            path = _move_to_originals(lake, dataset, path)
+        reports.append(
+            write_batch(lake, dataset, table, source=UNREGISTERED_SOURCE, batch_id=batch_id,
+                        ingest_time=now)
+        )
+    return reports
+
+
+def _single_day(table: pa.Table, spec: DatasetSpec) -> str | None:
+    days = pc.unique(pc.strftime(table.column(spec.time_column), format="%Y-%m-%d")).to_pylist()
+    return days[0] if len(days) == 1 else None
+
+
+def _move_to_originals(lake: Path, dataset: str, path: Path) -> Path:
+    target = lake / QUARANTINE_DIR / ORIGINALS_DIR / dataset / path.parent.name / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target
+
+
+def _record_unreadable(
+    lake: Path, dataset: str, batch_id: str, original: Path, exc: Exception, now: datetime
+) -> BatchReport:
+    report = BatchReport(dataset, batch_id, UNREGISTERED_SOURCE, 0, 0, 0, files=[original],
+                         reject_reasons={f"unreadable file: {exc}": 1})
+    _write_ledger_row(lake, report, original.parent.name.removeprefix("dt="), now)
+    return report
+
+
+def _write_ledger_row(lake: Path, report: BatchReport, day: str, now: datetime) -> None:
+    ledger = pa.table(
+        {
+            "dataset": [report.dataset],
+            "batch_id": [report.batch_id],
+            "source": [report.source],
+            "dt": [day],
+            "received": [report.received],
+            "accepted": [report.accepted],
+            "quarantined": [report.quarantined],
+            "dropped_columns": [report.dropped_columns],
+            "written_at": [now],
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    write_parquet_atomic(ledger, lake / LEDGER_DIR / report.dataset / f"{report.batch_id}.parquet")
+
+
+def lake_status(lake: Path | str) -> pa.Table:
+    """Rows per dataset, day and source: received (ledger), accepted and quarantined (files).
+
+    ``reconciled`` is true where the ledger's received count equals the rows found in the
+    accepted and quarantined files; a false row points at a missing or foreign file.
+    """
+    lake = Path(lake)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        parts = []
+        for dataset in DATASETS:
+            for kind, root in (
+                ("accepted", lake / dataset),
+                ("quarantined", lake / QUARANTINE_DIR / dataset),
+            ):
+                if any(root.glob("dt=*/*.parquet")):
+                    glob = str(root / "dt=*" / "*.parquet").replace("'", "''")
+                    parts.append(
+                        f"SELECT '{dataset}' AS dataset, '{kind}' AS kind, "
+                        f"regexp_extract(filename, 'dt=([0-9-]+)', 1) AS dt, "
+                        f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS batch_id, "
+                        f"count(*) AS n FROM read_parquet('{glob}', filename = true, "
+                        f"union_by_name = true) GROUP BY ALL"
+                    )
+        files = " UNION ALL ".join(parts) if parts else (
+            "SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS kind, NULL::VARCHAR AS dt, "
+            "NULL::VARCHAR AS batch_id, 0::BIGINT AS n WHERE FALSE"
+        )
+        ledger_glob = lake / LEDGER_DIR / "*" / "*.parquet"
+        if any(lake.glob(f"{LEDGER_DIR}/*/*.parquet")):
+            ledger = f"SELECT * FROM read_parquet('{str(ledger_glob).replace(chr(39), chr(39) * 2)}')"
+        else:
+            ledger = "SELECT * FROM (SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS batch_id, " \
+                     "NULL::VARCHAR AS source, NULL::VARCHAR AS dt, 0::BIGINT AS received) WHERE FALSE"
+        sql = f"""
+            WITH files AS ({files}),
+            ledger AS (SELECT dataset, batch_id, source, dt, received FROM ({ledger})),
+            by_batch AS (
+                SELECT
+                    coalesce(l.dataset, f.dataset) AS dataset,
+                    coalesce(l.dt, f.dt) AS dt,
+                    coalesce(l.source, '{UNREGISTERED_SOURCE}') AS source,
+                    coalesce(l.batch_id, f.batch_id) AS batch_id,
+                    coalesce(l.received, 0) AS received,
+                    coalesce(f.accepted, 0) AS accepted,
+                    coalesce(f.quarantined, 0) AS quarantined,
+                    l.batch_id IS NOT NULL AS registered
+                FROM ledger AS l
+                FULL OUTER JOIN (
+                    SELECT dataset, dt, batch_id,
+                        sum(n) FILTER (WHERE kind = 'accepted') AS accepted,
+                        sum(n) FILTER (WHERE kind = 'quarantined') AS quarantined
+                    FROM files GROUP BY ALL
+                ) AS f USING (dataset, dt, batch_id)
+            )
+            SELECT
+                dataset, dt, source,
+                count(*)::BIGINT AS batches,
+                sum(received)::BIGINT AS received,
+                sum(accepted)::BIGINT AS accepted,
+                sum(quarantined)::BIGINT AS quarantined,
+                bool_and(registered) AND sum(received) = sum(accepted) + sum(quarantined)
+                    AS reconciled
+            FROM by_batch
+            GROUP BY ALL
+            ORDER BY dataset, dt, source
+        """
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
