@@ -80,15 +80,15 @@ def diff_noise_scale(y: FloatArray, w: FloatArray) -> float:
 def rolling_median(y: FloatArray, half_window: int) -> FloatArray:
     """Return the centred rolling median of `y` over `2 * half_window + 1` points.
 
-    Edges are reflected (without repeating the edge point), so a spike on the first or last point
-    is still a minority in its window.
+    The first and last `half_window` points take the median of the first / last full window,
+    so a spike of up to `half_window` points at either end is still a minority in its window
+    (reflecting or shrinking the window at the edges would make it a majority).
     """
-    h = min(half_window, y.size - 1)
+    h = min(half_window, (y.size - 1) // 2)
     if h <= 0:
         return y.copy()
-    padded = np.pad(y, h, mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
-    return np.median(windows, axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(y, 2 * h + 1)
+    return np.pad(np.median(windows, axis=1), h, mode="edge")
 
 
 def hampel_filter(y: FloatArray, noise_sd: FloatArray) -> FloatArray:

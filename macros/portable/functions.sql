@@ -1,0 +1,89 @@
+{#- Portable functions the models use where ANSI SQL has no common spelling. -#}
+
+{% macro percentile(expression, fraction) %}
+    {{ return(adapter.dispatch('percentile', 'tracehouse')(expression, fraction)) }}
+{% endmacro %}
+{% macro duckdb__percentile(expression, fraction) -%}
+    quantile_cont({{ expression }}, {{ fraction }})
+{%- endmacro %}
+{% macro default__percentile(expression, fraction) -%}
+    percentile({{ expression }}, {{ fraction }})
+{%- endmacro %}
+
+
+{% macro truncate_to(grain, expression) %}
+    {#- grain: 'day' or 'hour'; the result is a timestamp at the start of the UTC period. -#}
+    {{ return(adapter.dispatch('truncate_to', 'tracehouse')(grain, expression)) }}
+{% endmacro %}
+{% macro duckdb__truncate_to(grain, expression) -%}
+    date_trunc('{{ grain }}', {{ expression }})
+{%- endmacro %}
+{% macro default__truncate_to(grain, expression) -%}
+    date_trunc('{{ grain }}', {{ expression }})
+{%- endmacro %}
+
+
+{% macro list_length(expression) %}
+    {{ return(adapter.dispatch('list_length', 'tracehouse')(expression)) }}
+{% endmacro %}
+{% macro duckdb__list_length(expression) -%}
+    len({{ expression }})
+{%- endmacro %}
+{% macro default__list_length(expression) -%}
+    size({{ expression }})
+{%- endmacro %}
+
+
+{% macro list_contains(list_expression, value_expression) %}
+    {{ return(adapter.dispatch('list_contains', 'tracehouse')(list_expression, value_expression)) }}
+{% endmacro %}
+{% macro duckdb__list_contains(list_expression, value_expression) -%}
+    list_contains({{ list_expression }}, {{ value_expression }})
+{%- endmacro %}
+{% macro default__list_contains(list_expression, value_expression) -%}
+    array_contains({{ list_expression }}, {{ value_expression }})
+{%- endmacro %}
+
+
+{% macro lists_overlap(left_list, right_list) %}
+    {#- True when the two lists share at least one element; NULL when either is NULL. -#}
+    {{ return(adapter.dispatch('lists_overlap', 'tracehouse')(left_list, right_list)) }}
+{% endmacro %}
+{% macro duckdb__lists_overlap(left_list, right_list) -%}
+    list_has_any({{ left_list }}, {{ right_list }})
+{%- endmacro %}
+{% macro default__lists_overlap(left_list, right_list) -%}
+    arrays_overlap({{ left_list }}, {{ right_list }})
+{%- endmacro %}
+
+
+{% macro json_extract_string(column, key) %}
+    {{ return(adapter.dispatch('json_extract_string', 'tracehouse')(column, key)) }}
+{% endmacro %}
+{% macro duckdb__json_extract_string(column, key) -%}
+    json_extract_string({{ column }}, '$.{{ key }}')
+{%- endmacro %}
+{% macro default__json_extract_string(column, key) -%}
+    get_json_object({{ column }}, '$.{{ key }}')
+{%- endmacro %}
+
+
+{% macro hash_key(expressions) %}
+    {#- A surrogate key: md5 over the expressions cast to text, NULL-safe, `|`-separated. -#}
+    {%- set parts = [] -%}
+    {%- for e in expressions -%}
+        {%- do parts.append("coalesce(cast(" ~ e ~ " as " ~ sql_type('str') ~ "), '~')") -%}
+    {%- endfor -%}
+    md5({{ parts | join(" || '|' || ") }})
+{%- endmacro %}
+
+
+{% macro days_before(expression, days) %}
+    {{ return(adapter.dispatch('days_before', 'tracehouse')(expression, days)) }}
+{% endmacro %}
+{% macro duckdb__days_before(expression, days) -%}
+    ({{ expression }} - to_days(cast({{ days }} as integer)))
+{%- endmacro %}
+{% macro default__days_before(expression, days) -%}
+    ({{ expression }} - make_interval(0, 0, 0, {{ days }}))
+{%- endmacro %}

@@ -1,0 +1,1 @@
+{{ stage_span_type('query_rewrite') }}

@@ -1,0 +1,154 @@
+"""Build the warehouse: `dbt build` through dbt's Python API against ``<warehouse>/tracehouse.duckdb``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WAREHOUSE_DB = "tracehouse.duckdb"
+MARTS_SCHEMA = "marts"
+
+
+class WarehouseError(RuntimeError):
+    """dbt could not build the warehouse; the message says which nodes failed and why."""
+
+
+@dataclass
+class BuildResult:
+    """The outcome of one dbt invocation."""
+
+    success: bool
+    counts: dict[str, int] = field(default_factory=dict)  # status -> nodes
+    failures: list[str] = field(default_factory=list)  # "<node>: <message>"
+    elapsed_s: float = 0.0
+
+
+def project_dir() -> Path:
+    """The dbt project folder: $TRACEHOUSE_DBT_PROJECT_DIR, else the checkout this package is in."""
+    env = os.environ.get("TRACEHOUSE_DBT_PROJECT_DIR")
+    if env:
+        return Path(env).resolve()
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "dbt_project.yml").is_file():
+            return parent
+    raise WarehouseError(
+        "cannot find the dbt project (dbt_project.yml); set TRACEHOUSE_DBT_PROJECT_DIR"
+    )
+
+
+def warehouse_db(warehouse: Path | str) -> Path:
+    """Path of the DuckDB file inside a warehouse folder."""
+    return Path(warehouse) / WAREHOUSE_DB
+
+
+_ENV_LOCK = threading.Lock()
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open in-process after an invocation.
+
+    Without this the file stays open with dbt's configuration, and the next reader in the same
+    process (publishing, checks, a notebook) cannot open it read-only.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    env = DuckDBConnectionManager._ENV
+    if env is not None:
+        env.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+def dbt_invoke(
+    args: Sequence[str],
+    *,
+    lake: Path | str,
+    warehouse: Path | str,
+    dbt_vars: dict[str, object] | None = None,
+    quiet: bool = True,
+) -> BuildResult:
+    """Run one dbt command (e.g. ``["build"]``) on the project with lake and warehouse paths set.
+
+    Paths reach dbt through the environment (``TRACEHOUSE_LAKE``, ``TRACEHOUSE_WAREHOUSE``), the
+    same variables a user sets to run ``dbt build`` by hand.
+    """
+    import json
+    import time
+
+    from dbt.cli.main import dbtRunner
+
+    lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
+    warehouse.mkdir(parents=True, exist_ok=True)
+    project = project_dir()
+    target_path = warehouse / "_dbt" / "target"
+    env = {
+        "TRACEHOUSE_LAKE": str(lake),
+        "TRACEHOUSE_WAREHOUSE": str(warehouse),
+        "TRACEHOUSE_DBT_TARGET_PATH": str(target_path),
+        "TRACEHOUSE_DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    cli_args = [
+        *args,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+    ]
+    if dbt_vars:
+        cli_args += ["--vars", json.dumps(dbt_vars)]
+    if quiet:
+        cli_args += ["--quiet", "--no-print"] if args and args[0] != "ls" else []
+    started = time.perf_counter()
+    with _environment(env):
+        try:
+            res = dbtRunner().invoke(cli_args)
+        finally:
+            _release_duckdb()
+    elapsed = time.perf_counter() - started
+    result = BuildResult(success=bool(res.success), elapsed_s=elapsed)
+    if res.exception is not None:
+        result.failures.append(f"dbt: {res.exception}")
+    node_results = getattr(res.result, "results", None) or []
+    for r in node_results:
+        status = str(r.status)
+        result.counts[status] = result.counts.get(status, 0) + 1
+        if status in ("error", "fail", "runtime error"):
+            name = getattr(r.node, "unique_id", "?")
+            result.failures.append(f"{name}: {(r.message or '').strip()}")
+    return result
+
+
+def build(
+    lake: Path | str,
+    warehouse: Path | str,
+    *,
+    full_refresh: bool = False,
+    select: str | None = None,
+    dbt_vars: dict[str, object] | None = None,
+) -> BuildResult:
+    """``dbt build`` (seeds, models, tests, unit tests) of the lake into the warehouse."""
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", select]
+    return dbt_invoke(args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars)
