@@ -102,8 +102,8 @@ def dbt_invoke(
     env = {
         "TRACEHOUSE_LAKE": str(lake),
         "TRACEHOUSE_WAREHOUSE": str(warehouse),
-        "TRACEHOUSE_DBT_TARGET_PATH": str(target_path),
-        "TRACEHOUSE_DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
+        "DBT_TARGET_PATH": str(target_path),
+        "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     cli_args = [
