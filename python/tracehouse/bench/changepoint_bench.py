@@ -134,8 +134,11 @@ def handmade(rng: np.random.Generator) -> list[Series]:
     # A low-volume segment whose tool error rate triples.
     reqs = np.maximum(rng.poisson(25, 120), 1)
     p = np.where(day >= 80, 0.15, 0.05)
-    out.append(Series("low_volume_tool_errors", "handmade", rng.binomial(reqs, p) / reqs,
-                      (80,), reqs * 1.0))
+    out.append(
+        Series(
+            "low_volume_tool_errors", "handmade", rng.binomial(reqs, p) / reqs, (80,), reqs * 1.0
+        )
+    )
     # Cheaper model routed in: cost per request drops 40% on top of a weekly pattern.
     cost = 0.02 * _weekly(rng, 120, 0.2) * np.where(day >= 60, 0.6, 1) * rng.gamma(100, 0.01, 120)
     out.append(Series("model_switch_cost", "handmade", cost, (60,)))
