@@ -84,6 +84,7 @@ def dbt_invoke(
     warehouse: Path | str,
     dbt_vars: dict[str, object] | None = None,
     quiet: bool = True,
+    progress: bool = False,
 ) -> BuildResult:
     """Run one dbt command (e.g. ``["build"]``) on the project with lake and warehouse paths set.
 
@@ -118,11 +119,25 @@ def dbt_invoke(
     if quiet:
         cli_args += ["--quiet", "--no-print"] if args and args[0] != "ls" else []
     started = time.perf_counter()
+    callbacks = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"dbt {args[0]}", unit=" nodes", leave=False, disable=None)
+
+        def on_event(event: object) -> None:
+            if event.info.name == "NodeFinished":  # type: ignore[attr-defined]
+                bar.update(1)
+
+        callbacks.append(on_event)
     with _environment(env):
         try:
-            res = dbtRunner().invoke(cli_args)
+            res = dbtRunner(callbacks=callbacks).invoke(cli_args)
         finally:
             _release_duckdb()
+            if bar is not None:
+                bar.close()
     elapsed = time.perf_counter() - started
     result = BuildResult(success=bool(res.success), elapsed_s=elapsed)
     if res.exception is not None:
@@ -144,6 +159,7 @@ def build(
     full_refresh: bool = False,
     select: str | None = None,
     dbt_vars: dict[str, object] | None = None,
+    progress: bool = False,
 ) -> BuildResult:
     """``dbt build`` (seeds, models, tests, unit tests) of the lake into the warehouse."""
     args = ["build"]
@@ -151,4 +167,4 @@ def build(
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
-    return dbt_invoke(args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars)
+    return dbt_invoke(args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress)

@@ -1,0 +1,46 @@
+# tracehouse: `make demo` and `make test` work on a fresh clone; both create the venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= var/demo
+DEMO_DAYS ?= 30
+DEMO_TRACES ?= 2000
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test bench lint docs clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: venv
+	@rm -rf $(DEMO_DIR)
+	@mkdir -p $(DEMO_DIR)
+	$(BIN)/tracehouse generate --lake $(DEMO_DIR)/lake --start 2026-01-01 --days $(DEMO_DAYS) \
+		--traces-per-day $(DEMO_TRACES) --seed 1 --truth $(DEMO_DIR)/truth.json --bad-rows 0.001
+	$(BIN)/tracehouse run --lake $(DEMO_DIR)/lake --warehouse $(DEMO_DIR)/warehouse
+	$(BIN)/tracehouse summary --warehouse $(DEMO_DIR)/warehouse --lake $(DEMO_DIR)/lake \
+		--truth $(DEMO_DIR)/truth.json
+
+test: venv
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m tracehouse.bench
+
+lint: venv
+	$(BIN)/ruff check python tests
+	$(BIN)/mypy python/tracehouse
+
+docs: venv
+	TRACEHOUSE_LAKE=$(DEMO_DIR)/lake TRACEHOUSE_WAREHOUSE=$(DEMO_DIR)/warehouse \
+		$(BIN)/dbt docs generate --profiles-dir . --project-dir .
+
+clean:
+	rm -rf var target logs .pytest_cache
