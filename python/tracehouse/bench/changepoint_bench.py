@@ -38,6 +38,7 @@ class Series:
     truth: tuple[int, ...]
     weights: FloatArray | None = None
     period: int = 7
+    plain: bool = False
 
 
 # --- synthetic generators ----------------------------------------------------------------
@@ -59,13 +60,13 @@ def _steps(rng: np.random.Generator, n: int) -> tuple[int, ...]:
     return ()
 
 
-def _log_level(rng: np.random.Generator, n: int, truth: tuple[int, ...], sd: float) -> FloatArray:
-    """Return a log-level path: shifts of 2-6 noise SDs at `truth`, maybe a trend, in log units."""
-    path = np.zeros(n)
+def _log_level(
+    rng: np.random.Generator, n: int, truth: tuple[int, ...], sd: float, trend: float
+) -> FloatArray:
+    """Return a log-level path: shifts of 2-6 noise SDs at `truth` plus a linear `trend`."""
+    path = np.linspace(0.0, trend, n)
     for i in truth:
         path[i:] += rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 6.0) * sd
-    if rng.random() < 0.3:
-        path += np.linspace(0.0, rng.uniform(-0.4, 0.4), n)
     return path
 
 
@@ -85,7 +86,9 @@ def synthetic_series(rng: np.random.Generator, number: int) -> Series:
     n = int(rng.integers(30, 181))
     truth = _steps(rng, n)
     kind = ("rate", "latency", "cost", "count")[int(rng.integers(4))]
-    season = _weekly(rng, n, rng.uniform(0.05, 0.35)) if rng.random() < 0.5 else np.ones(n)
+    seasonal = bool(rng.random() < 0.5)
+    season = _weekly(rng, n, rng.uniform(0.05, 0.35)) if seasonal else np.ones(n)
+    trend = rng.uniform(-0.4, 0.4) if rng.random() < 0.3 else 0.0
     spikes = _spikes(rng, n, truth)
     weights = None
     if kind == "rate":
@@ -93,25 +96,26 @@ def synthetic_series(rng: np.random.Generator, number: int) -> Series:
         reqs = np.maximum(rng.poisson(volume * _weekly(rng, n, 0.4)), 1)
         p0 = rng.uniform(0.01, 0.3)
         sd = math.sqrt((1 - p0) / (p0 * volume))  # relative SD of the rate on a typical day
-        p = np.clip(p0 * np.exp(_log_level(rng, n, truth, sd)) * season**0.5, 1e-4, 0.95)
+        p = np.clip(p0 * np.exp(_log_level(rng, n, truth, sd, trend)) * season**0.5, 1e-4, 0.95)
         p = np.where(spikes, np.minimum(p * 4 + 0.05, 0.95), p)
         values = rng.binomial(reqs, p) / reqs
         weights = reqs.astype(np.float64)
     elif kind == "latency":
         sd = rng.uniform(0.03, 0.25)
-        level = rng.uniform(200.0, 5000.0) * np.exp(_log_level(rng, n, truth, sd)) * season
+        level = rng.uniform(200.0, 5000.0) * np.exp(_log_level(rng, n, truth, sd, trend)) * season
         values = level * np.exp(rng.normal(0.0, sd, n) + spikes * rng.uniform(1.0, 2.0))
     elif kind == "cost":
         shape = rng.uniform(20.0, 400.0)
         sd = 1.0 / math.sqrt(shape)
-        level = rng.uniform(0.001, 0.05) * np.exp(_log_level(rng, n, truth, sd)) * season
+        level = rng.uniform(0.001, 0.05) * np.exp(_log_level(rng, n, truth, sd, trend)) * season
         values = level * rng.gamma(shape, 1.0 / shape, n) * np.where(spikes, 5.0, 1.0)
     else:
         lam = rng.uniform(50.0, 5000.0)
         sd = 1.0 / math.sqrt(lam)
-        level = lam * np.exp(_log_level(rng, n, truth, sd)) * season
+        level = lam * np.exp(_log_level(rng, n, truth, sd, trend)) * season
         values = rng.poisson(level * np.where(spikes, 3.0, 1.0)).astype(np.float64)
-    return Series(f"syn{number:03d}", kind, values, truth, weights)
+    plain = not seasonal and trend == 0.0
+    return Series(f"syn{number:03d}", kind, values, truth, weights, plain=plain)
 
 
 # --- hand-made real-world-like shapes -----------------------------------------------------
@@ -280,6 +284,9 @@ def main() -> None:
     series = list(corpus(args.seed, args.series))
     synthetic_part = [s for s in series if s.kind != "handmade"]
     print(table(f"All synthetic series (n={len(synthetic_part)})", run(synthetic_part)))
+    plain = [s for s in synthetic_part if s.plain]
+    print()
+    print(table(f"Synthetic series without seasonality or trend (n={len(plain)})", run(plain)))
     for kind in ("rate", "latency", "cost", "count"):
         subset = [s for s in synthetic_part if s.kind == kind]
         print()
