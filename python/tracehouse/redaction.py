@@ -57,7 +57,7 @@ PRIVACY_TAGS: Final[dict[str, str]] = {
 # Values of tool arguments kept (masked) by default; every other argument value is hashed.
 DEFAULT_TOOL_ARGS_ALLOWLIST: Final = frozenset(
     {
-        "date", "date_from", "date_to", "start_date", "end_date", "from", "to", "since", "until",
+        "date", "date_from", "date_to", "start_date", "end_date", "since", "until",
         "period", "month", "year", "limit", "top_k", "k", "n", "page", "page_size", "offset",
         "sort", "sort_by", "order", "currency", "locale", "language", "lang", "format", "unit",
         "units", "mode", "category", "status", "type", "kind", "region", "country", "timezone",
@@ -224,7 +224,8 @@ DETECTORS: Final[tuple[Detector, ...]] = (
         "phone",
         re.compile(
             r"(?<![\w+])(?:"
-            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0958
+            # +44 20 7946 0958
+            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
             r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}"  # (415) 555-0123
             r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0123
             r"|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4}"  # 020 7946 0958, 030-1234567
@@ -330,7 +331,8 @@ class Redactor:
             raise MissingHashKeyError(
                 f"{HASH_KEY_ENV} is not set. tracehouse hashes user and account ids with "
                 f"HMAC-SHA256 and needs a stable secret key (>= {MIN_KEY_BYTES} bytes), e.g. "
-                f"`export {HASH_KEY_ENV}=$(python -c 'import secrets; print(secrets.token_hex(32))')`."
+                f"`export {HASH_KEY_ENV}="
+                "$(python -c 'import secrets; print(secrets.token_hex(32))')`."
                 " For a throw-away dev run, allow an ephemeral key instead."
             )
         log.warning(
@@ -409,6 +411,7 @@ class Redactor:
             if isinstance(value, str):
                 m = mask_text(value)
                 tags.update(m.tags)
+                tags.add("contains_user_text")
                 return m.text
             if isinstance(value, list):
                 return [keep(v) for v in value]
@@ -470,8 +473,8 @@ class ArtifactStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
             tmp.write_bytes(data)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
+            tmp.chmod(0o600)
+            tmp.replace(path)
         return {
             "artifact_id": digest[:32],
             "kind": kind,

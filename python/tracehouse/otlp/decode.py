@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import struct
 import zlib
@@ -261,7 +260,7 @@ def _spans_from_json(doc: Any) -> Iterator[RawSpan]:
     if not isinstance(resource_spans, list):
         raise OTLPDecodeError("resourceSpans must be a list")
     for rs in resource_spans:
-        resource = _json_attrs(((rs.get("resource") or {}).get("attributes")))
+        resource = _json_attrs((rs.get("resource") or {}).get("attributes"))
         for ss in _get(rs, "scopeSpans", "scope_spans") or []:
             scope = ((ss.get("scope") or {}).get("name")) or ""
             for s in ss.get("spans") or []:
