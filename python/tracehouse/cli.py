@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tracehouse.commands.lake",
     "tracehouse.commands.generate",
     "tracehouse.commands.run",
+    "tracehouse.commands.summary",
     "tracehouse.commands.ingest",
     "tracehouse.commands.detect",
     "tracehouse.commands.inspect",
