@@ -46,7 +46,7 @@ DefaultTenantOption = Annotated[
 ]
 
 
-def _redactor(allow_ephemeral_key: bool):  # type: ignore[no-untyped-def]
+def _redactor(allow_ephemeral_key: bool):
     from tracehouse.redaction import MissingHashKeyError, Redactor
 
     try:
@@ -56,7 +56,7 @@ def _redactor(allow_ephemeral_key: bool):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from None
 
 
-def _defaults(environment: str, tenant: str):  # type: ignore[no-untyped-def]
+def _defaults(environment: str, tenant: str):
     from tracehouse.contract.schemas import ENVIRONMENTS
     from tracehouse.otlp.mapping import MappingDefaults
 
@@ -66,7 +66,7 @@ def _defaults(environment: str, tenant: str):  # type: ignore[no-untyped-def]
     return MappingDefaults(environment=environment, tenant_id=tenant)
 
 
-def _print_report(report, extra: str = "") -> None:  # type: ignore[no-untyped-def]
+def _print_report(report, extra: str = "") -> None:
     line = (f"{report.dataset} batch {report.batch_id}: received {report.received}, "
             f"accepted {report.accepted}, quarantined {report.quarantined}{extra}")
     typer.echo(line)
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
             defaults=_defaults(default_environment, default_tenant),
         )
 
-        def ready(receiver) -> None:  # type: ignore[no-untyped-def]
+        def ready(receiver) -> None:
             print(f"tracehouse serve: listening on http://{host}:{receiver.port} "
                   f"(lake {lake})", flush=True)
 
