@@ -1,0 +1,68 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='trace_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+    )
+}}
+{#-
+    One row per trace that has a classify, model_routing, llm or tool_planning span: the
+    decisions and the model passes. `intent` is the first label of the first classify span;
+    `first_llm_model_name` the model of the first llm pass (by pass_index, then start time);
+    token counts are summed over llm spans.
+-#}
+{%- set families = ['classify', 'model_routing', 'llm', 'tool_planning'] -%}
+
+with
+
+spans as (
+    select * from {{ ref('int_spans_priced') }}
+    where span_type in ('{{ families | join("', '") }}')
+    {%- if is_incremental() %}
+    and trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced'), span_types=families) }})
+    {%- endif %}
+),
+
+per_trace as (
+    select
+        trace_id,
+        cast(sum(case when span_type = 'llm' then 1 else 0 end) as bigint) as llm_call_count,
+        cast(sum(case when span_type = 'llm' then input_tokens end) as bigint) as input_tokens,
+        cast(sum(case when span_type = 'llm' then output_tokens end) as bigint) as output_tokens,
+        cast(sum(case when span_type = 'llm' then cached_tokens end) as bigint) as cached_tokens,
+        cast(sum(case when span_type = 'llm' then reasoning_tokens end) as bigint) as reasoning_tokens,
+        cast(sum(case when span_type = 'llm' then retry_count end) as bigint) as llm_retry_count,
+        {{ exact_sum("case when span_type = 'llm' then cost_usd end") }} as llm_cost_usd,
+        max(case when span_type = 'llm' and parse_ok = false then 1 else 0 end) = 1 as has_parse_failure,
+        max(case when span_type = 'llm' and moderation_flagged then 1 else 0 end) = 1 as has_moderation_flag,
+        max(case when span_type = 'llm' and finish_reason = 'length' then 1 else 0 end) = 1 as has_length_finish,
+        {{ list_first(list_agg_ordered(
+            "case when span_type = 'llm' then model_name end",
+            "case when span_type = 'llm' then 0 else 1 end, pass_index, event_time, span_id",
+        )) }} as first_llm_model_name,
+        {{ list_first(list_agg_ordered(
+            "case when span_type = 'llm' then model_provider end",
+            "case when span_type = 'llm' then 0 else 1 end, pass_index, event_time, span_id",
+        )) }} as first_llm_model_provider,
+        {{ list_first(list_agg_ordered(
+            "case when span_type = 'classify' then " ~ list_first('labels') ~ " end",
+            "case when span_type = 'classify' then 0 else 1 end, event_time, span_id",
+        )) }} as intent,
+        min(case when span_type = 'classify' then classifier_version end) as classifier_version,
+        min(case when span_type = 'classify' then route_selected end) as classifier_route_selected,
+        min(case when span_type = 'model_routing' then selected_model end) as selected_model,
+        min(case when span_type = 'model_routing' then route_policy_version end) as route_policy_version,
+        min(case when span_type = 'model_routing' then reason end) as routing_reason,
+        min(case when span_type = 'tool_planning' then planner_version end) as planner_version,
+        min(case when span_type = 'tool_planning' then tool_selected end) as planned_tool,
+        max(ingest_time) as last_span_ingest_at
+    from spans
+    group by trace_id
+),
+
+final as (
+    select * from per_trace
+)
+
+select * from final
