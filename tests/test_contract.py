@@ -140,6 +140,8 @@ def test_unknown_columns_are_dropped_and_counted_not_fatal() -> None:
     assert result.accepted.num_rows == 1
     assert result.dropped_columns == ["my_extra"]
     assert "my_extra" not in result.accepted.column_names
+    bad = validate_table(table.set_column(0, "schema_version", pa.array(["9"])), SPANS)
+    assert "my_extra" not in bad.rejected.column_names
 
 
 def test_counts_reconcile_on_a_mixed_batch() -> None:

@@ -53,7 +53,8 @@ def test_write_batch_splits_by_day_and_quarantines_with_reason(tmp_path: Path) -
     q = pq.read_table(quarantined)
     assert q.column("reject_reason").to_pylist() == ["status not in enum"]
     assert q.column("status").to_pylist() == ["weird"]
-    assert q.column("batch_id").to_pylist() == ["b1"]
+    assert q.column("_batch_id").to_pylist() == ["b1"]
+    assert q.column("_landing_source").to_pylist() == ["test"]
     # No temporary file is left behind.
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -109,6 +110,8 @@ def test_producer_files_are_adopted_once(tmp_path: Path) -> None:
     dirty_report = reports["producer-dirty"]
     assert (dirty_report.accepted, dirty_report.quarantined) == (2, 1)
     assert dirty_report.dropped_columns == ["extra"]
+    quarantined = pq.read_table(tmp_path / "_quarantine/spans/dt=2026-01-01/producer-dirty.parquet")
+    assert "extra" not in quarantined.column_names  # never checked, so never landed
     assert (tmp_path / "_quarantine/_originals/spans/dt=2026-01-01/producer-dirty.parquet").is_file()
     relanded = pq.read_table(tmp_path / "spans/dt=2026-01-01/producer-dirty.parquet")
     assert relanded.schema.equals(SPANS.schema, check_metadata=False)

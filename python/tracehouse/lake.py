@@ -4,6 +4,7 @@ Layout (the contract's, plus a ledger of our own)::
 
     <lake>/<dataset>/dt=YYYY-MM-DD/<batch-id>.parquet              accepted rows, contract-exact
     <lake>/_quarantine/<dataset>/dt=YYYY-MM-DD/<batch-id>.parquet  rejected rows + reject_reason
+                                        (+ _quarantined_at, _batch_id, _landing_source)
     <lake>/_quarantine/_originals/<dataset>/dt=.../<batch-id>.parquet
                                         a producer's own file that failed validation, kept whole
     <lake>/_ledger/<dataset>/<batch-id>.parquet                    one row per (batch, dt):
@@ -172,10 +173,10 @@ def write_batch(
         days = _quarantine_days(rejected, spec, landing_day)
         n = rejected.num_rows
         rejected = rejected.append_column(
-            "quarantined_at", pa.array([ingest_time] * n, pa.timestamp("us", tz="UTC"))
+            "_quarantined_at", pa.array([ingest_time] * n, pa.timestamp("us", tz="UTC"))
         )
-        rejected = rejected.append_column("batch_id", pa.array([batch_id] * n, pa.string()))
-        rejected = rejected.append_column("source", pa.array([source] * n, pa.string()))
+        rejected = rejected.append_column("_batch_id", pa.array([batch_id] * n, pa.string()))
+        rejected = rejected.append_column("_landing_source", pa.array([source] * n, pa.string()))
         rejected = rejected.append_column("__dt", days)
         for day in sorted(pc.unique(days).to_pylist()):
             part = rejected.filter(pc.equal(rejected.column("__dt"), day)).drop_columns(["__dt"])

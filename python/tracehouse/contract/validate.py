@@ -43,7 +43,7 @@ class ValidationResult:
 
     dataset: str
     accepted: pa.Table  # exactly the contract schema
-    rejected: pa.Table  # the incoming columns rendered as strings, plus reject_reason
+    rejected: pa.Table  # the incoming contract columns rendered as text, plus reject_reason
     dropped_columns: list[str] = field(default_factory=list)
 
     @property
@@ -161,9 +161,10 @@ def validate_table(
     """Validate ``table`` against ``spec``; return the accepted and rejected rows.
 
     Accepted rows are cast to exactly ``spec.schema`` (column order and types), with
-    ``ingest_time`` filled where absent. Rejected rows keep every incoming column, rendered as
-    text so nothing is lost whatever its type, plus ``reject_reason``. Columns the contract does
-    not know are dropped and listed in ``dropped_columns``.
+    ``ingest_time`` filled where absent. Rejected rows keep every incoming contract column,
+    rendered as text so nothing is lost whatever its type, plus ``reject_reason``. Columns the
+    contract does not know are dropped from both, and listed in ``dropped_columns``: they were
+    never checked or redacted, so they must not land anywhere.
     """
     ingest_time = ingest_time or datetime.now(UTC)
     present = {f.name: f.type for f in table.schema if f.name in spec.schema.names}
@@ -199,7 +200,7 @@ def validate_table(
         rejected_cols = [
             f"{_as_text(n, t)} AS {_q(n)}"
             for n, t in zip(table.schema.names, table.schema.types, strict=True)
-            if n != REJECT_REASON
+            if n in present
         ]
         rejected = con.sql(
             f"SELECT {', '.join([*rejected_cols, '__reject_reason AS ' + REJECT_REASON])} FROM checked "
