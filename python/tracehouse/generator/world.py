@@ -1,0 +1,686 @@
+"""The simulated world: tenants, task types, routes, models and prices, tools, the deploy timeline
+with its version changes, and the incidents injected into it.
+
+Static vocabulary (models, prices, tools, tool requirements) lives in module constants: it is the
+single source of truth for ``seeds/model_prices.csv`` and ``seeds/tool_requirements.csv``. The
+dynamic part (tenants' tiers, deploy times, version labels, incidents) is a pure function of the
+seed and the lake epoch (the first generated day), computed in 30-day cycles so that a longer
+horizon never changes what an earlier cycle looks like: appending equals generating in one go.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
+
+import numpy as np
+
+US_PER_S: Final = 1_000_000
+US_PER_DAY: Final = 86_400 * US_PER_S
+CYCLE_DAYS: Final = 30  # incidents are placed per cycle of this many days after the epoch
+
+# --------------------------------------------------------------------------------------------
+# Static vocabulary
+# --------------------------------------------------------------------------------------------
+
+TIERS: Final = ("enterprise", "pro", "free")
+TENANT_NAMES: Final = (
+    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell",
+    "cyberdyne", "soylent", "aperture", "vandelay", "gringotts", "oscorp", "massive-dynamic",
+    "pied-piper", "monarch", "dunder", "bluth", "krusty", "nakatomi", "weyland", "blackmesa",
+    "prestige", "virtucon", "sterling", "duff", "paper-street", "ollivander",
+)
+
+TASK_TYPES: Final = ("support", "qa", "billing", "summarization", "extraction")
+TASK_WEIGHTS: Final = (0.34, 0.24, 0.18, 0.12, 0.12)
+# intent = the classify span's first label
+INTENTS: Final[dict[str, tuple[tuple[str, float], ...]]] = {
+    "support": (("account_issue", 0.35), ("order_issue", 0.25), ("how_to", 0.30),
+                ("bug_report", 0.10)),
+    "qa": (("product_question", 0.6), ("policy_question", 0.4)),
+    "billing": (("invoice_question", 0.5), ("refund_request", 0.3), ("plan_change", 0.2)),
+    "summarization": (("summarize_ticket", 0.7), ("summarize_thread", 0.3)),
+    "extraction": (("extract_invoice_fields", 0.6), ("extract_contact", 0.4)),
+}
+RAG_TASKS: Final = ("support", "qa", "billing")  # always retrieve; others sometimes
+
+
+@dataclass(frozen=True)
+class Model:
+    """An LLM the routes can select, and how it behaves."""
+
+    name: str
+    provider: str
+    ms_per_output_token: float
+    ttft_ms: float
+    tool_call_prob: float  # chance it calls a tool the request needs
+    latent_failure: float  # chance of a bad answer with everything else fine
+    reports_cost: bool  # whether its provider returns a cost estimate on the span
+
+
+MODELS: Final[dict[str, Model]] = {
+    m.name: m
+    for m in (
+        Model("atlas-large", "atlas-ai", 21.0, 480.0, 0.97, 0.05, True),
+        Model("atlas-small", "atlas-ai", 8.0, 240.0, 0.30, 0.10, True),
+        Model("nimbus-pro", "nimbus-labs", 15.0, 380.0, 0.94, 0.07, False),
+        Model("nimbus-mini", "nimbus-labs", 7.0, 220.0, 0.88, 0.11, False),
+    )
+}
+MODEL_NAMES: Final = tuple(MODELS)
+
+ROUTES: Final[dict[str, str]] = {"premium": "atlas-large", "standard": "nimbus-pro",
+                                 "cheap": "nimbus-mini"}
+ROUTE_NAMES: Final = tuple(ROUTES)
+# P(route | tenant tier), in ROUTE_NAMES order
+ROUTE_BY_TIER: Final = {"enterprise": (0.75, 0.25, 0.0), "pro": (0.2, 0.65, 0.15),
+                        "free": (0.0, 0.35, 0.65)}
+ROUTE_MAX_TOKENS: Final = {"premium": 2048, "standard": 1024, "cheap": 1024}
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """One row of the price table: USD per 1M tokens from ``effective_from`` on."""
+
+    model_name: str
+    model_provider: str
+    effective_from: date
+    input_usd_per_1m: float
+    output_usd_per_1m: float
+    cached_input_usd_per_1m: float
+
+
+MODEL_PRICES: Final = (
+    ModelPrice("atlas-large", "atlas-ai", date(2025, 6, 1), 3.00, 15.00, 0.30),
+    ModelPrice("atlas-small", "atlas-ai", date(2025, 6, 1), 0.80, 4.00, 0.08),
+    ModelPrice("nimbus-pro", "nimbus-labs", date(2025, 6, 1), 1.25, 10.00, 0.125),
+    ModelPrice("nimbus-mini", "nimbus-labs", date(2025, 6, 1), 0.15, 0.60, 0.075),
+    # a provider price cut: the warehouse must price by date
+    ModelPrice("nimbus-mini", "nimbus-labs", date(2026, 1, 15), 0.12, 0.60, 0.06),
+)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the planner can call, and the dependency behind it."""
+
+    name: str
+    dependency: str
+    median_ms: float
+    timeout_ms: int
+    result_bytes_median: float
+
+
+TOOLS: Final[dict[str, Tool]] = {
+    t.name: t
+    for t in (
+        Tool("billing_lookup", "billing-db", 180.0, 4000, 2400.0),
+        Tool("account_lookup", "crm-api", 120.0, 3000, 1800.0),
+        Tool("order_status", "orders-api", 150.0, 3000, 900.0),
+        Tool("refund_create", "payments-api", 320.0, 5000, 400.0),
+        Tool("ticket_create", "ticketing-api", 260.0, 5000, 300.0),
+    )
+}
+TOOL_NAMES: Final = tuple(TOOLS)
+TOOLS_AVAILABLE: Final[dict[str, tuple[str, ...]]] = {
+    "support": ("account_lookup", "order_status", "ticket_create", "billing_lookup"),
+    "billing": ("billing_lookup", "refund_create", "account_lookup"),
+    "qa": ("order_status",),
+    "summarization": (),
+    "extraction": (),
+}
+
+
+@dataclass(frozen=True)
+class ToolRequirement:
+    """A rule: requests of ``task_type`` (and ``intent``, empty = any) need ``tool_name``."""
+
+    task_type: str
+    intent: str
+    tool_name: str
+    description: str
+
+
+TOOL_REQUIREMENTS: Final = (
+    ToolRequirement("billing", "", "billing_lookup",
+                    "billing answers must quote the customer's invoices and plan"),
+    ToolRequirement("billing", "refund_request", "refund_create",
+                    "a refund request must open a refund, not just describe the policy"),
+    ToolRequirement("support", "account_issue", "account_lookup",
+                    "account questions need the account's current state"),
+    ToolRequirement("support", "order_issue", "order_status",
+                    "order questions need the order's live status"),
+    ToolRequirement("support", "bug_report", "ticket_create",
+                    "bug reports must be filed as a ticket"),
+)
+
+VALIDATORS: Final = ("policy", "citation_check", "json_schema", "pii_filter", "formatter")
+EMBEDDING_MODEL: Final = "embed-v3-small"
+RERANKER_MODEL: Final = "xrank-mini"
+SERVICE_BY_SPAN_TYPE: Final = {
+    "request": "copilot-gateway", "classify": "copilot-orchestrator",
+    "query_rewrite": "copilot-orchestrator", "embedding": "retrieval-svc",
+    "retrieval": "retrieval-svc", "rerank": "retrieval-svc",
+    "context_assembly": "copilot-orchestrator", "model_routing": "llm-gateway",
+    "llm": "llm-gateway", "tool_planning": "copilot-orchestrator", "tool_call": "tool-runner",
+    "postprocess": "guardrails", "delivery": "web-client",
+}
+
+# Baseline behaviour, and what each incident changes while active in its segment.
+BASE_TOP_K: Final = 8
+BASE_TOP_N: Final = 5
+BASE_TOKEN_BUDGET: Final = 8000
+
+# --------------------------------------------------------------------------------------------
+# Version timelines
+# --------------------------------------------------------------------------------------------
+
+BASE_VERSIONS: Final[dict[str, str]] = {
+    "retriever_version": "ret-v3",
+    "index_version": "idx-0041",
+    "embedding_version": "emb-2025.11",
+    "reranker_version": "rr-2.3",
+    "classifier_version": "intent-clf-7",
+    "rewrite_strategy_version": "rw-v4",
+    "route_policy_version": "rp-v5",
+    "planner_version": "planner-v3",
+    "context_policy_version": "ctx-v2",
+    "policy_block_version": "pb-v6",
+    "prompt_version:support": "support-v14",
+    "prompt_version:qa": "qa-v9",
+    "prompt_version:billing": "billing-v6",
+    "prompt_version:summarization": "summarization-v5",
+    "prompt_version:extraction": "extraction-v7",
+    "validator_version:policy": "policy-v7",
+    "validator_version:citation_check": "cite-v3",
+    "validator_version:json_schema": "jsonschema-v2",
+    "validator_version:pii_filter": "pii-v5",
+    "validator_version:formatter": "fmt-v1",
+    "tool_version:billing_lookup": "2.4.0",
+    "tool_version:account_lookup": "1.9.2",
+    "tool_version:order_status": "3.1.0",
+    "tool_version:refund_create": "1.2.1",
+    "tool_version:ticket_create": "0.8.4",
+}
+
+
+def _bump(value: str) -> str:
+    """Next version label: the trailing number goes up by one (``qa-v9`` -> ``qa-v10``)."""
+    head = value.rstrip("0123456789")
+    tail = value[len(head):]
+    if not tail:
+        return value + "-2"
+    return head + str(int(tail) + 1).zfill(len(tail) if tail.startswith("0") else 0)
+
+
+@dataclass
+class Timeline:
+    """A step function of time: the label in force at each instant (µs since the Unix epoch)."""
+
+    times: list[int] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def set(self, t_us: int, value: str) -> None:
+        """Record a change to ``value`` at ``t_us`` (changes are recorded in time order)."""
+        self.times.append(t_us)
+        self.values.append(value)
+
+    def current(self) -> str:
+        """The latest recorded value."""
+        return self.values[-1]
+
+    def index_at(self, t_us: np.ndarray) -> np.ndarray:
+        """Index into ``values`` of the label in force at each time in ``t_us``."""
+        return np.searchsorted(np.asarray(self.times, np.int64), t_us, side="right") - 1
+
+
+# --------------------------------------------------------------------------------------------
+# Incidents
+# --------------------------------------------------------------------------------------------
+
+INCIDENT_KINDS: Final = (
+    "reranker_degradation",
+    "prompt_truncation",
+    "route_downgrade",
+    "guardrail_overfire",
+    "tool_slowdown",
+    "cost_creep",
+    "citation_mismatch",
+)
+
+
+@dataclass(frozen=True)
+class TruthEntry:
+    """One (segment, metrics) movement an incident causes: a row of the truth file."""
+
+    name: str
+    segment: str
+    direction: dict[str, str]
+
+
+@dataclass
+class Incident:
+    """An injected failure: active for traces in its segment whose root starts in [start, end)."""
+
+    kind: str
+    cycle: int
+    start_us: int
+    end_us: int
+    dim: str  # which attribute selects the affected traces: all, task_type, route_name, tool_name
+    value: str  # the selected value ('' for all)
+    cause: str | None
+    entries: list[TruthEntry] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """A unique name: kind and cycle."""
+        return f"{self.kind}-{self.cycle + 1}"
+
+    @property
+    def segment(self) -> str:
+        """The contract's segment key of the affected traces."""
+        return "all" if self.dim == "all" else f"{self.dim}={self.value}"
+
+    def active(self, t_us: np.ndarray) -> np.ndarray:
+        """Boolean mask: which times fall in the incident's window."""
+        return (t_us >= self.start_us) & (t_us < self.end_us)
+
+
+@dataclass
+class Deploy:
+    """A deploy: a new release and the version changes that ship with it."""
+
+    time_us: int
+    release_sha: str
+    app_version: str
+    changes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """Everything about the simulated system that does not depend on the day's random draws."""
+
+    seed: int
+    epoch: date
+    incidents_enabled: bool
+    tenant_ids: tuple[str, ...]
+    tenant_tier: np.ndarray  # index into TIERS per tenant
+    tenant_weight: np.ndarray
+    tenant_users: np.ndarray
+    deploys: list[Deploy]
+    timelines: dict[str, Timeline]
+    incidents: list[Incident]  # all scheduled incidents (also when disabled: for reference)
+
+    def active_incidents(self) -> list[Incident]:
+        """The incidents whose effects are simulated (none in a ``--no-incidents`` lake)."""
+        return self.incidents if self.incidents_enabled else []
+
+
+def to_us(d: date | datetime) -> int:
+    """µs since the Unix epoch of a date (its UTC midnight) or an aware datetime."""
+    if not isinstance(d, datetime):
+        d = datetime(d.year, d.month, d.day, tzinfo=UTC)
+    return int(d.timestamp()) * US_PER_S + d.microsecond
+
+
+def us_to_iso(t_us: int) -> str:
+    """ISO 8601 UTC text of a µs timestamp."""
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=t_us)).isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def rng_for(seed: int, *keys: int | str) -> np.random.Generator:
+    """A generator seeded from the seed and any keys (strings are hashed stably)."""
+    ints = [seed & 0xFFFFFFFF]
+    for k in keys:
+        if isinstance(k, str):
+            h = 2166136261
+            for ch in k.encode():
+                h = ((h ^ ch) * 16777619) & 0xFFFFFFFF
+            ints.append(h)
+        else:
+            ints.append(int(k) & 0xFFFFFFFF)
+    return np.random.default_rng(ints)
+
+
+def _sha(rng: np.random.Generator) -> str:
+    return "".join(f"{x:02x}" for x in rng.integers(0, 256, 20))
+
+
+def _deploy_times(seed: int, epoch: date, cycles: int) -> list[int]:
+    """Weekday deploys in working hours, every 1-3 weekdays, from a few days before the epoch."""
+    times = []
+    day = epoch - timedelta(days=3)
+    end = epoch + timedelta(days=CYCLE_DAYS * cycles)
+    rng = rng_for(seed, "deploys")
+    while day < end:
+        if day.weekday() < 5:
+            hour = int(rng.integers(9, 18))
+            minute = int(rng.integers(0, 60))
+            times.append(to_us(day) + (hour * 3600 + minute * 60) * US_PER_S)
+            day += timedelta(days=int(rng.choice([1, 1, 1, 2, 2, 3])))
+        else:
+            day += timedelta(days=1)
+    return times
+
+
+_HARMLESS_DIMS: Final = (
+    "prompt_version:support", "prompt_version:qa", "prompt_version:billing",
+    "prompt_version:summarization", "prompt_version:extraction",
+    "tool_version:billing_lookup", "tool_version:account_lookup", "tool_version:order_status",
+    "tool_version:refund_create", "tool_version:ticket_create", "index_version",
+    "classifier_version", "validator_version:formatter", "validator_version:pii_filter",
+    "rewrite_strategy_version", "planner_version",
+)
+
+
+def _schedule_cycle(
+    rng: np.random.Generator, cycle: int, epoch: date, deploy_times: list[int]
+) -> tuple[list[Incident], dict[int, list[tuple[str, int]]], list[int]]:
+    """Place the seven incidents of one cycle.
+
+    Returns the incidents, {deploy time: [(role, incident index)]} and any hotfix deploys the
+    placement had to add.
+    """
+    c0 = to_us(epoch) + cycle * CYCLE_DAYS * US_PER_DAY
+    lo, hi = c0 + 4 * US_PER_DAY, c0 + 24 * US_PER_DAY
+    candidates = [t for t in deploy_times if lo <= t <= hi]
+    regular = set(deploy_times)
+    hotfixes: list[int] = []
+    day = US_PER_DAY
+    duration_days = {
+        "reranker_degradation": (4, 7), "prompt_truncation": (4, 7), "route_downgrade": (4, 7),
+        "guardrail_overfire": (3, 6), "cost_creep": (6, 9), "citation_mismatch": (4, 7),
+        "tool_slowdown": (3, 5),
+    }
+    # metric+segment conflicts: these pairs must not overlap in time
+    conflicts = (("reranker_degradation", "prompt_truncation"), ("route_downgrade", "cost_creep"),
+                 ("reranker_degradation", "cost_creep"))
+    best: dict[str, tuple[int, int, int | None, int | None]] | None = None
+    for extra in (False, True):  # last resort: allow a hotfix deploy on any day
+        if extra:
+            deploy_times = sorted(set(deploy_times) | {lo + k * day + 11 * 3600 * US_PER_S
+                                                       for k in range(21)})
+            candidates = [t for t in deploy_times if lo <= t <= hi]
+        for attempt in range(3000):
+            # sparse deploys: bring the starts closer together rather than fail
+            gap = (1.2, 2.2) if attempt < 2000 else (0.6, 1.4)
+            order = [str(k) for k in rng.permutation(np.array(INCIDENT_KINDS))]
+            starts: dict[str, tuple[int, int | None]] = {}
+            used: set[int] = set()
+            t = lo + int(rng.uniform(0, 1) * day)
+            for kind in order:
+                if kind == "tool_slowdown":
+                    start, di = t, None
+                else:
+                    di = next((x for x in candidates if x >= t and x not in used), None)
+                    if di is None:
+                        break
+                    used.add(di)
+                    start = di
+                if start > hi:
+                    break
+                starts[kind] = (start, di)
+                t = start + int(rng.uniform(*gap) * day)
+            if len(starts) < len(INCIDENT_KINDS):
+                continue
+            plan: dict[str, tuple[int, int, int | None, int | None]] = {}
+            for kind, (start, di) in starts.items():
+                lo_d, hi_d = duration_days[kind]
+                target = start + int(rng.uniform(lo_d, hi_d) * day)
+                fix = None
+                if di is not None:  # a fix ships in a later deploy that starts nothing else
+                    fix = next((x for x in deploy_times if x >= target and x not in used), None)
+                plan[kind] = (start, fix if fix is not None else target, di, fix)
+            ok = True
+            hotfixes = []
+            for pair in conflicts:  # the earlier of two conflicting incidents is fixed in time
+                a, b = sorted(pair, key=lambda k: plan[k][0])
+                (sa, ea, da, _), sb = plan[a], plan[b][0]
+                if ea <= sb:
+                    continue
+                early = [x for x in deploy_times if sa + 2 * day <= x <= sb - day and x not in used]
+                if not early:  # no deploy in between: ship a hotfix the day before b starts
+                    hot = sb - day
+                    if hot < sa + 2 * day:
+                        ok = False
+                        break
+                    hotfixes.append(hot)
+                    early = [hot]
+                plan[a] = (sa, early[-1], da, early[-1])
+            if ok:
+                best = plan
+                break
+        if best is not None:
+            break
+    if best is None:
+        raise RuntimeError(f"could not place the incidents of cycle {cycle}")
+    hotfixes = sorted({x for p in best.values() for x in (p[2], p[3])
+                       if x is not None and x not in regular} | set(hotfixes))
+
+    roles: dict[int, list[tuple[str, int]]] = {}
+    incidents: list[Incident] = []
+    for kind in INCIDENT_KINDS:
+        start, end, di, fix = best[kind]
+        if kind == "prompt_truncation":
+            dim, value = "task_type", str(rng.choice(["qa", "support"]))
+        elif kind == "guardrail_overfire":
+            dim, value = "task_type", str(rng.choice(["support", "billing"]))
+        elif kind == "route_downgrade":
+            dim, value = "route_name", "standard"
+        elif kind == "tool_slowdown":
+            dim, value = "tool_name", str(rng.choice(["billing_lookup", "account_lookup"]))
+        else:
+            dim, value = "all", ""
+        inc = Incident(kind, cycle, start, end, dim, value, None)
+        incidents.append(inc)
+        if di is not None:
+            roles.setdefault(di, []).append(("start", len(incidents) - 1))
+        if fix is not None:
+            roles.setdefault(fix, []).append(("fix", len(incidents) - 1))
+    return incidents, roles, hotfixes
+
+
+def _incident_change(kind: str, inc: Incident) -> str | None:
+    """The version dimension an incident's deploy changes (None: only the release)."""
+    return {
+        "reranker_degradation": "retriever_version",
+        "prompt_truncation": f"prompt_version:{inc.value}",
+        "route_downgrade": "route_policy_version",
+        "guardrail_overfire": "validator_version:policy",
+        "cost_creep": "retriever_version",
+    }.get(kind)
+
+
+def _truth_entries(inc: Incident) -> list[TruthEntry]:
+    seg = inc.segment
+    if inc.kind == "reranker_degradation":
+        return [TruthEntry(inc.name, seg, {"retrieval_hit_rate": "down", "thumbs_down_rate": "up"})]
+    if inc.kind == "prompt_truncation":
+        return [TruthEntry(inc.name, seg, {"context_truncation_rate": "up",
+                                           "retrieval_hit_rate": "down"})]
+    if inc.kind == "route_downgrade":
+        base = ROUTES[inc.value]
+        return [
+            TruthEntry(inc.name, seg, {"required_tool_missing_rate": "up", "tool_call_rate": "down",
+                                       "cost_per_request_usd": "down"}),
+            TruthEntry(f"{inc.name}.model_share", f"model_name={base}", {"model_share": "down"}),
+        ]
+    if inc.kind == "guardrail_overfire":
+        return [TruthEntry(inc.name, seg, {"guardrail_block_rate": "up",
+                                           "task_success_rate": "down"})]
+    if inc.kind == "tool_slowdown":
+        return [
+            TruthEntry(inc.name, seg, {"tool_timeout_rate": "up", "tool_error_rate": "up"}),
+            TruthEntry(f"{inc.name}.latency", "span_type=tool_call", {"latency_p95_ms": "up"}),
+        ]
+    if inc.kind == "cost_creep":
+        return [TruthEntry(inc.name, seg, {"cost_per_request_usd": "up"})]
+    return [TruthEntry(inc.name, seg, {"citation_mismatch_rate": "up"})]
+
+
+def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) -> World:
+    """The world for a lake with this seed and epoch, covering at least up to ``until``.
+
+    Tenants, deploys, version changes and incident times depend only on ``seed`` and ``epoch``
+    (cycle by cycle), never on ``until``; ``incidents=False`` keeps the same deploys and version
+    labels but switches every incident's effect off.
+    """
+    cycles = max(1, -(-(until - epoch).days // CYCLE_DAYS) + 1)
+    rng = rng_for(seed, "tenants")
+    n_t = len(TENANT_NAMES)
+    tier = np.concatenate([np.zeros(6, np.int64), np.ones(12, np.int64), np.full(n_t - 18, 2)])
+    tier = rng.permutation(tier)
+    weight = 1.0 / np.arange(1, n_t + 1) ** 0.8
+    weight = rng.permutation(weight)
+    weight = weight / weight.sum()
+    users = np.where(tier == 0, 3000, np.where(tier == 1, 800, 150))
+    tenant_ids = tuple(f"tn-{name}" for name in TENANT_NAMES)
+
+    deploy_times = _deploy_times(seed, epoch, cycles)
+    timelines = {k: Timeline([-(2**62)], [v]) for k, v in BASE_VERSIONS.items()}
+    timelines["release_sha"] = Timeline()
+    timelines["app_version"] = Timeline()
+
+    all_incidents: list[Incident] = []
+    roles: dict[int, list[tuple[str, int]]] = {}
+    hotfixes: set[int] = set()
+    for c in range(cycles):
+        incs, r, hot = _schedule_cycle(rng_for(seed, "incidents", c), c, epoch, deploy_times)
+        offset = len(all_incidents)
+        all_incidents.extend(incs)
+        hotfixes.update(hot)
+        for di, lst in r.items():
+            roles.setdefault(di, []).extend((role, i + offset) for role, i in lst)
+    deploy_times = sorted(set(deploy_times) | hotfixes)
+
+    rng = rng_for(seed, "versions")
+    deploys: list[Deploy] = []
+    minor, patch = 12, 0
+    for t in deploy_times:
+        patch += 1
+        if rng.random() < 0.2:
+            minor, patch = minor + 1, 0
+        dep = Deploy(t, _sha(rng), f"3.{minor}.{patch}")
+        involved = roles.get(t, [])
+        for role, ii in involved:
+            inc = all_incidents[ii]
+            dim = _incident_change(inc.kind, inc)
+            if dim is not None:
+                dep.changes[dim] = _bump(timelines[dim].current())
+            if role == "start":
+                if dim is not None:
+                    inc.cause = f"{dim.split(':')[0]}={dep.changes[dim]}"
+                else:
+                    inc.cause = f"release_sha={dep.release_sha}"
+            if dim == "retriever_version":
+                dep.changes["index_version"] = _bump(timelines["index_version"].current())
+                if role == "start" and inc.kind == "reranker_degradation":
+                    dep.changes["embedding_version"] = _bump_embedding(
+                        timelines["embedding_version"].current())
+        if not involved and rng.random() < 0.75:  # a no-effect deploy often changes something
+            busy = {_incident_change(i.kind, i) for i in all_incidents
+                    if i.start_us <= t < i.end_us}
+            for dim in rng.choice(_HARMLESS_DIMS, size=int(rng.integers(1, 3)), replace=False):
+                if str(dim) not in busy:
+                    dep.changes[str(dim)] = _bump(timelines[str(dim)].current())
+        timelines["release_sha"].set(t, dep.release_sha)
+        timelines["app_version"].set(t, dep.app_version)
+        for dim, value in dep.changes.items():
+            timelines[dim].set(t, value)
+        deploys.append(dep)
+    for inc in all_incidents:
+        inc.entries = _truth_entries(inc)
+    return World(
+        seed=seed,
+        epoch=epoch,
+        incidents_enabled=incidents,
+        tenant_ids=tenant_ids,
+        tenant_tier=tier,
+        tenant_weight=weight,
+        tenant_users=users,
+        deploys=deploys,
+        timelines=timelines,
+        incidents=all_incidents,
+    )
+
+
+def _bump_embedding(value: str) -> str:
+    # emb-2025.11 -> emb-2026.01 style: a new embedding model generation
+    year, month = value.removeprefix("emb-").split(".")
+    m = int(month) + 2
+    y = int(year) + (m - 1) // 12
+    return f"emb-{y}.{(m - 1) % 12 + 1:02d}"
+
+
+def truth_records(world: World, until_us: int) -> list[dict[str, object]]:
+    """The truth file's rows: every incident entry that started before ``until_us``.
+
+    ``end_time`` is null when the incident is still active at ``until_us`` (the lake's end).
+    """
+    rows: list[dict[str, object]] = []
+    for inc in sorted(world.active_incidents(), key=lambda i: i.start_us):
+        if inc.start_us >= until_us:
+            continue
+        for e in inc.entries:
+            rows.append(
+                {
+                    "name": e.name,
+                    "kind": inc.kind,
+                    "start_time": us_to_iso(inc.start_us),
+                    "end_time": us_to_iso(inc.end_us) if inc.end_us < until_us else None,
+                    "segment": e.segment,
+                    "cause": inc.cause,
+                    "metrics": list(e.direction),
+                    "direction": dict(e.direction),
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds shared with dbt
+# --------------------------------------------------------------------------------------------
+
+MODEL_PRICES_COLUMNS: Final = ("model_name", "model_provider", "effective_from",
+                               "input_usd_per_1m", "output_usd_per_1m", "cached_input_usd_per_1m")
+TOOL_REQUIREMENTS_COLUMNS: Final = ("task_type", "intent", "tool_name", "description")
+
+
+def model_prices_csv() -> str:
+    """``seeds/model_prices.csv`` as text, rendered from :data:`MODEL_PRICES`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(MODEL_PRICES_COLUMNS)
+    for p in MODEL_PRICES:
+        w.writerow([p.model_name, p.model_provider, p.effective_from.isoformat(),
+                    f"{p.input_usd_per_1m:g}", f"{p.output_usd_per_1m:g}",
+                    f"{p.cached_input_usd_per_1m:g}"])
+    return buf.getvalue()
+
+
+def tool_requirements_csv() -> str:
+    """``seeds/tool_requirements.csv`` as text, rendered from :data:`TOOL_REQUIREMENTS`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(TOOL_REQUIREMENTS_COLUMNS)
+    for r in TOOL_REQUIREMENTS:
+        w.writerow([r.task_type, r.intent, r.tool_name, r.description])
+    return buf.getvalue()
+
+
+def price_arrays(model_idx: np.ndarray, t_us: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(input, output, cached input) USD per token for each (model index, time)."""
+    inp = np.zeros(len(model_idx))
+    out = np.zeros(len(model_idx))
+    cached = np.zeros(len(model_idx))
+    for p in sorted(MODEL_PRICES, key=lambda p: p.effective_from):
+        m = (model_idx == MODEL_NAMES.index(p.model_name)) & (t_us >= to_us(p.effective_from))
+        inp[m] = p.input_usd_per_1m / 1e6
+        out[m] = p.output_usd_per_1m / 1e6
+        cached[m] = p.cached_input_usd_per_1m / 1e6
+    return inp, out, cached
