@@ -1,0 +1,322 @@
+{#-
+    The body of `metric_daily` / `metric_hourly`: the contract's metric series in long format.
+
+    Two grouped passes, not one scan per metric and segment:
+      1. trace-level metrics from fct_requests, GROUPING SETS over (period), (period, route_name),
+         (period, model_name), (period, task_type): every metric for `all` and each segment;
+      2. span-level series from fct_spans, GROUPING SETS over (period, span_type) and
+         (period, tool_name of tool_call spans): latency_p95_ms per stage, and the tool metrics
+         (tool_error_rate, tool_timeout_rate, latency_p95_ms) per tool.
+    Then one cross join with the metric list turns the per-segment columns into rows. A row
+    whose denominator is 0 is left out (the metric is undefined there).
+
+    A trace and all its spans belong to the period of the root's event_time.
+
+    Incremental (delete+insert on period_start): rebuild the periods of every trace whose
+    lineage (last span / feedback / annotation ingest) is newer than this model's watermark on
+    that source minus `lookback_days`, plus any period whose trace count differs from what is
+    stored (a trace whose root landed late and moved period). Each rebuilt period is computed
+    from all of its traces, so it equals a full refresh.
+-#}
+
+{% macro metric_trace_segments() %}
+    {{ return(['route_name', 'model_name', 'task_type']) }}
+{% endmacro %}
+
+
+{% macro metric_definitions() %}
+    {#- [metric, value expression, n expression] over the per-segment statistics. -#}
+    {{ return([
+        ['request_count', 'traces', 'traces'],
+        ['error_rate', 'errors / traces', 'traces'],
+        ['latency_p95_ms', 'latency_p95', 'latency_n'],
+        ['latency_p50_ms', 'latency_p50', 'latency_n'],
+        ['cost_per_request_usd', 'cost_usd / traces', 'traces'],
+        ['cost_usd_total', 'cost_usd', 'traces'],
+        ['task_success_rate', 'successes / traces', 'traces'],
+        ['cost_per_successful_task_usd', 'cost_usd / successes', 'successes'],
+        ['thumbs_down_rate', 'thumbs_down / traces', 'traces'],
+        ['thumbs_up_rate', 'thumbs_up / traces', 'traces'],
+        ['escalation_rate', 'escalations / traces', 'traces'],
+        ['regenerate_rate', 'regenerates / traces', 'traces'],
+        ['tool_call_rate', 'tool_traces / traces', 'traces'],
+        ['required_tool_missing_rate', 'missing_tool_traces / needs_tool_traces', 'needs_tool_traces'],
+        ['tool_error_rate', 'tool_errors / tool_calls', 'tool_calls'],
+        ['tool_timeout_rate', 'tool_timeouts / tool_calls', 'tool_calls'],
+        ['retrieval_hit_rate', 'retrieval_hits / retrieval_judged', 'retrieval_judged'],
+        ['retrieval_zero_result_rate', 'zero_result_spans / retrieval_spans', 'retrieval_spans'],
+        ['retrieval_score_mean', 'retrieval_score_sum / retrieval_scores', 'retrieval_scores'],
+        ['context_truncation_rate', 'truncated / traces', 'traces'],
+        ['citation_mismatch_rate', 'citation_mismatches / citation_checked', 'citation_checked'],
+        ['guardrail_block_rate', 'blocked / traces', 'traces'],
+        ['format_parse_failure_rate', 'format_failures / traces', 'traces'],
+        ['model_share', 'traces / period_traces', 'period_traces'],
+    ]) }}
+{% endmacro %}
+
+
+{% macro count_if_true(expression) -%}
+    cast(sum(case when {{ expression }} then 1 else 0 end) as bigint)
+{%- endmacro %}
+
+
+{% macro metric_series(grain) %}
+{%- set segments = metric_trace_segments() -%}
+{%- set stats = [
+    'traces', 'errors', 'latency_p95', 'latency_p50', 'latency_n', 'cost_usd', 'successes',
+    'thumbs_down', 'thumbs_up', 'escalations', 'regenerates', 'tool_traces', 'needs_tool_traces',
+    'missing_tool_traces', 'tool_calls', 'tool_errors', 'tool_timeouts', 'retrieval_judged',
+    'retrieval_hits', 'retrieval_spans', 'zero_result_spans', 'retrieval_score_sum',
+    'retrieval_scores', 'truncated', 'citation_checked', 'citation_mismatches', 'blocked',
+    'format_failures', 'period_traces',
+] -%}
+with
+
+requests as (
+    select * from {{ ref('fct_requests') }}
+),
+
+spans as (
+    select * from {{ ref('fct_spans') }}
+),
+
+requests_with_period as (
+    select
+        {{ truncate_to(grain, 'event_time') }} as period_start,
+        requests.*
+    from requests
+),
+
+{% if is_incremental() %}
+stored_counts as (
+    select
+        period_start,
+        n as trace_count
+    from {{ this }}
+    where metric = 'request_count' and segment_key = 'all'
+),
+
+current_counts as (
+    select
+        period_start,
+        count(*) as trace_count
+    from requests_with_period
+    group by period_start
+),
+
+periods_to_build as (
+    select period_start
+    from requests_with_period
+    where {{ newer_than_watermark('last_span_ingest_at') }}
+        or {{ newer_than_watermark('last_feedback_ingest_at') }}
+        or {{ newer_than_watermark('last_annotation_ingest_at') }}
+    union
+    select coalesce(current_counts.period_start, stored_counts.period_start) as period_start
+    from current_counts
+    full outer join stored_counts
+        on current_counts.period_start = stored_counts.period_start
+    where current_counts.trace_count is null
+        or stored_counts.trace_count is null
+        or current_counts.trace_count <> stored_counts.trace_count
+),
+
+{% endif %}
+traces as (
+    select * from requests_with_period
+    {%- if is_incremental() %}
+    where period_start in (select period_start from periods_to_build)
+    {%- endif %}
+),
+
+period_lineage as (
+    select
+        period_start,
+        max(last_ingest_at) as last_ingest_at,
+        max(last_span_ingest_at) as last_span_ingest_at,
+        max(last_feedback_ingest_at) as last_feedback_ingest_at,
+        max(last_annotation_ingest_at) as last_annotation_ingest_at
+    from traces
+    group by period_start
+),
+
+trace_grouped as (
+    select
+        period_start,
+        case
+            {%- for segment in segments %}
+            when grouping({{ segment }}) = 0 then '{{ segment }}=' || coalesce({{ segment }}, 'unknown')
+            {%- endfor %}
+            else 'all'
+        end as segment_key,
+        count(*) as traces,
+        {{ count_if_true('is_error') }} as errors,
+        {{ percentile('duration_ms', 0.95) }} as latency_p95,
+        {{ percentile('duration_ms', 0.5) }} as latency_p50,
+        count(duration_ms) as latency_n,
+        {{ exact_sum('cost_usd') }} as cost_usd,
+        {{ count_if_true('is_successful_task') }} as successes,
+        {{ count_if_true('has_thumbs_down') }} as thumbs_down,
+        {{ count_if_true('has_thumbs_up') }} as thumbs_up,
+        {{ count_if_true('has_escalation') }} as escalations,
+        {{ count_if_true('has_regenerate') }} as regenerates,
+        {{ count_if_true('has_tool_call') }} as tool_traces,
+        {{ count_if_true('needs_tool') }} as needs_tool_traces,
+        {{ count_if_true('is_required_tool_missing') }} as missing_tool_traces,
+        cast(sum(tool_call_count) as bigint) as tool_calls,
+        cast(sum(tool_error_count) as bigint) as tool_errors,
+        cast(sum(tool_timeout_count) as bigint) as tool_timeouts,
+        {{ count_if_true('is_retrieval_judged') }} as retrieval_judged,
+        {{ count_if_true('is_retrieval_hit') }} as retrieval_hits,
+        cast(sum(retrieval_span_count) as bigint) as retrieval_spans,
+        cast(sum(retrieval_zero_result_span_count) as bigint) as zero_result_spans,
+        {{ exact_sum('retrieval_score_sum', 9) }} as retrieval_score_sum,
+        cast(sum(retrieval_score_count) as bigint) as retrieval_scores,
+        {{ count_if_true('is_context_truncated') }} as truncated,
+        {{ count_if_true('has_citation_check') }} as citation_checked,
+        {{ count_if_true('is_citation_mismatch') }} as citation_mismatches,
+        {{ count_if_true('is_guardrail_blocked') }} as blocked,
+        {{ count_if_true('has_format_failure') }} as format_failures
+    from traces
+    group by grouping sets (
+        (period_start),
+        {%- for segment in segments %}
+        (period_start, {{ segment }}){{ "," if not loop.last }}
+        {%- endfor %}
+    )
+),
+
+trace_stats as (
+    select
+        trace_grouped.*,
+        case
+            when segment_key like 'model_name=%'
+                then max(case when segment_key = 'all' then traces end) over (partition by period_start)
+        end as period_traces
+    from trace_grouped
+),
+
+span_rows as (
+    select
+        {{ truncate_to(grain, 'trace_started_at') }} as period_start,
+        span_type,
+        case when span_type = 'tool_call' then coalesce(tool_name, 'unknown') end as tool_key,
+        duration_ms,
+        status
+    from spans
+    {%- if is_incremental() %}
+    where {{ truncate_to(grain, 'trace_started_at') }} in (select period_start from periods_to_build)
+    {%- endif %}
+),
+
+span_grouped as (
+    select
+        period_start,
+        grouping(span_type) as is_tool_segment,
+        span_type,
+        tool_key,
+        {{ percentile('duration_ms', 0.95) }} as latency_p95,
+        {{ percentile('duration_ms', 0.5) }} as latency_p50,
+        count(duration_ms) as latency_n,
+        count(*) as span_count,
+        {{ count_if_true("status <> 'ok'") }} as not_ok_count,
+        {{ count_if_true("status = 'timeout'") }} as timeout_count
+    from span_rows
+    group by grouping sets ((period_start, span_type), (period_start, tool_key))
+),
+
+span_stats as (
+    select
+        period_start,
+        case
+            when is_tool_segment = 1 then 'tool_name=' || tool_key
+            else 'span_type=' || span_type
+        end as segment_key,
+        latency_p95,
+        latency_p50,
+        latency_n,
+        case when is_tool_segment = 1 then span_count end as tool_calls,
+        case when is_tool_segment = 1 then not_ok_count end as tool_errors,
+        case when is_tool_segment = 1 then timeout_count end as tool_timeouts
+    from span_grouped
+    where is_tool_segment = 0 or tool_key is not null
+),
+
+segment_stats as (
+    select
+        period_start,
+        segment_key,
+        {%- for stat in stats %}
+        {{ stat }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from trace_stats
+    union all
+    select
+        period_start,
+        segment_key,
+        {%- for stat in stats %}
+        {%- if stat in ('latency_p95', 'latency_p50', 'latency_n', 'tool_calls', 'tool_errors', 'tool_timeouts') %}
+        {{ stat }}{{ "," if not loop.last }}
+        {%- else %}
+        null as {{ stat }}{{ "," if not loop.last }}
+        {%- endif %}
+        {%- endfor %}
+    from span_stats
+),
+
+metric_names as (
+    {%- for definition in metric_definitions() %}
+    select '{{ definition[0] }}' as metric{{ " union all" if not loop.last }}
+    {%- endfor %}
+),
+
+long_format as (
+    select
+        metric_names.metric,
+        segment_stats.period_start,
+        segment_stats.segment_key,
+        case metric_names.metric
+            {%- for metric, value, n in metric_definitions() %}
+            when '{{ metric }}' then cast({{ value.replace('/', '* 1.0 /') }} as double)
+            {%- endfor %}
+        end as value,
+        case metric_names.metric
+            {%- for metric, value, n in metric_definitions() %}
+            when '{{ metric }}' then cast({{ n }} as bigint)
+            {%- endfor %}
+        end as n
+    from segment_stats
+    cross join metric_names
+),
+
+final as (
+    select
+        long_format.metric,
+        '{{ grain }}' as grain,
+        long_format.period_start,
+        long_format.segment_key,
+        long_format.value,
+        long_format.n,
+        period_lineage.last_ingest_at,
+        period_lineage.last_span_ingest_at,
+        period_lineage.last_feedback_ingest_at,
+        period_lineage.last_annotation_ingest_at
+    from long_format
+    inner join period_lineage
+        on long_format.period_start = period_lineage.period_start
+    where long_format.n > 0
+)
+
+select * from final
+{% endmacro %}
+
+
+{% macro delete_vanished_periods(grain) %}
+    {#-
+        Post-hook: a period none of whose traces is still there (its only trace moved to another
+        period when its root landed late) is deleted; delete+insert alone would keep it.
+    -#}
+    delete from {{ this }}
+    where period_start not in (
+        select distinct {{ truncate_to(grain, 'event_time') }} from {{ ref('fct_requests') }}
+    )
+{% endmacro %}
