@@ -113,6 +113,16 @@ def step_build(lake: Path, warehouse: Path, full_refresh: bool, progress: bool) 
     return f"dbt build ({mode}): {counts}"
 
 
+def step_detect(warehouse: Path, run_id: str, alert_lines: list[str]) -> str:
+    """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`."""
+    from tracehouse.detect.alerts import alert_lines as format_alerts
+    from tracehouse.detect.job import run_detection
+
+    detection = run_detection(warehouse, run_id)
+    alert_lines.extend(format_alerts(detection.alerts))
+    return detection.summary()
+
+
 def step_publish(warehouse: Path, run_id: str, result: RunResult) -> str:
     """Publish every mart together; see :mod:`tracehouse.publish`."""
     result.published = publish(warehouse, run_id)
@@ -138,6 +148,11 @@ def run(
         _step(result, echo, "land", lambda: step_land(lake))
         _step(result, echo, "build",
               lambda: step_build(lake, warehouse, full_refresh, progress))
+        alerts: list[str] = []
+        _step(result, echo, "detect", lambda: step_detect(warehouse, result.run_id, alerts))
         _step(result, echo, "publish", lambda: step_publish(warehouse, result.run_id, result))
     echo(f"{'run':<10} {result.seconds:6.1f}s  run {result.run_id} published")
+    echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")
+    for line in alerts:
+        echo(f"  {line}")
     return result

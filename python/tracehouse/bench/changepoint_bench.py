@@ -275,12 +275,12 @@ def corpus(seed: int, count: int) -> Iterator[Series]:
     yield from handmade(rng)
 
 
-def main() -> None:
-    """Print the benchmark tables."""
+def main(argv: list[str] | None = None) -> int:
+    """Print the benchmark tables; `argv` as on the command line (None: sys.argv)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=400, help="number of synthetic series")
     parser.add_argument("--seed", type=int, default=20260101, help="seed of the generator")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     series = list(corpus(args.seed, args.series))
     synthetic_part = [s for s in series if s.kind != "handmade"]
     print(table(f"All synthetic series (n={len(synthetic_part)})", run(synthetic_part)))
@@ -303,7 +303,8 @@ def main() -> None:
     print()
     print("F1@k: a detection within k points of a true change; FA: share of change-free series")
     print("with any detection; ms: mean runtime per series.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""`tracehouse detect` and `tracehouse evaluate-detection`: change points, alerts, their score."""
+
+# Libraries are imported inside command bodies so that `tracehouse --help` stays fast.
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tracehouse.commands.run import WarehouseOption
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document instead of tables.")
+]
+
+
+def _fmt(x: float | None, pattern: str = "{:.3f}") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return pattern.format(x)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `detect` and `evaluate-detection` to ``app``."""
+
+    @app.command("detect")
+    def detect_command(
+        warehouse: WarehouseOption,
+        publish: Annotated[
+            bool,
+            typer.Option(help="Publish all marts (with the new change_points and alerts) "
+                         "after detecting, as `tracehouse run` does."),
+        ] = True,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Detect changes in every metric x segment series of the warehouse; raise alerts.
+
+        Writes marts.change_points and marts.alerts into the warehouse and (by default)
+        publishes them as <warehouse>/marts/change_points.parquet and alerts.parquet.
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        from tracehouse.detect.alerts import alert_lines
+        from tracehouse.detect.job import run_detection
+        from tracehouse.pipeline import new_run_id
+        from tracehouse.publish import publish as publish_marts
+
+        run_id = new_run_id()
+        try:
+            result = run_detection(warehouse, run_id)
+        except FileNotFoundError as exc:
+            typer.secho(str(exc), err=True, fg="red")
+            raise typer.Exit(1) from None
+        if publish and not result.skipped_reason:
+            publish_marts(warehouse, run_id)
+        if as_json:
+            doc = {
+                "run_id": run_id,
+                "summary": result.summary(),
+                "series_total": result.series_total,
+                "series_judged": result.series_checked,
+                "seconds": result.seconds,
+                "change_points": result.change_points.to_pylist(),
+                "alerts": result.alerts.to_pylist(),
+            }
+            typer.echo(json.dumps(doc, default=str, indent=2))
+            return
+        console = Console()
+        table = Table(title=f"change points ({result.summary()}, {result.seconds:.2f}s)")
+        for col in ("change_at", "metric", "segment_key", "before", "after", "change", "score",
+                    "suspected causes"):
+            table.add_column(col, justify="right" if col in ("before", "after", "change",
+                                                            "score") else "left")
+        for r in result.change_points.to_pylist():
+            table.add_row(
+                r["change_at"].strftime("%Y-%m-%d %H:%M"), r["metric"], r["segment_key"],
+                f"{r['value_before']:.4g}", f"{r['value_after']:.4g}",
+                _fmt(r["relative_change"], "{:+.0%}"), f"{r['score']:.1f}",
+                "\n".join(r["suspected_causes"]) or "-",
+            )
+        console.print(table)
+        lines = alert_lines(result.alerts)
+        console.print(f"alerts ({result.alerts.num_rows}):" if lines else "alerts: none")
+        for line in lines:
+            console.print(f"  {line}", markup=False, highlight=False)
+
+    @app.command("evaluate-detection")
+    def evaluate_command(
+        warehouse: WarehouseOption,
+        truth: Annotated[
+            Path | None,
+            typer.Option(help="The generator's truth file (`tracehouse generate --truth`). "
+                         "Omit it for a --no-incidents control lake: every change point is "
+                         "then false.", exists=True, dir_okay=False),
+        ] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Score the published change points against the injected incidents.
+
+        Recall (incidents found within 1 day), precision (change points that belong to some
+        incident), attribution (incidents whose change points name their cause), median delay,
+        and false change points per series per month. Definitions: docs/detection.md.
+        """
+        from rich.console import Console
+        from rich.table import Table
+
+        from tracehouse.detect.evaluate import evaluate_warehouse
+
+        try:
+            result = evaluate_warehouse(warehouse, truth)
+        except FileNotFoundError as exc:
+            typer.secho(str(exc), err=True, fg="red")
+            raise typer.Exit(1) from None
+        if as_json:
+            typer.echo(json.dumps(result.as_dict(), default=str, indent=2))
+            return
+        console = Console()
+        if result.incidents:
+            table = Table(title=f"incidents ({len(result.incidents)})")
+            for col in ("start", "incident", "segment", "found", "delay h", "cause",
+                        "attributed", "change points"):
+                table.add_column(col)
+            for i in result.incidents:
+                table.add_row(
+                    i.start.strftime("%Y-%m-%d %H:%M"), i.name, i.segment,
+                    "yes" if i.found else "NO", _fmt(i.delay_hours, "{:+.0f}"),
+                    i.cause or "-",
+                    "-" if i.attributed is None else ("yes" if i.attributed else "NO"),
+                    str(i.change_points),
+                )
+            console.print(table)
+        console.print(
+            f"recall {_fmt(result.recall)}  precision {_fmt(result.precision)}  "
+            f"attribution {_fmt(result.attribution)}  median delay "
+            f"{_fmt(result.median_delay_hours, '{:+.1f}')} h",
+            highlight=False,
+        )
+        console.print(
+            f"{result.change_points} change points, {result.false_points} false, over "
+            f"{result.series_judged} series x {result.days:.0f} days: "
+            f"{_fmt(result.false_per_series_month, '{:.4f}')} false per series per month",
+            highlight=False,
+        )

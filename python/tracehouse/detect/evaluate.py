@@ -1,0 +1,297 @@
+"""Score published change points against a generator truth file (pure functions over rows).
+
+Definitions (docs/detection.md):
+
+* An **incident** is the truth rows sharing a name up to the first `.` (`route_downgrade-1`
+  and `route_downgrade-1.model_share` are one incident with two entries); each entry lists a
+  segment and the metrics it moves with their direction.
+* A change point **finds** an incident when its metric is listed by an entry with the same
+  direction, its segment overlaps that entry's segment (see `segments.overlaps`), and its
+  period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`.
+  **Recall** = incidents found / incidents.
+* A change point **belongs** to an incident when its metric is listed by any of the incident's
+  entries (either direction: recoveries belong too), its segment overlaps one of the
+  incident's segments, and its period meets `[start - 1 day, end + 1 day]` (end = the lake's end
+  while the incident is still open). **Precision** = change points that belong to some incident
+  / change points.
+* **Attribution** = found incidents with a cause, one of whose belonging change points names
+  the cause (`dim=value`) among its suspected causes / found incidents with a cause.
+* **Delay** of a found incident: `change_at - start` of its earliest finding change point, in
+  hours (a daily job reports the change once that period is complete, one day later at most).
+* **False points per series per month**: change points that belong to no incident / series
+  judged / (days / 30). On a `--no-incidents` control lake every change point is false.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tracehouse.detect.attribution import cause_name
+from tracehouse.detect.segments import overlaps
+
+DAY = timedelta(days=1)
+PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+
+
+@dataclass
+class Incident:
+    """An injected incident: its window, cause, and the (segment, {metric: direction}) it moves."""
+
+    name: str
+    start: datetime
+    end: datetime | None
+    cause: str | None
+    entries: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> set[str]:
+        """Every metric any entry lists."""
+        return {m for _, d in self.entries for m in d}
+
+    @property
+    def segments(self) -> list[str]:
+        """Every entry's segment."""
+        return [s for s, _ in self.entries]
+
+
+def _ts(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def incidents_from_truth(rows: Sequence[dict[str, Any]]) -> list[Incident]:
+    """Return the incidents of truth-file rows, grouped by name up to the first `.`."""
+    out: dict[str, Incident] = {}
+    for r in rows:
+        name = str(r["name"]).split(".", 1)[0]
+        direction = dict(r.get("direction") or {})
+        for m in r.get("metrics") or []:
+            direction.setdefault(m, "up")
+        inc = out.get(name)
+        if inc is None:
+            start = _ts(r["start_time"])
+            assert start is not None
+            inc = out[name] = Incident(name, start, _ts(r.get("end_time")), r.get("cause"))
+        inc.entries.append((str(r.get("segment") or "all"), direction))
+    return sorted(out.values(), key=lambda i: (i.start, i.name))
+
+
+def load_truth(path: Path | str) -> list[Incident]:
+    """Return the incidents of a generator truth file (a JSON list of rows)."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        data = data.get("incidents", [])
+    return incidents_from_truth(data)
+
+
+def _at(cp: dict[str, Any]) -> datetime:
+    at = _ts(cp["change_at"])
+    if at is None:
+        raise ValueError("a change point without change_at")
+    return at
+
+
+def _meets(cp: dict[str, Any], lo: datetime, hi: datetime) -> bool:
+    at = _at(cp)
+    return at + PERIOD.get(cp.get("grain") or "day", DAY) > lo and at <= hi
+
+
+def finds(cp: dict[str, Any], inc: Incident) -> bool:
+    """Return True if the change point finds the incident's onset (see module doc)."""
+    if not _meets(cp, inc.start - DAY, inc.start + DAY):
+        return False
+    return any(
+        d.get(cp["metric"]) == cp["direction"] and overlaps(cp["segment_key"], seg)
+        for seg, d in inc.entries
+    )
+
+
+def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
+    """Return True if the change point belongs to the incident (see module doc)."""
+    end = inc.end or lake_end
+    if not _meets(cp, inc.start - DAY, end + DAY):
+        return False
+    if cp["metric"] not in inc.metrics:
+        return False
+    return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)
+
+
+@dataclass
+class IncidentScore:
+    """How one incident was detected."""
+
+    name: str
+    segment: str
+    start: datetime
+    cause: str | None
+    found: bool
+    delay_hours: float | None
+    attributed: bool | None  # None: no cause to attribute
+    change_points: int
+
+
+@dataclass
+class DetectionScore:
+    """The evaluation figures of one warehouse against one truth file."""
+
+    incidents: list[IncidentScore]
+    change_points: int
+    belonging: int
+    series_judged: int
+    days: float
+
+    @property
+    def recall(self) -> float:
+        """Share of incidents found within 1 day of their start (NaN without incidents)."""
+        if not self.incidents:
+            return math.nan
+        return sum(i.found for i in self.incidents) / len(self.incidents)
+
+    @property
+    def precision(self) -> float:
+        """Share of change points that belong to some incident (1 when there are none)."""
+        return self.belonging / self.change_points if self.change_points else 1.0
+
+    @property
+    def attribution(self) -> float:
+        """Share of found incidents with a cause whose change points name it (NaN if none)."""
+        judged = [i for i in self.incidents if i.found and i.attributed is not None]
+        if not judged:
+            return math.nan
+        return sum(bool(i.attributed) for i in judged) / len(judged)
+
+    @property
+    def median_delay_hours(self) -> float:
+        """Median `change_at - start` of found incidents, in hours (NaN if none found)."""
+        delays = [i.delay_hours for i in self.incidents if i.delay_hours is not None]
+        return statistics.median(delays) if delays else math.nan
+
+    @property
+    def false_points(self) -> int:
+        """Change points that belong to no incident."""
+        return self.change_points - self.belonging
+
+    @property
+    def false_per_series_month(self) -> float:
+        """False change points per judged series per 30 days."""
+        if not self.series_judged or self.days <= 0:
+            return math.nan
+        return self.false_points / self.series_judged / (self.days / 30.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the headline figures and the per-incident rows, JSON-ready."""
+        return {
+            "incidents": len(self.incidents),
+            "recall": self.recall,
+            "precision": self.precision,
+            "attribution": self.attribution,
+            "median_delay_hours": self.median_delay_hours,
+            "change_points": self.change_points,
+            "false_points": self.false_points,
+            "series_judged": self.series_judged,
+            "days": self.days,
+            "false_per_series_month": self.false_per_series_month,
+            "per_incident": [
+                {
+                    "name": i.name,
+                    "segment": i.segment,
+                    "start": i.start.isoformat().replace("+00:00", "Z"),
+                    "cause": i.cause,
+                    "found": i.found,
+                    "delay_hours": i.delay_hours,
+                    "attributed": i.attributed,
+                    "change_points": i.change_points,
+                }
+                for i in self.incidents
+            ],
+        }
+
+
+def score(
+    change_points: Sequence[dict[str, Any]],
+    incidents: Sequence[Incident],
+    *,
+    lake_end: datetime,
+    series_judged: int,
+    days: float,
+) -> DetectionScore:
+    """Return the evaluation of `change_points` (contract rows) against `incidents`."""
+    lake_end = _ts(lake_end) or lake_end
+    belonging = 0
+    per: dict[str, list[dict[str, Any]]] = {i.name: [] for i in incidents}
+    for cp in change_points:
+        owners = [i for i in incidents if belongs(cp, i, lake_end)]
+        belonging += bool(owners)
+        for i in owners:
+            per[i.name].append(cp)
+    rows = []
+    for inc in incidents:
+        mine = per[inc.name]
+        hits = [cp for cp in change_points if finds(cp, inc)]
+        delay = None
+        if hits:
+            first = min(_at(cp) for cp in hits)
+            delay = (first - inc.start).total_seconds() / 3600.0
+        attributed = None
+        if inc.cause:
+            attributed = any(
+                cause_name(c) == inc.cause for cp in mine for c in (cp["suspected_causes"] or [])
+            )
+        rows.append(
+            IncidentScore(
+                name=inc.name,
+                segment=" ".join(dict.fromkeys(inc.segments)),
+                start=inc.start,
+                cause=inc.cause,
+                found=bool(hits),
+                delay_hours=delay,
+                attributed=attributed,
+                change_points=len(mine),
+            )
+        )
+    return DetectionScore(
+        incidents=rows,
+        change_points=len(change_points),
+        belonging=belonging,
+        series_judged=series_judged,
+        days=days,
+    )
+
+
+def evaluate_warehouse(
+    warehouse: Path | str, truth: Path | str | None, *, config: Any = None
+) -> DetectionScore:
+    """Return the evaluation of a warehouse's published change points against a truth file.
+
+    Reads `<warehouse>/marts/change_points.parquet` and `metric_daily.parquet`; the series
+    judged are counted with the job's own eligibility rule. `truth=None` (or an empty file)
+    scores a control lake: every change point is false.
+    """
+    import pyarrow.parquet as pq
+
+    from tracehouse.detect.job import DetectConfig, eligible, read_published_panel
+
+    folder = Path(warehouse) / "marts"
+    cp_path = folder / "change_points.parquet"
+    if not cp_path.is_file():
+        raise FileNotFoundError(f"no published change points at {cp_path}: run the pipeline")
+    cps = pq.read_table(cp_path).to_pylist()
+    panel = read_published_panel(warehouse, "day")
+    if panel is None or panel.periods.size == 0:
+        raise FileNotFoundError(f"no published metric_daily at {folder}")
+    cfg = config or DetectConfig()
+    judged = int(eligible(panel, cfg).sum())
+    days = float(panel.periods.size)
+    lake_end = panel.period_at(panel.periods.size - 1) + DAY
+    incidents = load_truth(truth) if truth is not None else []
+    return score(cps, incidents, lake_end=lake_end, series_judged=judged, days=days)

@@ -1,0 +1,444 @@
+"""The detection job: every metric x segment x grain series -> `change_points` and `alerts` marts.
+
+`run_detection(warehouse, run_id)` reads `marts.metric_daily` (and `marts.metric_hourly` when
+asked for the hour grain) and `marts.dim_versions` from the warehouse DuckDB, runs the detector
+(`tracehouse.detect.detect`) on every series that is big and long enough to judge, reports each
+distinct change once (`dedup`), names its suspected causes (`attribution`), derives the alerts
+(`alerts`) and writes both tables into the warehouse's `marts` schema, so that `publish` exports
+them with every other mart. The series are pivoted once into `series x period` matrices; the
+per-series work is the detector itself (a few ms for a daily series).
+
+Per series:
+
+* rates, means and percentiles are detected on their values with the denominator `n` as
+  inverse-variance weights (a change on 8 requests a day weighs 1/1000 of one on 8,000), counts
+  (`request_count`) on the log of the count without weights, so that growth is a trend (which
+  the detector does not cut into steps) and weekly traffic shape a seasonal profile;
+* a seasonal profile of one week (daily) or one day (hourly) is removed first;
+* periods with `n = 0` are missing values, not zeros;
+* series whose median `n` per period is below `min_median_n` (30), or with fewer than two full
+  seasonal periods of data, are skipped as too small to judge;
+* the penalty per change is the detector's `3 log n` plus `2 log S` for the `S` series judged
+  together (a Bonferroni correction: the Gaussian tail `P(z^2 > x) ~ exp(-x / 2)` divided by
+  `S`), so that the false alarms of a run do not grow with the number of segments.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tracehouse.contract.schemas import CHANGE_POINTS_SCHEMA
+from tracehouse.detect.alerts import ALERTS_SCHEMA, evaluate_alerts
+from tracehouse.detect.attribution import Version, suspected_causes, versions_from_rows
+from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
+from tracehouse.detect.changes import Change
+from tracehouse.detect.dedup import deduplicate
+from tracehouse.detect.segments import ALL
+
+MARTS = "marts"
+SERIES_TABLES = {"day": "metric_daily", "hour": "metric_hourly"}
+PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+SEASON = {"day": 7, "hour": 24}
+#: Metrics that are counts (detected on log scale, unweighted) rather than rates or means.
+COUNT_METRICS = frozenset({"request_count"})
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Knobs of the job; the defaults are the documented behaviour."""
+
+    grains: tuple[str, ...] = ("day",)
+    #: Skip a series whose median denominator per period is below this.
+    min_median_n: float = 30.0
+    #: Skip a series with fewer periods holding data than this many seasonal periods.
+    min_seasons: int = 2
+    #: Penalty per change: `log_factor * log(points) + multiplicity * log(series judged)`.
+    log_factor: float = 3.0
+    multiplicity: float = 2.0
+
+
+@dataclass
+class Panel:
+    """All series of one grain as `series x period` matrices (NaN value / 0 n where missing)."""
+
+    grain: str
+    periods: np.ndarray  # int64 microseconds since the epoch, UTC, evenly spaced
+    metrics: np.ndarray  # str per series
+    segments: np.ndarray  # str per series
+    value: np.ndarray  # float64 [S, T]
+    n: np.ndarray  # float64 [S, T]
+
+    def period_at(self, i: int) -> datetime:
+        """Return the start of period `i` as an aware UTC datetime."""
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(self.periods[i]))
+
+    def index_of(self) -> dict[tuple[str, str], int]:
+        """Return `{(metric, segment_key): row}`."""
+        return {(m, s): i for i, (m, s) in enumerate(zip(self.metrics, self.segments, strict=True))}
+
+
+@dataclass
+class DetectionResult:
+    """What one detection run found."""
+
+    run_id: str
+    change_points: pa.Table
+    alerts: pa.Table
+    series_total: int = 0
+    series_checked: int = 0
+    raw_changes: int = 0
+    seconds: float = 0.0
+    skipped_reason: str | None = None
+    checked_by_grain: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: series judged, changes found, alerts raised."""
+        if self.skipped_reason:
+            return f"skipped: {self.skipped_reason}"
+        return (
+            f"{self.series_checked}/{self.series_total} series judged, "
+            f"{self.change_points.num_rows} change points ({self.raw_changes} before dedup), "
+            f"{self.alerts.num_rows} alerts"
+        )
+
+
+# --- series ------------------------------------------------------------------------------
+
+
+def panel_from_table(table: pa.Table, grain: str) -> Panel:
+    """Return the panel of a long `metric_series` table (rows of other grains are ignored)."""
+    if "grain" in table.column_names:
+        mask = pc.equal(table["grain"], grain)
+        table = table.filter(mask)
+    step = int(PERIOD[grain].total_seconds() * 1_000_000)
+    ts = table["period_start"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    t = ts.to_numpy(zero_copy_only=False).astype(np.int64)
+    metrics = np.asarray(table["metric"].to_pylist(), dtype=str)
+    segments = np.asarray(table["segment_key"].to_pylist(), dtype=str)
+    if t.size == 0:
+        empty = np.zeros((0, 0))
+        return Panel(grain, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object),
+                     empty, empty)
+    t0 = (t.min() // step) * step
+    col = (t - t0) // step
+    length = int(col.max()) + 1
+    keys = np.char.add(np.char.add(metrics, "\x1f"), segments)
+    uniq, row = np.unique(keys, return_inverse=True)
+    value = np.full((uniq.size, length), np.nan)
+    n = np.zeros((uniq.size, length))
+    v = table["value"].to_numpy(zero_copy_only=False).astype(np.float64)
+    nn = table["n"].fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+    value[row, col] = v
+    n[row, col] = nn
+    parts = np.char.partition(uniq, "\x1f")
+    return Panel(
+        grain=grain,
+        periods=t0 + step * np.arange(length, dtype=np.int64),
+        metrics=parts[:, 0].astype(object),
+        segments=parts[:, 2].astype(object),
+        value=value,
+        n=n,
+    )
+
+
+def eligible(panel: Panel, config: DetectConfig) -> np.ndarray:
+    """Return a boolean per series: big enough (median n) and long enough to judge."""
+    if panel.value.size == 0:
+        return np.zeros(panel.metrics.size, dtype=bool)
+    has = np.isfinite(panel.value) & (panel.n > 0)
+    big = np.median(panel.n, axis=1) >= config.min_median_n
+    long = has.sum(axis=1) >= config.min_seasons * SEASON[panel.grain]
+    return big & long
+
+
+def _series_input(
+    metric: str, value: np.ndarray, n: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None]:
+    ok = np.isfinite(value) & (n > 0)
+    if metric in COUNT_METRICS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(ok & (value > 0), np.log(value), np.nan), None
+    return np.where(ok, value, np.nan), np.where(ok, n, 0.0)
+
+
+def penalty(points: int, series: int, config: DetectConfig) -> float:
+    """Return the penalty per change of a series of `points` valid points among `series`."""
+    return config.log_factor * math.log(max(points, 2)) + config.multiplicity * math.log(
+        max(series, 1)
+    )
+
+
+def detect_panel(
+    panel: Panel, mask: np.ndarray, config: DetectConfig | None = None
+) -> list[Change]:
+    """Return the changes found in every selected series of the panel, before dedup."""
+    config = config or DetectConfig()
+    out: list[Change] = []
+    season = SEASON[panel.grain]
+    judged = int(mask.sum())
+    for s in np.flatnonzero(mask):
+        metric = str(panel.metrics[s])
+        y, w = _series_input(metric, panel.value[s], panel.n[s])
+        valid = int(np.sum(np.isfinite(y) & (True if w is None else w > 0)))
+        for cp in detect(y, w, season, penalty=penalty(valid, judged, config)):
+            before, after = cp.value_before, cp.value_after
+            if metric in COUNT_METRICS:
+                before, after = math.exp(before), math.exp(after)
+            out.append(
+                Change(
+                    metric=metric,
+                    grain=panel.grain,
+                    segment_key=str(panel.segments[s]),
+                    change_at=panel.period_at(cp.index),
+                    value_before=before,
+                    value_after=after,
+                    score=cp.score,
+                )
+            )
+    return out
+
+
+def _mass(metric: str, value: np.ndarray, n: np.ndarray) -> np.ndarray:
+    v = np.where(np.isfinite(value) & (n > 0), value, 0.0)
+    return v if metric in COUNT_METRICS else v * n
+
+
+def decompose(panel: Panel, changes: list[Change]) -> None:
+    """Fill each change's `contribution`, `overall_move` and `share` (see `Change`).
+
+    Over one seasonal period either side of the change (a whole week for daily series, so the
+    weekly pattern cancels): the segment's mass (`value * n`, or the count) per unit of the
+    `all` series' denominator, after minus before, is its contribution to the move of `all`.
+    """
+    rows = panel.index_of()
+    season = SEASON[panel.grain]
+    step = int(PERIOD[panel.grain].total_seconds() * 1_000_000)
+    t0 = int(panel.periods[0]) if panel.periods.size else 0
+    length = panel.periods.size
+    for c in changes:
+        s = rows.get((c.metric, c.segment_key))
+        a = rows.get((c.metric, ALL))
+        if s is None or a is None:
+            continue
+        i = int((int(c.change_at.timestamp() * 1_000_000) - t0) // step)
+        lo, hi = max(0, i - season), min(length, i + season)
+        if i <= lo or hi <= i:
+            continue
+        count = c.metric in COUNT_METRICS
+        ms = _mass(c.metric, panel.value[s], panel.n[s])
+        ma = _mass(c.metric, panel.value[a], panel.n[a])
+        base_b = (i - lo) if count else panel.n[a, lo:i].sum()
+        base_a = (hi - i) if count else panel.n[a, i:hi].sum()
+        if base_b <= 0 or base_a <= 0:
+            continue
+        c.contribution = float(ms[i:hi].sum() / base_a - ms[lo:i].sum() / base_b)
+        c.overall_move = float(ma[i:hi].sum() / base_a - ma[lo:i].sum() / base_b)
+        denom_s = panel.value[s, lo:hi] if count else panel.n[s, lo:hi]
+        denom_a = panel.value[a, lo:hi] if count else panel.n[a, lo:hi]
+        total = float(np.nansum(denom_a))
+        c.share = float(np.nansum(denom_s) / total) if total > 0 else math.nan
+
+
+def traffic_shares(panel: Panel) -> dict[str, float]:
+    """Return each segment's share of all requests over the panel (`request_count`)."""
+    rows = panel.index_of()
+    a = rows.get(("request_count", ALL))
+    if a is None:
+        return {}
+    total = float(np.nansum(panel.value[a]))
+    if total <= 0:
+        return {}
+    return {
+        seg: float(np.nansum(panel.value[r]) / total)
+        for (metric, seg), r in rows.items()
+        if metric == "request_count"
+    }
+
+
+def segment_means(panel: Panel, metric: str) -> dict[str, float]:
+    """Return each segment's `n`-weighted mean of `metric` over the panel."""
+    out: dict[str, float] = {}
+    for (m, seg), r in panel.index_of().items():
+        if m != metric:
+            continue
+        ok = np.isfinite(panel.value[r]) & (panel.n[r] > 0)
+        w = panel.n[r][ok].sum()
+        if w > 0:
+            out[seg] = float((panel.value[r][ok] * panel.n[r][ok]).sum() / w)
+    return out
+
+
+# --- the job -----------------------------------------------------------------------------
+
+
+def find_changes(
+    panels: list[Panel], versions: list[Version], config: DetectConfig | None = None
+) -> tuple[list[Change], int, int, int]:
+    """Return (distinct changes with causes, raw change count, series total, series judged)."""
+    config = config or DetectConfig()
+    raw: list[Change] = []
+    total = checked = 0
+    for panel in panels:
+        mask = eligible(panel, config)
+        total += int(mask.size)
+        checked += int(mask.sum())
+        found = detect_panel(panel, mask, config)
+        decompose(panel, found)
+        raw.extend(found)
+    kept = deduplicate(raw)
+    for c in kept:
+        c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions, grain=c.grain)
+    return kept, len(raw), total, checked
+
+
+def change_points_table(changes: list[Change], run_id: str) -> pa.Table:
+    """Return the contract's `change_points` table of the changes."""
+    rows = [c.as_row(ALGORITHM_NAME, run_id) for c in changes]
+    return pa.Table.from_pylist(rows, schema=CHANGE_POINTS_SCHEMA)
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    rows = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [MARTS, name],
+    ).fetchall()
+    return bool(rows and rows[0][0])
+
+
+def read_panels(con: duckdb.DuckDBPyConnection, grains: tuple[str, ...]) -> list[Panel]:
+    """Return the panels of the grains whose series table exists in the warehouse."""
+    panels = []
+    for grain in grains:
+        name = SERIES_TABLES[grain]
+        if not _table_exists(con, name):
+            continue
+        table = con.sql(
+            f"select metric, grain, period_start, segment_key, value, n from {MARTS}.{name} "
+            f"where grain = '{grain}'"
+        ).to_arrow_table()
+        panels.append(panel_from_table(table, grain))
+    return panels
+
+
+def read_versions(con: duckdb.DuckDBPyConnection) -> list[Version]:
+    """Return the rows of `marts.dim_versions` (none if the mart does not exist)."""
+    if not _table_exists(con, "dim_versions"):
+        return []
+    rows = con.sql(
+        f"select version_dimension, version_value, scope_key, first_seen_at "
+        f"from {MARTS}.dim_versions"
+    ).to_arrow_table().to_pylist()
+    return versions_from_rows(rows)
+
+
+def detect_tables(
+    panels: list[Panel],
+    versions: list[Version],
+    run_id: str,
+    config: DetectConfig | None = None,
+) -> DetectionResult:
+    """Run detection, dedup, attribution and alerting on in-memory panels; write nothing."""
+    started = time.perf_counter()
+    changes, raw, total, checked = find_changes(panels, versions, config)
+    day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
+    alerts = evaluate_alerts(
+        changes,
+        run_id=run_id,
+        traffic_share=traffic_shares(day) if day is not None else {},
+        model_cost=segment_means(day, "cost_per_request_usd") if day is not None else {},
+    )
+    return DetectionResult(
+        run_id=run_id,
+        change_points=change_points_table(changes, run_id),
+        alerts=alerts,
+        series_total=total,
+        series_checked=checked,
+        raw_changes=raw,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def write_tables(con: duckdb.DuckDBPyConnection, result: DetectionResult) -> None:
+    """Replace `marts.change_points` and `marts.alerts` in the warehouse, in one transaction."""
+    con.execute(f"create schema if not exists {MARTS}")
+    con.register("_th_change_points", result.change_points)
+    con.register("_th_alerts", result.alerts)
+    try:
+        con.execute("begin transaction")
+        con.execute(
+            f"create or replace table {MARTS}.change_points as select * from _th_change_points"
+        )
+        con.execute(f"create or replace table {MARTS}.alerts as select * from _th_alerts")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("_th_change_points")
+        con.unregister("_th_alerts")
+
+
+def run_detection(
+    warehouse: Path | str,
+    run_id: str,
+    *,
+    config: DetectConfig | None = None,
+    write: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> DetectionResult:
+    """Detect changes in the warehouse's metric series; write `marts.change_points` / `alerts`.
+
+    Returns the result; with `write=False` the warehouse is opened read-only and left as is.
+    Without `marts.metric_daily` the job is skipped (result has `skipped_reason`).
+    """
+    from tracehouse.warehouse import warehouse_db
+
+    config = config or DetectConfig()
+    db = warehouse_db(warehouse)
+    if not db.is_file():
+        raise FileNotFoundError(f"no warehouse database at {db}: build it first")
+    started = time.perf_counter()
+    con = duckdb.connect(str(db), read_only=not write)
+    try:
+        con.execute("set TimeZone = 'UTC'").fetchall()
+        panels = read_panels(con, config.grains)
+        if not panels:
+            empty = DetectionResult(
+                run_id=run_id,
+                change_points=CHANGE_POINTS_SCHEMA.empty_table(),
+                alerts=ALERTS_SCHEMA.empty_table(),
+                skipped_reason=f"no {MARTS}.{SERIES_TABLES[config.grains[0]]} in the warehouse",
+            )
+            if write:
+                write_tables(con, empty)
+            return empty
+        versions = read_versions(con)
+        result = detect_tables(panels, versions, run_id, config)
+        if write:
+            write_tables(con, result)
+    finally:
+        con.close()
+    result.seconds = time.perf_counter() - started
+    if echo:
+        echo(result.summary())
+    return result
+
+
+def read_published_panel(warehouse: Path | str, grain: str = "day") -> Panel | None:
+    """Return the panel of the published `metric_daily` (or hourly) mart, if published."""
+    path = Path(warehouse) / "marts" / f"{SERIES_TABLES[grain]}.parquet"
+    if not path.is_file():
+        return None
+    import pyarrow.parquet as pq
+
+    return panel_from_table(pq.read_table(path), grain)
