@@ -1,0 +1,166 @@
+{#-
+    Portable helpers for the question marts (cost, latency, retrieval, tools, context, quality,
+    failures, evals). Same convention as functions.sql: `duckdb__` for the embedded default,
+    `default__` written for Spark SQL.
+-#}
+
+{% macro hash_fraction(expression, salt='') %}
+    {#-
+        A deterministic number in [0, 1) from `expression` (e.g. a trace_id): the first 32 bits
+        of md5(expression || salt) over 2^32. Same input, same number, on every engine and every
+        build; no random().
+    -#}
+    {{ return(adapter.dispatch('hash_fraction', 'tracehouse')(expression, salt)) }}
+{% endmacro %}
+{% macro duckdb__hash_fraction(expression, salt) -%}
+    (cast(cast(('0x' || substr(md5(cast({{ expression }} as varchar) || '{{ salt }}'), 1, 8)) as bigint) as double) / 4294967296.0)
+{%- endmacro %}
+{% macro default__hash_fraction(expression, salt) -%}
+    (cast(conv(substr(md5(concat(cast({{ expression }} as string), '{{ salt }}')), 1, 8), 16, 10) as double) / 4294967296.0)
+{%- endmacro %}
+
+
+{% macro unnest_join(list_expression, alias) %}
+    {#-
+        A FROM-clause fragment that repeats each row once per element of `list_expression`;
+        the element is `<alias>.value`. Rows with an empty or NULL list disappear (inner).
+        Put it right after the relation it unnests, before any other join.
+    -#}
+    {{ return(adapter.dispatch('unnest_join', 'tracehouse')(list_expression, alias)) }}
+{% endmacro %}
+{% macro duckdb__unnest_join(list_expression, alias) -%}
+    cross join unnest({{ list_expression }}) as {{ alias }}(value)
+{%- endmacro %}
+{% macro default__unnest_join(list_expression, alias) -%}
+    lateral view explode({{ list_expression }}) {{ alias }} as value
+{%- endmacro %}
+
+
+{% macro flatten_list_agg(expression, order_by) %}
+    {#- Aggregate: the concatenation of the group's lists (`expression` is a list column). -#}
+    {{ return(adapter.dispatch('flatten_list_agg', 'tracehouse')(expression, order_by)) }}
+{% endmacro %}
+{% macro duckdb__flatten_list_agg(expression, order_by) -%}
+    flatten(list({{ expression }} order by {{ order_by }}) filter (where {{ expression }} is not null))
+{%- endmacro %}
+{% macro default__flatten_list_agg(expression, order_by) -%}
+    {#- collect_list has no ORDER BY in Spark: order is not guaranteed there. -#}
+    flatten(collect_list({{ expression }}))
+{%- endmacro %}
+
+
+{% macro days_between(start_date, end_date) %}
+    {#- Whole days from start_date to end_date (dates): end - start. -#}
+    {{ return(adapter.dispatch('days_between', 'tracehouse')(start_date, end_date)) }}
+{% endmacro %}
+{% macro duckdb__days_between(start_date, end_date) -%}
+    date_diff('day', cast({{ start_date }} as date), cast({{ end_date }} as date))
+{%- endmacro %}
+{% macro default__days_between(start_date, end_date) -%}
+    datediff(cast({{ end_date }} as date), cast({{ start_date }} as date))
+{%- endmacro %}
+
+
+{% macro safe_divide(numerator, denominator) -%}
+    {#- numerator / denominator as a double; NULL when the denominator is 0 or NULL. ANSI. -#}
+    (cast({{ numerator }} as double) / nullif(cast({{ denominator }} as double), 0))
+{%- endmacro %}
+
+
+{% macro none_if_null(expression) -%}
+    {#-
+        The marts' rule for dimension values: a missing value is grouped as the literal
+        '(none)', never NULL, so that keys are testable and BI filters see it. ANSI.
+    -#}
+    coalesce(cast({{ expression }} as {{ sql_type('str') }}), '(none)')
+{%- endmacro %}
+
+
+{#-
+    Incremental daily marts (agg_*): the warehouse core's lineage pattern (macros/incremental/
+    lineage.sql) applied per day. Every row carries its day's lineage (the newest span /
+    feedback / annotation ingest of the day's traces) and the day's trace count. A run rebuilds,
+    from all their traces, the days of every trace whose lineage is newer than the model's
+    watermark minus `lookback_days`, plus every stored day whose trace count changed (a trace
+    whose root landed late moved to another day), and replaces them (delete+insert on
+    trace_date). A stored day with no trace left is deleted by the post-hook
+    `delete_vanished_days()`. ANSI SQL. Each model states its own config:
+
+        {{ config(materialized='incremental', unique_key='trace_date',
+                  incremental_strategy='delete+insert', on_schema_change='append_new_columns',
+                  post_hook=["{{ delete_vanished_days() }}"]) }}
+-#}
+
+{% macro mart_days_to_build(requests_relation) %}
+    {#- The body of a CTE: the trace_dates an incremental run must rebuild. -#}
+    select trace_date
+    from {{ requests_relation }}
+    where {{ newer_than_watermark('last_span_ingest_at') }}
+        or {{ newer_than_watermark('last_feedback_ingest_at') }}
+        or {{ newer_than_watermark('last_annotation_ingest_at') }}
+    union
+    select stored.trace_date
+    from (
+        select trace_date, max(day_trace_count) as day_trace_count
+        from {{ this }}
+        group by trace_date
+    ) as stored
+    left join (
+        select trace_date, count(*) as day_trace_count
+        from {{ requests_relation }}
+        group by trace_date
+    ) as current_days
+        on stored.trace_date = current_days.trace_date
+    where current_days.day_trace_count is null
+        or current_days.day_trace_count <> stored.day_trace_count
+{% endmacro %}
+
+
+{% macro mart_requests_in_scope(requests_relation) %}
+    {#- The body of a CTE: the requests of the days this run builds (all of them on a full build). -#}
+    select *
+    from {{ requests_relation }}
+    {%- if is_incremental() %}
+    where trace_date in ({{ mart_days_to_build(requests_relation) }})
+    {%- endif %}
+{% endmacro %}
+
+
+{% macro mart_day_lineage(requests_relation) %}
+    {#- The body of a CTE: per trace_date, the trace count and the newest ingest per source. -#}
+    select
+        trace_date,
+        count(*) as day_trace_count,
+        max(last_span_ingest_at) as last_span_ingest_at,
+        max(last_feedback_ingest_at) as last_feedback_ingest_at,
+        max(last_annotation_ingest_at) as last_annotation_ingest_at,
+        max(last_ingest_at) as last_ingest_at
+    from {{ requests_relation }}
+    group by trace_date
+{% endmacro %}
+
+
+{% macro mart_lineage_columns(day_lineage_alias='day_lineage') %}
+    {#- The lineage select items every incremental daily mart row carries (no trailing comma). -#}
+    {{ day_lineage_alias }}.day_trace_count,
+    {{ day_lineage_alias }}.last_span_ingest_at,
+    {{ day_lineage_alias }}.last_feedback_ingest_at,
+    {{ day_lineage_alias }}.last_annotation_ingest_at,
+    {{ day_lineage_alias }}.last_ingest_at
+{%- endmacro %}
+
+
+{% macro delete_vanished_days() %}
+    {#- Post-hook: delete the stored days none of whose traces is still in fct_requests. -#}
+    delete from {{ this }}
+    where trace_date not in (select distinct trace_date from {{ ref('fct_requests') }})
+{% endmacro %}
+
+
+{% macro exact_mean(expression, scale=12) -%}
+    {#-
+        avg() that does not depend on the order rows are added in (see exact_sum in
+        warehouse.sql): an incremental build must equal a full refresh bit for bit. ANSI.
+    -#}
+    ({{ exact_sum(expression, scale) }} / nullif(count({{ expression }}), 0))
+{%- endmacro %}

@@ -1,0 +1,138 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='trace_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=["{{ delete_vanished_days() }}"],
+    )
+}}
+{#-
+    Quality by version, long format: per day and every version dimension of a request (release,
+    prompt, model, route, retriever, index, embedding, reranker, route policy, classifier,
+    planner, system prompt, each validator, each tool), the online proxies (task success,
+    thumbs-down, escalation, regenerate, rephrase, abandonment, errors) and the eval scores of
+    annotated traces, with their counts. Filter one version_dimension and compare its values.
+    A trace counts once per (dimension, value); list dimensions (validator_versions,
+    tool_versions, values 'name=version') count it once per element, or under '(none)'.
+-#}
+
+{%- set scalar_dimensions = var('version_quality_scalar_dimensions', [
+    'release_sha', 'app_version', 'prompt_version', 'model_name', 'route_name',
+    'retriever_version', 'index_version', 'embedding_version', 'reranker_version',
+    'route_policy_version', 'classifier_version', 'planner_version', 'system_prompt_version',
+]) %}
+{%- set list_dimensions = var('version_quality_list_dimensions', ['validator_versions', 'tool_versions']) %}
+{%- set scores = ['correctness', 'groundedness', 'citation_quality', 'completeness'] %}
+{%- set shares = ['tool_use_correct', 'policy_compliant'] %}
+{%- set proxies = [
+    ('successful_task', 'is_successful_task'), ('thumbs_down', 'has_thumbs_down'),
+    ('escalation', 'has_escalation'), ('regenerate', 'has_regenerate'),
+    ('rephrase', 'has_rephrase'), ('task_abandoned', 'has_task_abandoned'),
+    ('thumbs_up', 'has_thumbs_up'), ('error', 'is_error'),
+] %}
+
+with
+
+all_requests as (
+    select * from {{ ref('fct_requests') }}
+),
+
+requests as (
+    {{ mart_requests_in_scope('all_requests') }}
+),
+
+day_lineage as (
+    {{ mart_day_lineage('requests') }}
+),
+
+trace_versions as (
+    {%- for dimension in scalar_dimensions %}
+    select
+        trace_id,
+        '{{ dimension }}' as version_dimension,
+        {{ none_if_null(dimension) }} as version_value
+    from requests
+    union all
+    {%- endfor %}
+    {%- for dimension in list_dimensions %}
+    select distinct
+        requests.trace_id,
+        '{{ dimension }}' as version_dimension,
+        {{ none_if_null('listed.value') }} as version_value
+    from requests
+    {{ unnest_join('requests.' ~ dimension, 'listed') }}
+    union all
+    select
+        trace_id,
+        '{{ dimension }}' as version_dimension,
+        '(none)' as version_value
+    from requests
+    where coalesce({{ list_length(dimension) }}, 0) = 0
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+),
+
+versioned_requests as (
+    select
+        trace_versions.version_dimension,
+        trace_versions.version_value,
+        requests.*
+    from trace_versions
+    inner join requests
+        on trace_versions.trace_id = requests.trace_id
+),
+
+aggregated as (
+    select
+        trace_date,
+        version_dimension,
+        version_value,
+        count(*) as trace_count,
+        {%- for name, column in proxies %}
+        sum(case when {{ column }} then 1 else 0 end) as {{ name }}_count,
+        {%- endfor %}
+        sum(case when is_annotated then 1 else 0 end) as annotated_count,
+        {%- for score in scores %}
+        count({{ score }}) as {{ score }}_n,
+        {{ exact_sum(score, 9) }} as {{ score }}_sum,
+        {{ exact_mean(score, 9) }} as {{ score }}_mean,
+        {%- endfor %}
+        {%- for share in shares %}
+        count({{ share }}) as {{ share }}_n,
+        sum(case when {{ share }} then 1 else 0 end) as {{ share }}_count,
+        {%- endfor %}
+        {{ exact_sum('coalesce(cost_usd, 0)') }} as cost_usd,
+        {{ exact_sum('coalesce(duration_ms, 0)', 3) }} as duration_ms_sum,
+        {{ percentile('duration_ms', 0.95) }} as duration_ms_p95,
+        min(event_time) as first_event_at,
+        max(event_time) as last_event_at
+    from versioned_requests
+    group by trace_date, version_dimension, version_value
+),
+
+measured as (
+    select
+        {{ hash_key(['trace_date', 'version_dimension', 'version_value']) }} as version_quality_id,
+        *,
+        {%- for name, column in proxies %}
+        {{ safe_divide(name ~ '_count', 'trace_count') }} as {{ name }}_rate,
+        {%- endfor %}
+        {%- for share in shares %}
+        {{ safe_divide(share ~ '_count', share ~ '_n') }} as {{ share }}_share,
+        {%- endfor %}
+        {{ safe_divide('cost_usd', 'trace_count') }} as cost_per_request_usd,
+        {{ safe_divide('cost_usd', 'successful_task_count') }} as cost_per_successful_task_usd
+    from aggregated
+),
+
+final as (
+    select
+        measured.*,
+        {{ mart_lineage_columns('day_lineage') }}
+    from measured
+    inner join day_lineage
+        on measured.trace_date = day_lineage.trace_date
+)
+
+select * from final
