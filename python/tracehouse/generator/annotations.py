@@ -18,8 +18,8 @@ from tracehouse.generator.spans import chunk_ids
 from tracehouse.generator.traces import DayTraces
 from tracehouse.generator.world import TOOL_NAMES, US_PER_DAY, US_PER_S, World
 
-SAMPLE_GOOD: Final = 0.035
-SAMPLE_BAD: Final = 0.15
+SAMPLE_GOOD: Final = 0.04
+SAMPLE_BAD: Final = 0.07
 CATEGORIES: Final = (
     "retrieval_miss", "stale_knowledge", "wrong_tool", "missing_tool_call",
     "tool_execution_failure", "hallucination_with_context", "citation_mismatch", "format_parse",

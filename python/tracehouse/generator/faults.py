@@ -75,14 +75,15 @@ ID_COLUMN: Final = {"spans": "span_id", "feedback": "feedback_id", "annotations"
 
 def bad_batches(dataset: str, good: pa.Table, fraction: float, seed: int,
                 dayk: int) -> list[tuple[str, pa.Table]]:
-    """(batch suffix, table) pairs holding about ``fraction`` x ``len(good)`` malformed rows."""
+    """(batch suffix, table) pairs of malformed rows: ``fraction`` x ``len(good)`` (rounded up)
+    with one defect each, plus a small batch without a required column."""
     if fraction <= 0 or good.num_rows == 0:
         return []
-    n_bad = math.ceil(fraction * good.num_rows)
     rng = np.random.default_rng([seed, dayk, 71, len(dataset)])
     text_col, _, defects, dropped = DEFECTS[dataset]
-    n_col = math.ceil(n_bad / (len(defects) + 1))
-    n_typed = n_bad - n_col
+    n_typed = math.ceil(fraction * good.num_rows)  # one defect each, kinds rotating by day
+    n_col = math.ceil(n_typed / len(defects))  # plus a few rows lacking a required column
+    n_bad = n_typed + n_col
     out: list[tuple[str, pa.Table]] = []
     rows = good.take(pa.array(rng.integers(0, good.num_rows, n_bad)))
     id_col = ID_COLUMN[dataset]
@@ -93,7 +94,7 @@ def bad_batches(dataset: str, good: pa.Table, fraction: float, seed: int,
         i = typed.schema.get_field_index(text_col)
         typed = typed.set_column(i, pa.field(text_col, pa.string()),
                                  pc.cast(typed.column(i), pa.string()))
-        kind = (np.arange(n_typed) + dayk) % len(defects)
+        kind = (np.arange(n_typed) + dayk * n_typed) % len(defects)
         for k, fix in enumerate(defects):
             mask = kind == k
             if mask.any():

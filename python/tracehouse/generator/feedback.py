@@ -19,7 +19,7 @@ from tracehouse.generator.traces import DayTraces
 from tracehouse.generator.world import US_PER_S, World
 
 MAX_DELAY_S: Final = 7 * 86_400
-# feedback type -> (probability when the trace went well, when it went wrong, median delay in seconds)
+# feedback type -> (probability for a good answer, for the worst one, median delay in s)
 FEEDBACK_MODEL: Final[dict[str, tuple[float, float, float]]] = {
     "escalation": (0.008, 0.10, 1800.0),
     "regenerate": (0.03, 0.16, 40.0),
@@ -31,8 +31,8 @@ FEEDBACK_MODEL: Final[dict[str, tuple[float, float, float]]] = {
     "edit": (0.03, 0.07, 300.0),
     "follow_up": (0.08, 0.12, 240.0),
 }
-RATED: Final = 0.25  # share of answers that get a thumb at all
-DOWN_GIVEN_RATED: Final = (0.08, 0.55)
+RATED: Final = 0.3  # share of answers that get a thumb at all
+DOWN_GIVEN_RATED: Final = (0.05, 0.7)
 COMMENTS: Final = ("answer quoted an outdated policy", "did not look at my account",
                    "wrong invoice amount", "too long", "sources do not say that")
 
@@ -41,15 +41,16 @@ def build_feedback(world: World, tr: DayTraces) -> pa.Table:
     """Feedback rows about one simulated day's traces, with their ``ingest_time``."""
     v, n = tr.v, tr.n
     rng = np.random.default_rng([world.seed, tr.day.toordinal(), 31])
-    bad = v["bad"]
+    weight = v["severity"] / 0.8  # 0 for a good answer, 1 for the worst failures
     api = (v["entry"] == 1) | (v["entry"] == 3)
     damp = np.where(api, 0.3, 1.0)
     rated = rng.random(n) < RATED * damp
-    down = rng.random(n) < np.where(bad, DOWN_GIVEN_RATED[1], DOWN_GIVEN_RATED[0])
+    lo, hi = DOWN_GIVEN_RATED
+    down = rng.random(n) < lo + (hi - lo) * weight
     masks = {"thumbs_up": rated & ~down, "thumbs_down": rated & down}
     delays = {"thumbs_up": 45.0, "thumbs_down": 45.0}
     for kind, (p_good, p_bad, median) in FEEDBACK_MODEL.items():
-        p = np.where(bad, p_bad, p_good) * damp
+        p = (p_good + (p_bad - p_good) * weight) * damp
         if kind == "citation_click":
             p = p * v["has_cite"]
         masks[kind] = rng.random(n) < p

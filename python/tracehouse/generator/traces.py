@@ -180,14 +180,14 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     zero = has_retrieval & (v[:, 0] < 0.015)
     acl = np.minimum(rng.poisson(0.4, n), top_k - 1)
     returned = np.where(has_retrieval & ~zero, top_k - acl, 0)
-    found = (returned > 0) & (v[:, 1] < 0.93)
+    found = (returned > 0) & (v[:, 1] < 0.96)
     p_ret = np.floor(returned * v[:, 2] ** 1.5).astype(np.int64)
     degraded_rerank = incident_mask(world, "reranker_degradation", t0, seg)
-    p_keep = np.where(degraded_rerank, 0.40, 0.92)
+    p_keep = np.where(degraded_rerank, 0.35, 0.95)
     n_sel0 = np.minimum(top_n, returned)
     kept = found & (v[:, 3] < p_keep) & (n_sel0 > 0)
     n_sel = np.where(found & ~kept, np.minimum(top_n, returned - 1), n_sel0)
-    p_sel = np.floor(n_sel * v[:, 4] ** 1.6).astype(np.int64)
+    p_sel = np.floor(n_sel * v[:, 4] ** 1.2).astype(np.int64)
 
     relevant = (mix64(seed, 21, dayk, idx) % np.uint64(5000 * 64)).astype(np.int64)
     others = rng.integers(0, 5000 * 64, (n, K_MAX), dtype=np.int64)
@@ -207,9 +207,10 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     sel_valid = col_n < n_sel[:, None]
 
     truncating = incident_mask(world, "prompt_truncation", t0, seg)
-    budget = np.where(truncating, 1900, BASE_TOKEN_BUDGET)
-    tok_system = SYSTEM_TOKENS[task] + np.where(truncating, 350, 0)
     tok_tools = np.where(N_AVAILABLE[task] > 0, 60 + 140 * N_AVAILABLE[task], 0)
+    # the new template adds an instruction block and budgets far too little for the rest
+    budget = np.where(truncating, 1500 + tok_tools, BASE_TOKEN_BUDGET)
+    tok_system = SYSTEM_TOKENS[task] + np.where(truncating, 350, 0)
     tok_user = (_lognormal(rng, 45.0, 0.8, n) + 3).astype(np.int64)
     tok_history = np.where(v[:, 6] < 0.45, 0, _lognormal(rng, 600.0, 1.1, n)).astype(np.int64)
     room = budget - 200 - tok_system - tok_tools - tok_user
@@ -409,6 +410,12 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     final_status = np.select([failed, blocked, tool_failed], [3, 2, 1], 0)  # FINAL_STATUSES
     bad = (failed | blocked | tool_failed | missing_required | wrong | (has_retrieval & ~hit)
            | cite_mismatch | latent | format_fail | truncated)
+    # how badly the user was served, 0..1: drives feedback; a retrieval miss hurts most
+    severity = np.max(np.stack([
+        0.8 * failed, 0.7 * blocked, 0.5 * tool_failed, 0.7 * missing_required, 0.6 * wrong,
+        0.8 * (has_retrieval & ~hit), 0.35 * cite_mismatch, 0.5 * latent, 0.5 * format_fail,
+        0.4 * truncated,
+    ]), axis=0)
     ingest_delay = np.minimum(_lognormal(rng, 20.0, 1.0, n), 7200.0)
 
     out = DayTraces(day=day, n=n)
@@ -436,7 +443,7 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
         cite_total=cite_total, cite_valid=cite_valid, cite_mismatch=cite_mismatch,
         json_repair=json_repair, format_fail=format_fail, latent=latent,
         stream_started=stream_started, first_shown=first_shown, root_status=root_status,
-        final_status=final_status, bad=bad, downgrade=downgrade,
+        final_status=final_status, bad=bad, severity=severity, downgrade=downgrade,
         ingest_us=root_end + (ingest_delay * US_PER_S).astype(np.int64),
     )
     return out
