@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import (
     SPAN_ID_PATTERN,
     SUPPORTED_SCHEMA_VERSIONS,
+    TIMESTAMP,
     TRACE_ID_PATTERN,
     DatasetSpec,
 )
@@ -179,32 +181,59 @@ def validate_table(
         if rules
         else "''"
     )
+    # The reasons are computed in one pass that materialises nothing but a (mostly null) text
+    # column; rows are then split with Arrow. Columns already in their contract type are taken
+    # as they are (a cast to the same type is the identity); only other batches go through
+    # DuckDB's casts, and only rejected rows are rendered as text.
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("incoming", table)
-        con.execute(
-            "CREATE TEMP TABLE checked AS SELECT *, "
-            + ", ".join(casts)
-            + f", NULLIF({reason}, '') AS __reject_reason FROM incoming"
+        reasons = (
+            con.sql(
+                f"SELECT NULLIF({reason}, '') AS __reject_reason FROM "
+                f"(SELECT *, {', '.join(casts)} FROM incoming)"
+            )
+            .to_arrow_table()
+            .column(0)
         )
-        accepted_cols = []
-        for f in spec.schema:
-            expr = f"__c_{f.name}"
-            if f.name == "ingest_time":
-                expr = f"coalesce(__c_ingest_time, {_lit(ingest_time.isoformat())}::TIMESTAMPTZ)"
-            accepted_cols.append(f"{expr} AS {_q(f.name)}")
-        accepted = con.sql(
-            f"SELECT {', '.join(accepted_cols)} FROM checked WHERE __reject_reason IS NULL"
-        ).to_arrow_table()
+        ok = pc.is_null(reasons)
+        n_rejected = len(reasons) - reasons.null_count
+        good = table if n_rejected == 0 else table.filter(ok)
+        fill = pa.scalar(ingest_time, TIMESTAMP)
+        if all(present.get(f.name, f.type) == f.type for f in spec.schema):
+            columns = []
+            for f in spec.schema:
+                col = good.column(f.name) if f.name in present else pa.nulls(good.num_rows, f.type)
+                if f.name == "ingest_time":
+                    col = pc.fill_null(col, fill)
+                columns.append(col)
+            accepted = pa.table(columns, names=spec.schema.names)
+        else:
+            con.register("good", good)
+            accepted_cols = []
+            for f in spec.schema:
+                expr = f"__c_{f.name}"
+                if f.name == "ingest_time":
+                    expr = (
+                        f"coalesce(__c_ingest_time, {_lit(ingest_time.isoformat())}::TIMESTAMPTZ)"
+                    )
+                accepted_cols.append(f"{expr} AS {_q(f.name)}")
+            accepted = con.sql(
+                f"SELECT {', '.join(accepted_cols)} FROM (SELECT {', '.join(casts)} FROM good)"
+            ).to_arrow_table()
+        bad = table.filter(pc.invert(ok)).append_column(
+            "__reject_reason", reasons.filter(pc.invert(ok))
+        )
+        con.register("bad", bad)
         rejected_cols = [
             f"{_as_text(n, t)} AS {_q(n)}"
             for n, t in zip(table.schema.names, table.schema.types, strict=True)
             if n in present
         ]
         rejected = con.sql(
-            f"SELECT {', '.join([*rejected_cols, '__reject_reason AS ' + REJECT_REASON])} FROM checked "
-            f"WHERE __reject_reason IS NOT NULL"
+            f"SELECT {', '.join([*rejected_cols, '__reject_reason AS ' + REJECT_REASON])} "
+            f"FROM bad"
         ).to_arrow_table()
     finally:
         con.close()
