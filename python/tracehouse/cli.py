@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tracehouse.commands.ingest",
     "tracehouse.commands.detect",
     "tracehouse.commands.inspect",
+    "tracehouse.commands.quality",
 )
 
 for _name in COMMAND_MODULES:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tracehouse.lake import adopt_unregistered
 from tracehouse.publish import Published, publish
+from tracehouse.quality import QualityRun
 from tracehouse.warehouse import build
 
 Echo = Callable[[str], None]
@@ -123,6 +124,16 @@ def step_detect(warehouse: Path, run_id: str, alert_lines: list[str]) -> str:
     return detection.summary()
 
 
+def step_check_batches(quality: QualityRun) -> str:
+    """Batch-level expectations on the newly landed batches: failures warn, never stop the run."""
+    return quality.check_batches()
+
+
+def step_check_marts(quality: QualityRun) -> str:
+    """Mart expectations: a failure raises, so the run stops before anything is published."""
+    return quality.check_marts()
+
+
 def step_publish(warehouse: Path, run_id: str, result: RunResult) -> str:
     """Publish every mart together; see :mod:`tracehouse.publish`."""
     result.published = publish(warehouse, run_id)
@@ -145,14 +156,22 @@ def run(
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
     result = RunResult(run_id=new_run_id())
     with _run_lock(warehouse):
+        quality = QualityRun(lake, warehouse, result.run_id)
         _step(result, echo, "land", lambda: step_land(lake))
+        _step(result, echo, "batches", lambda: step_check_batches(quality))
         _step(result, echo, "build",
               lambda: step_build(lake, warehouse, full_refresh, progress))
         alerts: list[str] = []
         _step(result, echo, "detect", lambda: step_detect(warehouse, result.run_id, alerts))
+        try:
+            _step(result, echo, "marts", lambda: step_check_marts(quality))
+        except PipelineError:
+            echo(f"{'quality':<10} {quality.verdict()}")
+            raise
         _step(result, echo, "publish", lambda: step_publish(warehouse, result.run_id, result))
     echo(f"{'run':<10} {result.seconds:6.1f}s  run {result.run_id} published")
     echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")
     for line in alerts:
         echo(f"  {line}")
+    echo(f"{'quality':<10} {quality.verdict()}")
     return result

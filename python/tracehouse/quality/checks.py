@@ -1,0 +1,169 @@
+"""The quality policy, as the pipeline runs it: batch suites warn, mart suites fail the run.
+
+:class:`QualityRun` carries one run's GX session and results from the batch step (before the
+build) to the mart step (right before publishing), writes ``dq_results`` and the Data Docs, and
+says the one-line verdict the run ends with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from tracehouse.quality.batches import check_batches, mark_checked
+from tracehouse.quality.docs import build_docs, quality_dir
+from tracehouse.quality.engine import FAIL, WARN, GxSession, SuiteResult
+from tracehouse.quality.marts import check_marts
+from tracehouse.quality.results import RESULTS_TABLE, write_results
+from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
+
+
+class QualityError(RuntimeError):
+    """Mart expectations failed: the run must stop before publishing."""
+
+
+@dataclass
+class QualityRun:
+    """One run's data-quality checks and their results."""
+
+    lake: Path
+    warehouse: Path
+    run_id: str
+    all_batches: bool = False
+    session: GxSession = field(default_factory=GxSession)
+    batch_results: list[SuiteResult] = field(default_factory=list)
+    mart_results: list[SuiteResult] = field(default_factory=list)
+    batches_checked: int = 0
+    index: Path | None = None
+
+    @property
+    def suites(self) -> list[SuiteResult]:
+        """Every suite run so far, batches first."""
+        return [*self.batch_results, *self.mart_results]
+
+    @property
+    def expectations(self) -> int:
+        """Expectations evaluated so far."""
+        return sum(len(s.outcomes) for s in self.suites)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per failed warn-level expectation (or skipped suite)."""
+        lines = []
+        for s in self.suites:
+            if s.severity != WARN:
+                continue
+            if s.note:
+                lines.append(f"{s.suite}: {s.note}")
+            for o in s.failed:
+                lines.append(_describe(s, o))
+        return lines
+
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed fail-level expectation."""
+        return [_describe(s, o) for s in self.suites if s.severity == FAIL for o in s.failed]
+
+    @property
+    def level(self) -> str:
+        """PASS, WARN or FAIL."""
+        if self.failures:
+            return "FAIL"
+        return "WARN" if self.warnings else "PASS"
+
+    def verdict(self) -> str:
+        """The run's one-line verdict, e.g. ``PASS: 42 expectations on 3 batches and 12 marts``."""
+        marts = len({s.target for s in self.mart_results if s.outcomes and "+" not in s.target})
+        n_warn, n_fail = len(self.warnings), len(self.failures)
+        text = (f"{self.level}: {self.expectations} expectations on {self.batches_checked} "
+                f"batches and {marts} marts")
+        if n_fail:
+            text += f", {n_fail} failed"
+        text += f", {n_warn} warning{'s' if n_warn != 1 else ''}"
+        where = self.index or quality_dir(self.warehouse) / "index.html"
+        return f"{text} (see {where})"
+
+    def check_batches(self) -> str:
+        """Validate the new batches of the lake; record results; never raises on a bad batch."""
+        con = duckdb.connect(str(warehouse_db(self.warehouse)))
+        try:
+            batches, self.batch_results = check_batches(con, self.lake, self.session,
+                                                        all_batches=self.all_batches)
+            self.batches_checked = len(batches)
+            write_results(con, self.run_id, self.batch_results)
+            per_batch: dict[str, int] = {}
+            for s in self.batch_results:
+                for o in s.failed:
+                    for b in o.unexpected_targets:
+                        per_batch[b] = per_batch.get(b, 0) + 1
+            mark_checked(con, batches, self.run_id, per_batch)
+        finally:
+            con.close()
+        if not self.batches_checked:
+            return "no new batches to check"
+        n = sum(len(s.outcomes) for s in self.batch_results)
+        warnings = [w for s in self.batch_results for o in s.failed for w in [_describe(s, o)]]
+        summary = (f"{n} expectations on {self.batches_checked} new batches: "
+                   f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
+        if warnings:
+            summary += "\n" + "\n".join(f"{'':<10} WARN {w}" for w in warnings[:10])
+            if len(warnings) > 10:
+                summary += f"\n{'':<10} ... {len(warnings) - 10} more in dq_results"
+        return summary
+
+    def check_marts(self) -> str:
+        """Validate every mart; record results and Data Docs; raise QualityError on a failure."""
+        con = duckdb.connect(str(warehouse_db(self.warehouse)))
+        try:
+            self.mart_results = check_marts(con, self.session)
+            write_results(con, self.run_id, self.mart_results)
+            history = _history(con)
+        finally:
+            con.close()
+        self.index = build_docs(self.warehouse, self.session, self.suites, self.verdict(),
+                                self.level, history=history, run_id=self.run_id)
+        n = sum(len(s.outcomes) for s in self.mart_results)
+        failures = [_describe(s, o) for s in self.mart_results for o in s.failed]
+        if failures:
+            shown = "; ".join(failures[:5])
+            more = f" (+{len(failures) - 5} more)" if len(failures) > 5 else ""
+            raise QualityError(
+                f"{len(failures)} of {n} mart expectations failed: {shown}{more}. "
+                f"Nothing was published; see {self.index}"
+            )
+        suites = len([s for s in self.mart_results if s.outcomes])
+        return f"{n} expectations in {suites} mart suites: all passed"
+
+
+def _describe(suite: SuiteResult, outcome: object) -> str:
+    o = outcome  # an Outcome
+    where = ""
+    targets = getattr(o, "unexpected_targets", [])
+    if targets:
+        where = " at " + ", ".join(targets[:3]) + (f" (+{len(targets) - 3})" if len(targets) > 3
+                                                     else "")
+    check = o.check  # type: ignore[attr-defined]
+    args = {k: v for k, v in check.kwargs.items() if k not in ("column", "column_A")}
+    col = f" {check.column}" if check.column else ""
+    observed = getattr(o, "observed", None)
+    obs = f" observed {observed}" if observed else ""
+    return f"{suite.suite}:{col} {check.expectation} {args}{obs}{where}"
+
+
+def _history(con: duckdb.DuckDBPyConnection) -> pd.DataFrame | None:
+    try:
+        return con.execute(
+            f"""
+            SELECT run_id, strftime(max(checked_at), '%Y-%m-%d %H:%M:%S') AS checked_at,
+                   count(success) AS expectations,
+                   count(*) FILTER (WHERE success = false AND severity = 'warn') AS warnings,
+                   count(*) FILTER (WHERE success = false AND severity = 'fail') AS failures
+            FROM "{MARTS_SCHEMA}"."{RESULTS_TABLE}"
+            GROUP BY run_id ORDER BY max(checked_at) DESC LIMIT 20
+            """
+        ).df()
+    except duckdb.Error:
+        return None

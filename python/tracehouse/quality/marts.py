@@ -1,0 +1,299 @@
+"""Mart expectations (policy: fail the run before anything is published).
+
+Suites, each a GX validation of a frame that DuckDB prepares from the warehouse's ``marts``
+schema (row-level where the table is small enough to matter row by row, per-day aggregates
+otherwise, so the checks stay in seconds on a month of traffic):
+
+- ``marts.fct_requests``: one row per trace (``trace_id`` unique, not null), every trace dated,
+  costs >= 0.
+- ``marts.calendar``: every day between the first and the last request has requests in
+  ``fct_requests`` and a ``request_count`` in ``metric_daily``, and the two counts agree.
+- ``marts.metric_daily``: rates (``*_rate``, ``model_share``) within [0, 1], amounts (costs,
+  latencies, counts) >= 0, ``n`` >= 0, contract segment keys, grain ``day``.
+- ``marts.change_points``: direction ``up``/``down``, a change time, a metric and segment.
+- ``marts.<every other mart>``: not empty; per day, every rate-like column (``*_rate``,
+  ``*_share``) within [0, 1] and every amount-like column (``*_usd``, ``*_count``, ``*_tokens``,
+  ``*_ms``) >= 0.
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from tracehouse.quality.engine import FAIL, WARN, Check, GxSession, SuiteResult
+from tracehouse.quality.results import RESULTS_TABLE
+from tracehouse.warehouse import MARTS_SCHEMA
+
+CORE_MARTS = ("fct_requests", "metric_daily")
+SKIP_MARTS = (RESULTS_TABLE,)  # our own output
+ROW_LEVEL_LIMIT = 500_000  # above this many rows a mart is checked on per-day aggregates only
+
+RATE_COLUMN = re.compile(r"(^|_)(rate|share|ratio|fraction)$")
+AMOUNT_COLUMN = re.compile(r"(_usd|_count|_tokens|_ms|^n)$")
+NOT_AMOUNT = re.compile(r"(offset|delta|change|diff)")
+NUMERIC_TYPES = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INTEGER", "BIGINT", "SMALLINT",
+                 "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")
+DAY_COLUMNS = ("trace_date", "period_start", "change_at", "event_time", "label_time",
+               "detected_at", "created_at")
+SEGMENT_KEY_PATTERN = r"^(?:all|[a-z_]+=[^|]+(?:\|[a-z_]+=[^|]+)*)$"
+# Marts that may legitimately be empty (no change detected, nothing to alert, no candidates).
+MAY_BE_EMPTY = ("alerts", "change_points", "fct_eval_candidates")
+
+
+def _between(column: str, lo: float | None, hi: float | None, why: str) -> Check:
+    kwargs: dict[str, object] = {"column": column}
+    if lo is not None:
+        kwargs["min_value"] = lo
+    if hi is not None:
+        kwargs["max_value"] = hi
+    return Check("ExpectColumnValuesToBeBetween", kwargs, why)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [MARTS_SCHEMA, table],
+    ).fetchall()
+    return dict(rows)
+
+
+def _is_numeric(dtype: str) -> bool:
+    return dtype.upper().split("(")[0] in NUMERIC_TYPES
+
+
+def rate_columns(columns: dict[str, str]) -> list[str]:
+    """Numeric columns whose name says they are a share of something: they must be in [0, 1]."""
+    return [c for c, t in columns.items() if _is_numeric(t) and RATE_COLUMN.search(c)]
+
+
+def amount_columns(columns: dict[str, str]) -> list[str]:
+    """Numeric columns whose name says they are a cost, count, token count or duration: >= 0."""
+    return [
+        c for c, t in columns.items()
+        if _is_numeric(t) and AMOUNT_COLUMN.search(c) and not NOT_AMOUNT.search(c)
+    ]
+
+
+def _day_expr(columns: dict[str, str]) -> str:
+    for name in DAY_COLUMNS:
+        if name in columns:
+            return f'strftime(CAST("{name}" AS DATE), \'%Y-%m-%d\')'
+    return "'all'"
+
+
+def _generic(
+    con: duckdb.DuckDBPyConnection, table: str, session: GxSession
+) -> SuiteResult:
+    """Per-day minimum and maximum of the mart's rate and amount columns, validated."""
+    columns = _columns(con, table)
+    rates, amounts = rate_columns(columns), amount_columns(columns)
+    selects = [f"{_day_expr(columns)} AS day", "count(*)::BIGINT AS rows"]
+    checks = [] if table in MAY_BE_EMPTY else [
+        Check("ExpectTableRowCountToBeBetween", {"min_value": 1},
+              "A published mart is never empty: an empty one means an upstream join lost rows."),
+    ]
+    for c in rates:
+        selects += [f'min("{c}")::DOUBLE AS "min_{c}"', f'max("{c}")::DOUBLE AS "max_{c}"']
+        checks += [
+            _between(f"min_{c}", 0, None, f"{c} is a share: never below 0."),
+            _between(f"max_{c}", None, 1, f"{c} is a share: never above 1."),
+        ]
+    for c in amounts:
+        if c in rates:
+            continue
+        selects.append(f'min("{c}")::DOUBLE AS "min_{c}"')
+        checks.append(_between(f"min_{c}", 0, None, f"{c} is a cost, count or duration: >= 0."))
+    frame = con.execute(
+        f'SELECT {", ".join(selects)} FROM "{MARTS_SCHEMA}"."{table}" GROUP BY ALL ORDER BY 1'
+    ).df()
+    return session.validate(f"marts.{table}", frame, checks, stage="mart", target=table,
+                            severity=FAIL, index_column="day")
+
+
+def _fct_requests(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult:
+    columns = _columns(con, "fct_requests")
+    rates, amounts = rate_columns(columns), amount_columns(columns)
+    wanted = ["trace_id", "trace_date", *[c for c in (*rates, *amounts) if c not in
+                                          ("trace_id", "trace_date")]]
+    wanted = list(dict.fromkeys(c for c in wanted if c in columns))
+    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}".fct_requests').fetchone()[0]  # type: ignore[index]
+    if n > ROW_LEVEL_LIMIT:
+        return _generic(con, "fct_requests", session)
+    frame = con.execute(
+        f'SELECT {", ".join(chr(34) + c + chr(34) for c in wanted)} '
+        f'FROM "{MARTS_SCHEMA}".fct_requests'
+    ).df()
+    if "trace_date" in frame:
+        frame["trace_date"] = frame["trace_date"].astype("string")
+    checks = [
+        Check("ExpectTableRowCountToBeBetween", {"min_value": 1},
+              "The warehouse has requests."),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "trace_id"},
+              "Every request is a trace."),
+        Check("ExpectColumnValuesToBeUnique", {"column": "trace_id"},
+              "One row per trace: a duplicate double-counts every metric."),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "trace_date"},
+              "Every trace belongs to a day (its root span's event time)."),
+    ]
+    checks += [_between(c, 0, 1, f"{c} is a share: within [0, 1].") for c in rates]
+    checks += [_between(c, 0, None, f"{c} is a cost, count or duration: >= 0.")
+               for c in amounts if c not in rates]
+    return session.validate("marts.fct_requests", frame, checks, stage="mart",
+                            target="fct_requests", severity=FAIL, index_column="trace_id")
+
+
+def _calendar(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult:
+    frame = con.execute(
+        f"""
+        WITH requests AS (
+            SELECT CAST(trace_date AS DATE) AS day, count(*) AS requests
+            FROM "{MARTS_SCHEMA}".fct_requests WHERE trace_date IS NOT NULL GROUP BY 1
+        ),
+        metric AS (
+            SELECT CAST(period_start AS DATE) AS day, sum(value) AS metric_request_count
+            FROM "{MARTS_SCHEMA}".metric_daily
+            WHERE metric = 'request_count' AND segment_key = 'all' AND grain = 'day'
+            GROUP BY 1
+        ),
+        days AS (
+            SELECT CAST(d AS DATE) AS day
+            FROM (SELECT min(day) AS lo, max(day) AS hi FROM requests),
+                 generate_series(lo, hi, INTERVAL 1 DAY) AS g(d)
+        )
+        SELECT strftime(day, '%Y-%m-%d') AS day,
+               coalesce(requests, 0)::DOUBLE AS requests,
+               metric_request_count::DOUBLE AS metric_request_count
+        FROM days LEFT JOIN requests USING (day) LEFT JOIN metric USING (day)
+        ORDER BY day
+        """
+    ).df()
+    checks = [
+        _between("requests", 1, None,
+                 "Every day between the first and the last request has requests in fct_requests."),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "metric_request_count"},
+              "Every day has a request_count in metric_daily."),
+        Check("ExpectColumnPairValuesToBeEqual",
+              {"column_A": "requests", "column_B": "metric_request_count"},
+              "metric_daily's request_count (segment all) equals the rows of fct_requests."),
+    ]
+    return session.validate("marts.calendar", frame, checks, stage="mart",
+                            target="fct_requests+metric_daily", severity=FAIL, index_column="day")
+
+
+def _metric_series(con: duckdb.DuckDBPyConnection, table: str, grain: str,
+                   session: GxSession) -> SuiteResult:
+    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}"."{table}"').fetchone()[0]  # type: ignore[index]
+    rate = "(metric LIKE '%\\_rate' ESCAPE '\\' OR metric LIKE '%\\_share' ESCAPE '\\')"
+    derived = f"""
+        CASE WHEN {rate} THEN value END AS rate_value,
+        CASE WHEN NOT {rate} THEN value END AS amount_value
+    """
+    if n <= ROW_LEVEL_LIMIT:
+        frame = con.execute(
+            f"""
+            SELECT metric || ' | ' || segment_key || ' | ' ||
+                       strftime(period_start, '%Y-%m-%dT%H:%M') AS key,
+                   metric, grain, segment_key, period_start IS NULL AS no_period,
+                   value, n::DOUBLE AS n, {derived}
+            FROM "{MARTS_SCHEMA}"."{table}"
+            """
+        ).df()
+        checks = [
+            Check("ExpectTableRowCountToBeBetween", {"min_value": 1}, "The series exist."),
+            Check("ExpectColumnValuesToNotBeNull", {"column": "metric"},
+                  "Every row names its metric."),
+            Check("ExpectColumnValuesToBeInSet", {"column": "grain", "value_set": [grain]},
+                  f"{table} holds {grain} periods only."),
+            Check("ExpectColumnValuesToBeInSet", {"column": "no_period", "value_set": [False]},
+                  "Every row has a period."),
+            Check("ExpectColumnValuesToMatchRegex",
+                  {"column": "segment_key", "regex": SEGMENT_KEY_PATTERN},
+                  "segment_key is 'all' or dim=value pairs joined by '|'."),
+            _between("rate_value", 0, 1, "Rates and shares lie within [0, 1]."),
+            _between("amount_value", 0, None, "Counts, costs, latencies and scores are >= 0."),
+            _between("n", 0, None, "The denominator count is >= 0."),
+        ]
+        return session.validate(f"marts.{table}", frame, checks, stage="mart", target=table,
+                                severity=FAIL, index_column="key")
+    frame = con.execute(
+        f"""
+        SELECT metric, count(*)::BIGINT AS rows, min(rate_value) AS min_rate_value,
+               max(rate_value) AS max_rate_value, min(amount_value) AS min_amount_value,
+               min(n)::DOUBLE AS min_n, count(*) FILTER (WHERE grain <> '{grain}') AS wrong_grain
+        FROM (SELECT metric, grain, n, {derived} FROM "{MARTS_SCHEMA}"."{table}")
+        GROUP BY metric ORDER BY metric
+        """
+    ).df()
+    checks = [
+        Check("ExpectTableRowCountToBeBetween", {"min_value": 1}, "The series exist."),
+        _between("min_rate_value", 0, None, "Rates and shares are >= 0."),
+        _between("max_rate_value", None, 1, "Rates and shares are <= 1."),
+        _between("min_amount_value", 0, None, "Counts, costs, latencies and scores are >= 0."),
+        _between("min_n", 0, None, "The denominator count is >= 0."),
+        _between("wrong_grain", 0, 0, f"{table} holds {grain} periods only."),
+    ]
+    return session.validate(f"marts.{table}", frame, checks, stage="mart", target=table,
+                            severity=FAIL, index_column="metric")
+
+
+def _change_points(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult:
+    frame = con.execute(
+        f"""
+        SELECT metric || ' | ' || segment_key || ' | ' || coalesce(CAST(change_at AS VARCHAR), '?')
+                   AS key,
+               metric, segment_key, change_at IS NULL AS no_change_at, direction
+        FROM "{MARTS_SCHEMA}".change_points
+        """
+    ).df()
+    checks = [
+        Check("ExpectColumnValuesToNotBeNull", {"column": "metric"}, "A change names its metric."),
+        Check("ExpectColumnValuesToNotBeNull", {"column": "segment_key"},
+              "A change names its segment."),
+        Check("ExpectColumnValuesToBeInSet", {"column": "no_change_at", "value_set": [False]},
+              "A change says when the new regime starts."),
+        Check("ExpectColumnValuesToBeInSet", {"column": "direction", "value_set": ["up", "down"]},
+              "direction is up or down."),
+    ]
+    return session.validate("marts.change_points", frame, checks, stage="mart",
+                            target="change_points", severity=FAIL, index_column="key")
+
+
+def check_marts(con: duckdb.DuckDBPyConnection, session: GxSession) -> list[SuiteResult]:
+    """Validate every table of the ``marts`` schema; one suite result per suite.
+
+    A core mart (``fct_requests``, ``metric_daily``) that does not exist yields a warning-level
+    result with a note, not a failure: dbt fails the build when a model cannot be built.
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    tables = [
+        r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+            [MARTS_SCHEMA],
+        ).fetchall()
+        if r[0] not in SKIP_MARTS
+    ]
+    results: list[SuiteResult] = []
+    for core in CORE_MARTS:
+        if core not in tables:
+            results.append(SuiteResult(f"marts.{core}", "mart", core, WARN, rows=0,
+                                       note=f"mart {core} is not built: not checked"))
+    for table in tables:
+        if table == "fct_requests":
+            results.append(_fct_requests(con, session))
+        elif table == "metric_daily":
+            results.append(_metric_series(con, table, "day", session))
+        elif table == "metric_hourly":
+            results.append(_metric_series(con, table, "hour", session))
+        elif table == "change_points":
+            results.append(_change_points(con, session))
+        else:
+            results.append(_generic(con, table, session))
+    if "fct_requests" in tables and "metric_daily" in tables:
+        results.append(_calendar(con, session))
+    return results
+
