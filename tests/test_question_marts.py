@@ -243,8 +243,8 @@ def test_version_quality_counts_every_trace_once_per_scalar_dimension(
         where per_dimension.n <> facts.n or per_dimension.labelled <> facts.labelled
     """)
     assert rows == []
-    dimensions = {r[0] for r in _rows(marts["con"],
-                                      "select distinct version_dimension from marts.agg_version_quality")}
+    sql = "select distinct version_dimension from marts.agg_version_quality"
+    dimensions = {r[0] for r in _rows(marts["con"], sql)}
     assert {"release_sha", "prompt_version", "model_name", "retriever_version",
             "validator_versions", "tool_versions"} <= dimensions
 

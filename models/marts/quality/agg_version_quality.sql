@@ -77,7 +77,17 @@ versioned_requests as (
     select
         trace_versions.version_dimension,
         trace_versions.version_value,
-        requests.*
+        requests.trace_date,
+        requests.event_time,
+        requests.duration_ms,
+        requests.cost_usd,
+        requests.is_annotated,
+        {%- for name, column in proxies %}
+        requests.{{ column }},
+        {%- endfor %}
+        {%- for column in scores + shares %}
+        requests.{{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
     from trace_versions
     inner join requests
         on trace_versions.trace_id = requests.trace_id
