@@ -116,10 +116,13 @@ def _with_duplicates(table: pa.Table, seed: int, dayk: int, salt: int) -> pa.Tab
 def _by_ingest_day(table: pa.Table) -> dict[int, pa.Table]:
     """Split rows by the UTC day (as days since the Unix epoch) of their ingest_time."""
     days = table.column("ingest_time").cast(pa.int64()).to_numpy() // US_PER_DAY
-    out = {}
-    for d in np.unique(days):
-        out[int(d)] = table.filter(pa.array(days == d))
-    return out
+    uniq, counts = np.unique(days, return_counts=True)
+    if len(uniq) == 1:
+        return {int(uniq[0]): table}
+    ordered = table.take(pa.array(np.argsort(days, kind="stable")))  # one copy, then slices
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return {int(d): ordered.slice(int(a), int(b - a))
+            for d, a, b in zip(uniq, bounds[:-1], bounds[1:], strict=True)}
 
 
 def generate(

@@ -573,7 +573,9 @@ def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) 
             if dim is not None:
                 dep.changes[dim] = _bump(timelines[dim].current())
             if role == "start":
-                if dim is not None:
+                if inc.kind == "route_downgrade":  # the route's model is what visibly changed
+                    inc.cause = "model_name=atlas-small"
+                elif dim is not None:
                     inc.cause = f"{dim.split(':')[0]}={dep.changes[dim]}"
                 else:
                     inc.cause = f"release_sha={dep.release_sha}"
