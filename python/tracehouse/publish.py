@@ -1,4 +1,4 @@
-"""Publish the marts: every table of the warehouse's ``marts`` schema as ``<warehouse>/marts/<name>.parquet``.
+"""Publish the marts: every table and view of the ``marts`` schema as ``<warehouse>/marts/<name>.parquet``.
 
 All files of a run are written into a fresh folder ``<warehouse>/_publish/<run_id>/``; then the
 ``marts`` symlink is swapped to it in one atomic rename. A reader therefore sees either the whole
@@ -36,10 +36,10 @@ class Published:
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Names of the tables (not views) in the marts schema, sorted."""
+    """Names of the relations (tables and views) in the marts schema, sorted."""
     rows = con.execute(
         "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+        "WHERE table_schema = ? ORDER BY table_name",
         [MARTS_SCHEMA],
     ).fetchall()
     return [r[0] for r in rows]

@@ -1,0 +1,134 @@
+"""`tracehouse run` end to end on a small generated lake: publish, republish, failure safety."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from tracehouse.pipeline import PipelineError, run
+from tracehouse.publish import PUBLISH_DIR
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tracehouse.generator import generate
+
+    path = tmp_path_factory.mktemp("pipeline") / "lake"
+    generate(path, start=date(2026, 1, 1), days=3, traces_per_day=150, seed=21, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def published(lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    warehouse = tmp_path_factory.mktemp("pipeline") / "warehouse"
+    run(lake, warehouse, progress=False, echo=lambda _line: None)
+    return warehouse
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_run_publishes_every_mart_behind_one_link(published: Path) -> None:
+    link = published / "marts"
+    assert link.is_symlink()
+    assert link.resolve().parent == (published / PUBLISH_DIR).resolve()
+    names = {p.stem for p in link.glob("*.parquet")}
+    assert {"fct_requests", "fct_spans", "metric_daily"} <= names
+    con = duckdb.connect(str(published / "tracehouse.duckdb"), read_only=True)
+    try:
+        in_db = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts'"
+            ).fetchall()
+        }
+        requests = con.execute("SELECT count(*) FROM marts.fct_requests").fetchone()[0]  # type: ignore[index]
+    finally:
+        con.close()
+    assert names == in_db
+    assert pq.read_metadata(link / "fct_requests.parquet").num_rows == requests > 0
+
+
+def test_a_failed_build_leaves_the_previous_marts_untouched(lake: Path, published: Path) -> None:
+    before_target = (published / "marts").resolve()
+    before = snapshot(published / "marts")
+    # Another process holds the warehouse open for writing (say, a BI tool): dbt cannot build.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(120)",
+            str(published / "tracehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        lines: list[str] = []
+        with pytest.raises(PipelineError, match="build"):
+            run(lake, published, progress=False, echo=lines.append)
+        assert any("FAILED" in line for line in lines)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (published / "marts").resolve() == before_target
+    assert snapshot(published / "marts") == before
+
+
+def test_a_second_run_publishes_a_new_folder_and_keeps_the_last_two(
+    lake: Path, published: Path
+) -> None:
+    first = (published / "marts").resolve()
+    time.sleep(1.1)  # run ids and folder mtimes are per second
+    run(lake, published, progress=False, echo=lambda _line: None)
+    second = (published / "marts").resolve()
+    assert second != first
+    time.sleep(1.1)
+    run(lake, published, progress=False, echo=lambda _line: None)
+    kept = sorted(p for p in (published / PUBLISH_DIR).iterdir() if p.is_dir())
+    assert len(kept) == 2 and second in kept and first not in kept
+    # Nothing changed in the lake, so the marts are the same.
+    a = pq.read_table(second / "fct_requests.parquet").sort_by("trace_id")
+    b = pq.read_table(published / "marts" / "fct_requests.parquet").sort_by("trace_id")
+    assert a.equals(b)
+
+
+def test_run_adopts_a_producers_bad_file_before_building(
+    lake: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    import pyarrow as pa
+
+    own = tmp_path / "lake"
+    shutil.copytree(lake, own)
+    source = next((own / "feedback").glob("dt=*/*.parquet"))
+    table = pq.read_table(source).slice(0, 5)
+    table = table.set_column(
+        table.schema.get_field_index("feedback_type"),
+        "feedback_type",
+        pa.array(["thumbs_down", "nope", "thumbs_up", "copy", "nah"]),
+    )
+    dropped = own / "feedback" / source.parent.name / "producer-x.parquet"
+    pq.write_table(table, dropped)
+    lines: list[str] = []
+    run(own, tmp_path / "warehouse", progress=False, echo=lines.append)
+    assert any("validated 1 new batch file(s): 3 rows accepted, 2 quarantined" in line
+               for line in lines)
+    quarantined = pq.read_table(
+        own / "_quarantine" / "feedback" / source.parent.name / "producer-x.parquet"
+    )
+    assert quarantined.column("reject_reason").to_pylist() == ["feedback_type not in enum"] * 2
