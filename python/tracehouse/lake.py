@@ -23,7 +23,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -100,15 +100,36 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
+_US_PER_DAY = 86_400_000_000
+
+
 def _split_by_day(table: pa.Table, column: str) -> Iterator[tuple[str, pa.Table]]:
-    """Yield (YYYY-MM-DD, rows) for each UTC date of ``column``, in date order."""
+    """Yield (YYYY-MM-DD, rows) for each UTC date of ``column``, in date order.
+
+    Days are whole multiples of 86,400,000,000 microseconds since the epoch (UTC), so one integer
+    division and one stable sort split the batch; rows keep their order within a day.
+    """
     if table.num_rows == 0:
         return
-    days = pc.strftime(table.column(column), format="%Y-%m-%d")
-    table = table.append_column("__dt", days)
-    for day in sorted(pc.unique(days).to_pylist()):
-        part = table.filter(pc.equal(table.column("__dt"), day))
-        yield day, part.drop_columns(["__dt"])
+    micros = table.column(column).combine_chunks().cast(pa.int64())
+    # float64 holds every microsecond timestamp until the year 2255 exactly; floor keeps
+    # instants before 1970 on the right day.
+    days = pc.floor(pc.divide(micros.cast(pa.float64()), float(_US_PER_DAY))).cast(pa.int64())
+    unique = sorted(pc.unique(days).to_pylist())
+    if len(unique) == 1:
+        yield _day_name(unique[0]), table
+        return
+    order = pc.sort_indices(days)  # stable: rows keep their order within a day
+    table = table.take(order)
+    counts = {c["values"]: c["counts"] for c in pc.value_counts(days).to_pylist()}
+    start = 0
+    for day in unique:
+        yield _day_name(day), table.slice(start, counts[day])
+        start += counts[day]
+
+
+def _day_name(day: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
 
 
 def _quarantine_days(rejected: pa.Table, spec: DatasetSpec, fallback_day: str) -> pa.Array:
