@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from tracehouse.warehouse import BuildResult, build, dbt_invoke, project_dir, warehouse_db
@@ -79,8 +80,8 @@ def test_core_build_succeeds_with_tests_and_unit_tests(core: dict[str, object]) 
         assert result.counts.get("success", 0) > 10
     con = duckdb.connect(str(warehouse_db(core["full"])), read_only=True)  # type: ignore[arg-type]
     try:
-        n_traces = con.execute("select count(*) from marts.fct_requests").fetchone()[0]  # type: ignore[index]
-        n_spans = con.execute("select count(*) from marts.fct_spans").fetchone()[0]  # type: ignore[index]
+        n_traces = con.execute("select count(*) from marts.fct_requests").fetchall()[0][0]
+        n_spans = con.execute("select count(*) from marts.fct_spans").fetchall()[0][0]
         assert n_traces > 500 and n_spans > 5 * n_traces
         metrics = {r[0] for r in con.execute("select distinct metric from marts.metric_daily").fetchall()}
         assert {"request_count", "error_rate", "latency_p95_ms", "task_success_rate",
@@ -92,30 +93,41 @@ def test_core_build_succeeds_with_tests_and_unit_tests(core: dict[str, object]) 
         con.close()
 
 
-def test_incremental_equals_full_refresh_row_for_row(core: dict[str, object]) -> None:
-    con = duckdb.connect()
-    con.execute(f"attach '{warehouse_db(core['incremental'])}' as inc (read_only)")  # type: ignore[arg-type]
-    con.execute(f"attach '{warehouse_db(core['full'])}' as ful (read_only)")  # type: ignore[arg-type]
+def _read(warehouse: object, sql: str) -> pa.Table:
+    # each warehouse opened under its own name: views (fct_spans) name their catalog
+    con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)  # type: ignore[arg-type]
     try:
-        # the appended days really brought late rows for traces built in the first run
-        late = con.execute(
-            f"""select count(*) from ful.marts.fct_requests
-                where trace_date < date '{date.fromordinal(START.toordinal() + FIRST_DAYS)}'
-                  and greatest(coalesce(last_feedback_ingest_at, last_span_ingest_at),
-                               coalesce(last_annotation_ingest_at, last_span_ingest_at))
-                      >= timestamptz '{date.fromordinal(START.toordinal() + FIRST_DAYS)}'"""
-        ).fetchone()[0]  # type: ignore[index]
-        assert late > 0
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def test_incremental_equals_full_refresh_row_for_row(core: dict[str, object]) -> None:
+    boundary = date.fromordinal(START.toordinal() + FIRST_DAYS)
+    # the appended days really brought late rows for traces built in the first run
+    late = _read(core["full"], f"""
+        select count(*) as n from marts.fct_requests
+        where trace_date < date '{boundary}'
+          and greatest(coalesce(last_feedback_ingest_at, last_span_ingest_at),
+                       coalesce(last_annotation_ingest_at, last_span_ingest_at))
+              >= timestamptz '{boundary}'""").column("n")[0].as_py()
+    assert late > 0
+    con = duckdb.connect()
+    try:
         for table in COMPARED:
-            n_inc = con.execute(f"select count(*) from inc.{table}").fetchone()[0]  # type: ignore[index]
-            n_full = con.execute(f"select count(*) from ful.{table}").fetchone()[0]  # type: ignore[index]
-            assert n_inc == n_full, f"{table}: {n_inc} rows incremental, {n_full} full refresh"
+            inc = _read(core["incremental"], f"select * from {table}")
+            ful = _read(core["full"], f"select * from {table}")
+            assert inc.num_rows == ful.num_rows, f"{table}: {inc.num_rows} incremental, {ful.num_rows} full"
+            assert inc.num_rows > 0, table
+            con.register("inc", inc)
+            con.register("ful", ful)
             for a, b in (("inc", "ful"), ("ful", "inc")):
                 diff = con.execute(
-                    f"select count(*) from (select * from {a}.{table} except all "
-                    f"select * from {b}.{table})"
-                ).fetchone()[0]  # type: ignore[index]
+                    f"select count(*) from (select * from {a} except all select * from {b})"
+                ).fetchall()[0][0]
                 assert diff == 0, f"{table}: {diff} rows of {a} not in {b}"
+            con.unregister("inc")
+            con.unregister("ful")
     finally:
         con.close()
 
@@ -222,10 +234,9 @@ def test_metric_daily_equals_an_independent_recompute_from_the_lake(core: dict[s
         expected = con.sql(
             RECOMPUTE_SQL.format(lake=lake.as_posix(), seeds=(project_dir() / "seeds").as_posix())
         ).df()
-        con.execute(f"attach '{warehouse_db(core['full'])}' as ful (read_only)")  # type: ignore[arg-type]
-        actual = con.sql("select * from ful.marts.metric_daily").df()
     finally:
         con.close()
+    actual = _read(core["full"], "select * from marts.metric_daily").to_pandas()
     got = {(r.metric, r.period_start, r.segment_key): r.value for r in actual.itertuples()}
     checked = 0
     routes = sorted(k for k in expected["segment_key"].unique() if k != "all")

@@ -20,13 +20,18 @@
 -#}
 
 {% macro metric_trace_segments() %}
-    {{ return(['route_name', 'model_name', 'task_type']) }}
+    {#- The fct_requests columns every metric is segmented by (var `metric_segments` narrows it). -#}
+    {{ return(var('metric_segments', ['route_name', 'model_name', 'task_type'])) }}
 {% endmacro %}
 
 
 {% macro metric_definitions() %}
-    {#- [metric, value expression, n expression] over the per-segment statistics. -#}
-    {{ return([
+    {#-
+        [metric, value expression, n expression] over the per-segment statistics; var `metrics`
+        (a list of names) narrows the set, e.g. in unit tests.
+    -#}
+    {%- set only = var('metrics', none) -%}
+    {%- set definitions = [
         ['request_count', 'traces', 'traces'],
         ['error_rate', 'errors / traces', 'traces'],
         ['latency_p95_ms', 'latency_p95', 'latency_n'],
@@ -51,7 +56,12 @@
         ['guardrail_block_rate', 'blocked / traces', 'traces'],
         ['format_parse_failure_rate', 'format_failures / traces', 'traces'],
         ['model_share', 'traces / period_traces', 'period_traces'],
-    ]) }}
+    ] -%}
+    {%- set chosen = [] -%}
+    {%- for definition in definitions if only is none or definition[0] in only -%}
+        {%- do chosen.append(definition) -%}
+    {%- endfor -%}
+    {{ return(chosen) }}
 {% endmacro %}
 
 
