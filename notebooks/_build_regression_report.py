@@ -217,17 +217,26 @@ if truth and Path(truth).is_file() and not changes.empty:
         t0 = pd.Timestamp(inc["start_time"])
         t1 = pd.Timestamp(inc["end_time"]) if inc.get("end_time") else pd.Timestamp(END, tz="UTC") + timedelta(days=1)
         for m in inc["metrics"]:
-            hits = changes[(changes.metric == m) & (changes.segment_key == inc["segment"])
-                           & (changes.change_at >= t0 - timedelta(days=1)) & (changes.change_at <= t1)]
+            window = changes[(changes.metric == m) & (changes.change_at >= t0 - timedelta(days=1))
+                             & (changes.change_at <= t1)]
+            # the detector reports a change in the segment where it lives, which may be narrower
+            # or wider than the injected one: exact segment first, then any segment of the metric
+            exact = window[window.segment_key == inc["segment"]]
+            hits = exact if len(exact) else window
             causes = [c for cs in hits.suspected_causes for c in (cs if cs is not None else [])]
             cause_found = bool(inc.get("cause")) and any(inc["cause"] in c for c in causes)
             rows.append({"incident": inc["name"], "metric": m, "segment": inc["segment"],
                          "injected at": t0.strftime("%Y-%m-%d %H:%M"),
                          "injected cause": short(inc.get("cause") or "-", 40),
-                         "detected": "yes" if len(hits) else "no",
+                         "detected": "yes" if len(exact) else ("elsewhere" if len(hits) else "no"),
+                         "detected in": ", ".join(short(x, 40) for x in sorted(set(hits.segment_key))[:3]),
                          "detected at": hits.change_at.min().strftime("%Y-%m-%d %H:%M") if len(hits) else "",
                          "cause named": "yes" if cause_found else ("-" if not inc.get("cause") else "no")})
     say("### Injected incidents (generator truth) against the detected changes")
+    say("One row per injected incident and metric: *yes* when a change of that metric was detected "
+        "in the injected segment between the incident's start (less a day) and its end, "
+        "*elsewhere* when only in other segments (listed), and whether a suspected cause names "
+        "the injected one.")
     display(HTML(pd.DataFrame(rows).to_html(index=False)))
 ''',
 )
@@ -344,19 +353,31 @@ md("## Stage latency waterfall")
 
 code(
     r'''
-wf = q(f"""
-    WITH spans AS (
-        SELECT r.route_name, s.trace_id, s.offset_ms, s.duration_ms,
-               CASE WHEN s.span_type = 'llm' THEN 'llm pass ' || coalesce(CAST(s.pass_index AS VARCHAR), '?')
-                    WHEN s.span_type = 'postprocess' THEN 'postprocess: ' || coalesce(s.validator_name, s.operation_name)
-                    ELSE s.span_type END AS stage
-        FROM fct_spans AS s JOIN fct_requests AS r USING (trace_id)
-        WHERE r.{DAYS} AND s.span_type <> 'request' AND r.route_name IS NOT NULL
-    )
-    SELECT route_name, stage, median(offset_ms) AS start_ms, median(duration_ms) AS dur_ms,
-           count(DISTINCT trace_id) AS traces
-    FROM spans GROUP BY ALL
-""")
+if "fct_spans" in AVAILABLE:  # per span: llm passes and validators apart
+    wf = q(f"""
+        WITH spans AS (
+            SELECT r.route_name, s.trace_id, s.offset_ms, s.duration_ms,
+                   CASE WHEN s.span_type = 'llm' THEN 'llm pass ' || coalesce(CAST(s.pass_index AS VARCHAR), '?')
+                        WHEN s.span_type = 'postprocess' THEN 'postprocess: ' || coalesce(s.validator_name, s.operation_name)
+                        ELSE s.span_type END AS stage
+            FROM fct_spans AS s JOIN fct_requests AS r USING (trace_id)
+            WHERE r.{DAYS} AND s.span_type <> 'request' AND r.route_name IS NOT NULL
+        )
+        SELECT route_name, stage, median(offset_ms) AS start_ms, median(duration_ms) AS dur_ms,
+               count(DISTINCT trace_id) AS traces
+        FROM spans GROUP BY ALL
+    """)
+    SUMMED = set()
+else:  # per request: fct_requests' <stage>_offset_ms (first span) and <stage>_ms (summed)
+    cols = q("SELECT * FROM fct_requests LIMIT 0").columns
+    STAGES = [c[:-len("_offset_ms")] for c in cols if c.endswith("_offset_ms")]
+    wf = pd.concat([q(f"""
+        SELECT route_name, '{st}' AS stage, median({st}_offset_ms) AS start_ms,
+               median({st}_ms) AS dur_ms, count({st}_ms) AS traces
+        FROM fct_requests WHERE {DAYS} AND route_name IS NOT NULL GROUP BY ALL
+    """) for st in STAGES])
+    SUMMED = {"llm", "tool_call", "postprocess"}
+    wf["stage"] = [f"{st} (summed)" if st in SUMMED else st for st in wf.stage]
 totals = q(f"""SELECT route_name, count(*) AS n, median(duration_ms) AS total FROM fct_requests
                WHERE {DAYS} AND route_name IS NOT NULL GROUP BY ALL ORDER BY route_name""")
 wf = wf.merge(totals, on="route_name")
@@ -364,7 +385,9 @@ wf = wf[wf.traces >= 0.05 * wf.n]
 say("Where a request's time goes, per route: each bar starts at the stage's median start within "
     "the request and is as long as its median duration (a stage present in fewer than 5% of the "
     "route's requests is left out; the dashed line is the median request). Long bars are where "
-    "the time goes: the model is often blamed for latency spent in tools or retrieval.")
+    "the time goes: the model is often blamed for latency spent in tools or retrieval."
+    + (" Hatched bars (summed) add up the stage's spans (e.g. both model passes) from its first "
+       "start: they may overlap the stages that ran in between." if SUMMED else ""))
 order = (wf.groupby("stage").start_ms.median().sort_values().index.tolist())
 fig, axes = plt.subplots(1, len(totals), figsize=(4.3 * len(totals), 0.32 * len(order) + 1.6),
                          squeeze=False, sharey=True)
@@ -375,7 +398,8 @@ for ax, (_, t) in zip(axes.flat, totals.iterrows()):
             continue
         r = g.loc[st]
         slow = st.startswith("llm") or st.startswith("tool_call")
-        ax.barh(i, r.dur_ms, left=r.start_ms, color=RED if slow else BLUE)
+        ax.barh(i, r.dur_ms, left=r.start_ms, color=RED if slow else BLUE,
+                hatch="//" if st.endswith("(summed)") else None, alpha=0.75 if st.endswith("(summed)") else 1)
         ax.text(r.start_ms + r.dur_ms, i, f" {r.dur_ms:,.0f}", va="center", fontsize=7.5)
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
