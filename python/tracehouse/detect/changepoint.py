@@ -108,7 +108,7 @@ def _segment(prep: PreparedSeries, penalty: float, min_size: int) -> tuple[np.nd
     n = prep.y.size
     sums = Sums.of(prep.index.astype(np.float64), prep.y, prep.w)
     cps = pelt(prep.y, prep.w, penalty, min_size)
-    factor = lagged_diff_factor(prep.y, prep.w)
+    factor = lagged_diff_factor(prep.y, prep.w, cps)
     for _ in range(MAX_ROUNDS):
         cps = eliminate(sums, cps, n, penalty * factor)
         new_factor = max(factor, long_run_factor(sums, prep.y, prep.w, cps))

@@ -190,7 +190,7 @@ def _mad(x: FloatArray) -> float:
     return float(np.median(np.abs(x - np.median(x))))
 
 
-def lagged_diff_factor(y: FloatArray, w: FloatArray) -> float:
+def lagged_diff_factor(y: FloatArray, w: FloatArray, cps: IntArray | None = None) -> float:
     """Return the long-run variance factor implied by lag-1 and lag-2 differences.
 
     For AR(1) noise of marginal variance `sx^2`, half the variance of lag-`k` differences is
@@ -199,12 +199,29 @@ def lagged_diff_factor(y: FloatArray, w: FloatArray) -> float:
     of points, which the robust scale ignores. The estimate is shrunk by one standard error
     (about `1 / sqrt(n)`) so white noise does not pay for its sampling noise. Returns
     `(1 + phi) / (1 - phi)^2`, the long-run variance in units of `v_1`.
+
+    `cps` (candidate change points, e.g. PELT's) are the places where that cancellation fails:
+    a step spoils one lag-1 but two lag-2 differences, and a step spread over two periods (a
+    change in the middle of a day) spoils two and three. On a short series with a few large
+    steps that is a quarter of the lag-2 differences, more than the winsorised scale can
+    absorb, and the factor explodes (phi clipped at 0.9: a factor of 190 that hides every
+    change). So differences touching a point within `[c - 2, c + 1]` of a candidate are left
+    out, as long as at least 8 of each remain.
     """
     n = y.size
     if n < 8:
         return 1.0
     d1 = np.diff(y) / np.sqrt(1.0 / w[1:] + 1.0 / w[:-1])
     d2 = (y[2:] - y[:-2]) / np.sqrt(1.0 / w[2:] + 1.0 / w[:-2])
+    if cps is not None and cps.size:
+        near = np.zeros(n, dtype=bool)
+        for off in (-2, -1, 0, 1):
+            idx = cps + off
+            near[idx[(idx >= 0) & (idx < n)]] = True
+        keep1 = ~(near[:-1] | near[1:])
+        keep2 = ~(near[:-2] | near[1:-1] | near[2:])
+        if keep1.sum() >= 8 and keep2.sum() >= 8:
+            d1, d2 = d1[keep1], d2[keep2]
     if min(_mad(d1), _mad(d2)) <= 0.0:
         return 1.0  # mostly tied differences (counts, mostly-zero rates): no reliable estimate
     v1, v2 = robust_scale(d1) ** 2, robust_scale(d2) ** 2
