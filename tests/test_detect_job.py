@@ -80,7 +80,10 @@ def test_attribution_ranks_same_segment_then_all_then_distance_generic_last() ->
     assert names[1] == "retriever_version=ret-v4"  # overall, 4 h before the change
     assert "prompt_version=support-v15" not in names  # disjoint scope
     assert "index_version=idx-0050" not in names and "planner_version=planner-v4" not in names
-    assert names[-2:] == ["app_version=3.12.4", "release_sha=abc123"]  # whole-deploy ids last
+    # within a period of the change: same segment, then all (specific before whole-deploy ids),
+    # then other overlapping scopes
+    assert names == ["prompt_version=qa-v10", "retriever_version=ret-v4", "app_version=3.12.4",
+                     "release_sha=abc123", "tool_version=2.5.0"]
     assert causes[0] == "prompt_version=qa-v10 first seen 2026-01-10T14:00Z"
     assert len(names) == len(set(names))  # qa-v10 named once though it has two scopes
 

@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
             }
             typer.echo(json.dumps(doc, default=str, indent=2))
             return
-        console = Console()
+        console = Console(width=max(Console().width, 150))
         table = Table(title=f"change points ({result.summary()}, {result.seconds:.2f}s)")
         for col in ("change_at", "metric", "segment_key", "before", "after", "change", "score",
                     "suspected causes"):
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(result.as_dict(), default=str, indent=2))
             return
-        console = Console()
+        console = Console(width=max(Console().width, 150))
         if result.incidents:
             table = Table(title=f"incidents ({len(result.incidents)})")
             for col in ("start", "incident", "segment", "found", "delay h", "cause",
@@ -128,14 +128,16 @@ def register(app: typer.Typer) -> None:
             for i in result.incidents:
                 table.add_row(
                     i.start.strftime("%Y-%m-%d %H:%M"), i.name, i.segment,
-                    "yes" if i.found else "NO", _fmt(i.delay_hours, "{:+.0f}"),
+                    ("yes" if i.found else "NO") if i.judged else "too recent",
+                    _fmt(i.delay_hours, "{:+.0f}"),
                     i.cause or "-",
                     "-" if i.attributed is None else ("yes" if i.attributed else "NO"),
                     str(i.change_points),
                 )
             console.print(table)
         console.print(
-            f"recall {_fmt(result.recall)}  precision {_fmt(result.precision)}  "
+            f"recall {_fmt(result.recall)} ({len(result.judged)} incidents judged)  precision "
+            f"{_fmt(result.precision)} (explained {_fmt(result.explained_precision)})  "
             f"attribution {_fmt(result.attribution)}  median delay "
             f"{_fmt(result.median_delay_hours, '{:+.1f}')} h",
             highlight=False,

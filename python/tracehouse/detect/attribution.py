@@ -8,10 +8,12 @@ Rule (documented in docs/detection.md):
   of, or (when a late-evening deploy only moved the next day) two days before the change.
 * Its scope must overlap the change's segment: the same segment, `all`, or a segment that can
   share traffic with it (`validator_name=policy` for a change in `task_type=support`).
-* Ranking: specific component versions before whole-deploy identifiers (`release_sha`,
-  `app_version`, which change at every deploy); then same segment, then `all`, then other
-  overlapping scopes; then by the distance between `first_seen_at` and `change_at`; then by
-  name. A version listed under several scopes is named once, at its best rank.
+* Ranking: first by distance between `first_seen_at` and `change_at` in whole periods (within
+  one period of the change before one to two periods away); then same segment, then `all`,
+  then other overlapping scopes; then specific component versions before whole-deploy
+  identifiers (`release_sha`, `app_version`, which change at every deploy); then by exact
+  distance; then by name. A version listed under several scopes is named once, at its best
+  rank. At most `MAX_CAUSES` (6) are listed: about one deploy and a half.
 * Each cause reads `<version_dimension>=<version_value> first seen <first_seen_at, ISO UTC>`,
   e.g. `prompt_version=sup-v6 first seen 2026-01-14T06:00Z`; "first seen" is the time of the
   first request in that scope that carried the version.
@@ -29,7 +31,7 @@ from tracehouse.detect.segments import ALL, overlaps
 #: Version dimensions that change at every deploy: named only after specific components.
 GENERIC_DIMENSIONS = frozenset({"release_sha", "app_version", "release", "deployment_id"})
 #: At most this many causes per change.
-MAX_CAUSES = 5
+MAX_CAUSES = 6
 #: Window around `change_at`, in periods of the series' grain.
 PERIODS_BEFORE = 2
 PERIODS_AFTER = 1
@@ -98,7 +100,7 @@ def suspected_causes(
     if change_at.tzinfo is None:
         change_at = change_at.replace(tzinfo=UTC)
     lo, hi = change_at - PERIODS_BEFORE * period, change_at + PERIODS_AFTER * period
-    best: dict[tuple[str, str], tuple[tuple[int, int, float, str], Version]] = {}
+    best: dict[tuple[str, str], tuple[tuple[int, int, int, float, str], Version]] = {}
     for v in versions:
         if not lo <= v.first_seen_at < hi:
             continue
@@ -106,7 +108,8 @@ def suspected_causes(
         if rank is None:
             continue
         distance = abs((v.first_seen_at - change_at).total_seconds())
-        key = (int(v.dimension in GENERIC_DIMENSIONS), rank, distance, v.dimension)
+        bucket = int(distance // period.total_seconds())
+        key = (bucket, rank, int(v.dimension in GENERIC_DIMENSIONS), distance, v.dimension)
         name = (v.dimension, v.value)
         if name not in best or key < best[name][0]:
             best[name] = (key, v)

@@ -10,12 +10,13 @@ A local incident (say `required_tool_missing_rate` rising on `route_name=standar
    the same quantity ("family": for most metrics all segments of a metric form one family; each
    `model_share` segment and each `span_type=` latency segment is its own quantity).
 2. **Find where the change lives**, from each change's contribution to the overall move (the
-   segment's share of the denominator times its move, computed by the job over a week either
-   side). For each dimension, the one or two segments of that dimension with the largest
-   contributions are a *driver* if together they explain at least `EXPLAIN` (60%) of the move of
-   `all`, hold at most `MAX_SHARE` (75%) of the traffic, and moved at least `CONCENTRATION`
-   (1.25) times more than their traffic share alone would (a change spread evenly over all
-   traffic explains exactly its share). Among drivers, the most concentrated (smallest share)
+   segment's share of the denominator times its move, measured by the job over a week either
+   side of one common time per cluster: the `all` change's, else the median). For each
+   dimension, the one or two segments of that dimension with the largest contributions are a
+   *driver* if together they explain at least `EXPLAIN` (60%) of the move of `all`, hold at
+   most `MAX_SHARE` (75%) of the traffic, and moved at least `CONCENTRATION` (1.5) times more
+   than their traffic share alone would (a change spread evenly over all traffic explains
+   exactly its share). Among drivers, the most concentrated (smallest share)
    wins; its segment(s) are kept.
 3. Without a driver, a cluster that contains `all` is a global change: keep `all` only.
    Without either, keep the segments of the dimension holding the largest contribution.
@@ -28,8 +29,8 @@ A local incident (say `required_tool_missing_rate` rising on `route_name=standar
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
 from tracehouse.detect.changes import Change
 from tracehouse.detect.segments import ALL, segment_dims
@@ -37,7 +38,7 @@ from tracehouse.detect.segments import ALL, segment_dims
 CLUSTER_PERIODS = 2
 EXPLAIN = 0.6
 MAX_SHARE = 0.75
-CONCENTRATION = 1.25
+CONCENTRATION = 1.5
 MAX_DRIVERS = 2
 #: Metrics whose segments each measure their own quantity (no `all`-level sum).
 PER_SEGMENT_METRICS = frozenset({"model_share"})
@@ -84,10 +85,27 @@ def _aligned(c: Change, value: float) -> float:
     return value if c.direction == "up" else -value
 
 
-def home(cluster: Sequence[Change]) -> list[Change]:
-    """Return the change(s) of a cluster that are kept (rules 2-4)."""
+Measure = Callable[[Sequence[Change], datetime], None]
+
+
+def anchor(cluster: Sequence[Change]) -> datetime:
+    """Return the common time of a cluster: its `all` change's, else the median change time."""
+    for c in cluster:
+        if c.segment_key == ALL:
+            return c.change_at
+    times = sorted(c.change_at for c in cluster)
+    return times[(len(times) - 1) // 2]
+
+
+def home(cluster: Sequence[Change], measure: Measure | None = None) -> list[Change]:
+    """Return the change(s) of a cluster that are kept (rules 2-4).
+
+    `measure(cluster, at)` re-measures the contributions of all members around one time.
+    """
     if len(cluster) == 1:
         return list(cluster)
+    if measure is not None:
+        measure(cluster, anchor(cluster))
     overall = [c for c in cluster if c.segment_key == ALL]
     parts = [c for c in cluster if c.segment_key != ALL and math.isfinite(c.contribution)]
     if not parts:
@@ -130,8 +148,8 @@ def _redundant(c: Change, kept: Sequence[Change]) -> bool:
     return False
 
 
-def deduplicate(changes: Sequence[Change]) -> list[Change]:
+def deduplicate(changes: Sequence[Change], measure: Measure | None = None) -> list[Change]:
     """Return one change per distinct change (rules 1-5), sorted by time, metric, segment."""
-    kept = [c for cl in clusters(changes) for c in home(cl)]
+    kept = [c for cl in clusters(changes) for c in home(cl, measure)]
     kept = [c for c in kept if not _redundant(c, kept)]
     return sorted(kept, key=lambda c: (c.change_at, c.metric, c.grain, c.segment_key))

@@ -8,7 +8,10 @@ Definitions (docs/detection.md):
 * A change point **finds** an incident when its metric is listed by an entry with the same
   direction, its segment overlaps that entry's segment (see `segments.overlaps`), and its
   period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`.
-  **Recall** = incidents found / incidents.
+  **Recall** = incidents found / incidents judged, where an incident is judged if the lake
+  holds at least `MIN_DAYS_AFTER` (3) days from its start: the detector needs three periods of
+  a new regime, so an incident that started on the lake's last two days cannot be found yet
+  (it is listed, as "too recent", and its change points still count for precision).
 * A change point **belongs** to an incident when its metric is listed by any of the incident's
   entries (either direction: recoveries belong too), its segment overlaps one of the
   incident's segments, and its period meets `[start - 1 day, end + 1 day]` (end = the lake's end
@@ -18,6 +21,10 @@ Definitions (docs/detection.md):
   the cause (`dim=value`) among its suspected causes / found incidents with a cause.
 * **Delay** of a found incident: `change_at - start` of its earliest finding change point, in
   hours (a daily job reports the change once that period is complete, one day later at most).
+* **Explained precision** (a diagnostic, not a target): change points that belong to some
+  incident, or fall in an incident's window and an overlapping segment in a metric its truth
+  entry does not list (a *collateral* change: a smaller model is also faster), / change points.
+  What it leaves out are changes no injected incident explains.
 * **False points per series per month**: change points that belong to no incident / series
   judged / (days / 30). On a `--no-incidents` control lake every change point is false.
 """
@@ -37,6 +44,7 @@ from tracehouse.detect.attribution import cause_name
 from tracehouse.detect.segments import overlaps
 
 DAY = timedelta(days=1)
+MIN_DAYS_AFTER = 3
 PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 
 
@@ -116,6 +124,14 @@ def finds(cp: dict[str, Any], inc: Incident) -> bool:
     )
 
 
+def collateral(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
+    """Return True if the change point is in the incident's window and segment, any metric."""
+    end = inc.end or lake_end
+    if not _meets(cp, inc.start - DAY, end + DAY):
+        return False
+    return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)
+
+
 def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
     """Return True if the change point belongs to the incident (see module doc)."""
     end = inc.end or lake_end
@@ -135,6 +151,7 @@ class IncidentScore:
     start: datetime
     cause: str | None
     found: bool
+    judged: bool
     delay_hours: float | None
     attributed: bool | None  # None: no cause to attribute
     change_points: int
@@ -149,13 +166,19 @@ class DetectionScore:
     belonging: int
     series_judged: int
     days: float
+    collateral: int = 0
+
+    @property
+    def judged(self) -> list[IncidentScore]:
+        """The incidents old enough to be found (see the module doc)."""
+        return [i for i in self.incidents if i.judged]
 
     @property
     def recall(self) -> float:
-        """Share of incidents found within 1 day of their start (NaN without incidents)."""
-        if not self.incidents:
+        """Share of judged incidents found within 1 day of their start (NaN without any)."""
+        if not self.judged:
             return math.nan
-        return sum(i.found for i in self.incidents) / len(self.incidents)
+        return sum(i.found for i in self.judged) / len(self.judged)
 
     @property
     def precision(self) -> float:
@@ -165,7 +188,7 @@ class DetectionScore:
     @property
     def attribution(self) -> float:
         """Share of found incidents with a cause whose change points name it (NaN if none)."""
-        judged = [i for i in self.incidents if i.found and i.attributed is not None]
+        judged = [i for i in self.judged if i.found and i.attributed is not None]
         if not judged:
             return math.nan
         return sum(bool(i.attributed) for i in judged) / len(judged)
@@ -173,8 +196,15 @@ class DetectionScore:
     @property
     def median_delay_hours(self) -> float:
         """Median `change_at - start` of found incidents, in hours (NaN if none found)."""
-        delays = [i.delay_hours for i in self.incidents if i.delay_hours is not None]
+        delays = [i.delay_hours for i in self.judged if i.delay_hours is not None]
         return statistics.median(delays) if delays else math.nan
+
+    @property
+    def explained_precision(self) -> float:
+        """Share of change points that belong to an incident or are collateral to one."""
+        if not self.change_points:
+            return 1.0
+        return (self.belonging + self.collateral) / self.change_points
 
     @property
     def false_points(self) -> int:
@@ -192,8 +222,11 @@ class DetectionScore:
         """Return the headline figures and the per-incident rows, JSON-ready."""
         return {
             "incidents": len(self.incidents),
+            "incidents_judged": len(self.judged),
             "recall": self.recall,
             "precision": self.precision,
+            "explained_precision": self.explained_precision,
+            "collateral_points": self.collateral,
             "attribution": self.attribution,
             "median_delay_hours": self.median_delay_hours,
             "change_points": self.change_points,
@@ -208,6 +241,7 @@ class DetectionScore:
                     "start": i.start.isoformat().replace("+00:00", "Z"),
                     "cause": i.cause,
                     "found": i.found,
+                    "judged": i.judged,
                     "delay_hours": i.delay_hours,
                     "attributed": i.attributed,
                     "change_points": i.change_points,
@@ -227,11 +261,12 @@ def score(
 ) -> DetectionScore:
     """Return the evaluation of `change_points` (contract rows) against `incidents`."""
     lake_end = _ts(lake_end) or lake_end
-    belonging = 0
+    belonging = side = 0
     per: dict[str, list[dict[str, Any]]] = {i.name: [] for i in incidents}
     for cp in change_points:
         owners = [i for i in incidents if belongs(cp, i, lake_end)]
         belonging += bool(owners)
+        side += not owners and any(collateral(cp, i, lake_end) for i in incidents)
         for i in owners:
             per[i.name].append(cp)
     rows = []
@@ -254,6 +289,7 @@ def score(
                 start=inc.start,
                 cause=inc.cause,
                 found=bool(hits),
+                judged=lake_end - inc.start >= timedelta(days=MIN_DAYS_AFTER),
                 delay_hours=delay,
                 attributed=attributed,
                 change_points=len(mine),
@@ -265,6 +301,7 @@ def score(
         belonging=belonging,
         series_judged=series_judged,
         days=days,
+        collateral=side,
     )
 
 

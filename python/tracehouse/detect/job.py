@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,24 +213,29 @@ def _mass(metric: str, value: np.ndarray, n: np.ndarray) -> np.ndarray:
     return v if metric in COUNT_METRICS else v * n
 
 
-def decompose(panel: Panel, changes: list[Change]) -> None:
+def decompose(panel: Panel, changes: Sequence[Change], at: datetime | None = None) -> None:
     """Fill each change's `contribution`, `overall_move` and `share` (see `Change`).
 
     Over one seasonal period either side of the change (a whole week for daily series, so the
     weekly pattern cancels): the segment's mass (`value * n`, or the count) per unit of the
     `all` series' denominator, after minus before, is its contribution to the move of `all`.
+    With `at`, every change is measured around that same time (dedup measures a cluster of
+    changes around one time so that their contributions add up).
     """
+    if panel.periods.size == 0:
+        return
     rows = panel.index_of()
     season = SEASON[panel.grain]
     step = int(PERIOD[panel.grain].total_seconds() * 1_000_000)
-    t0 = int(panel.periods[0]) if panel.periods.size else 0
+    t0 = int(panel.periods[0])
     length = panel.periods.size
     for c in changes:
         s = rows.get((c.metric, c.segment_key))
         a = rows.get((c.metric, ALL))
-        if s is None or a is None:
+        if s is None or a is None or c.grain != panel.grain:
             continue
-        i = int((int(c.change_at.timestamp() * 1_000_000) - t0) // step)
+        when = at or c.change_at
+        i = int((int(when.timestamp() * 1_000_000) - t0) // step)
         lo, hi = max(0, i - season), min(length, i + season)
         if i <= lo or hi <= i:
             continue
@@ -295,7 +300,14 @@ def find_changes(
         found = detect_panel(panel, mask, config)
         decompose(panel, found)
         raw.extend(found)
-    kept = deduplicate(raw)
+    by_grain = {p.grain: p for p in panels}
+
+    def measure(cluster: Sequence[Change], at: datetime) -> None:
+        panel = by_grain.get(cluster[0].grain)
+        if panel is not None:
+            decompose(panel, cluster, at)
+
+    kept = deduplicate(raw, measure)
     for c in kept:
         c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions, grain=c.grain)
     return kept, len(raw), total, checked
