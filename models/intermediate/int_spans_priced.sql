@@ -65,6 +65,12 @@ unioned as (
 ),
 
 prices_in_force as (
+    {#-
+        One row per model and price window [effective_from_at, effective_to_at), plus an
+        unpriced window before each model's first price, so that every span of a listed model
+        matches exactly one window: an equality (hash) join on model_name and a filter, rather
+        than a range join that would sort the wide span rows.
+    -#}
     select
         model_name,
         input_usd_per_1m,
@@ -74,14 +80,26 @@ prices_in_force as (
         cast(
             lead(effective_from) over (partition by model_name order by effective_from)
             as {{ sql_type('timestamp') }}
-        ) as effective_to_at
+        ) as effective_to_at,
+        true as is_price_window
     from model_prices
+    union all
+    select
+        model_name,
+        null as input_usd_per_1m,
+        null as output_usd_per_1m,
+        null as cached_input_usd_per_1m,
+        null as effective_from_at,
+        cast(min(effective_from) as {{ sql_type('timestamp') }}) as effective_to_at,
+        false as is_price_window
+    from model_prices
+    group by model_name
 ),
 
 priced as (
     select
         unioned.*,
-        prices_in_force.model_name is not null as is_price_found,
+        coalesce(prices_in_force.is_price_window, false) as is_price_found,
         (
             (coalesce(unioned.input_tokens, 0) - coalesce(unioned.cached_tokens, 0))
                 * prices_in_force.input_usd_per_1m
@@ -91,10 +109,12 @@ priced as (
     from unioned
     left join prices_in_force
         on unioned.model_name = prices_in_force.model_name
-        and unioned.event_time >= prices_in_force.effective_from_at
-        and (
-            prices_in_force.effective_to_at is null
-            or unioned.event_time < prices_in_force.effective_to_at
+    where prices_in_force.model_name is null
+        or (
+            (prices_in_force.effective_from_at is null
+                or unioned.event_time >= prices_in_force.effective_from_at)
+            and (prices_in_force.effective_to_at is null
+                or unioned.event_time < prices_in_force.effective_to_at)
         )
 ),
 

@@ -30,7 +30,21 @@ spans as (
 
 ranked_roots as (
     select
-        *,
+        trace_id,
+        span_id,
+        {%- for column in fallback_columns %}
+        {{ column }},
+        {%- endfor %}
+        experiment_ids,
+        event_time,
+        end_time,
+        duration_ms,
+        status,
+        error_type,
+        final_status,
+        entrypoint,
+        locale,
+        model_name,
         row_number() over (partition by trace_id order by event_time, span_id) as root_rank
     from spans
     where is_root and span_type = 'request'
