@@ -178,20 +178,29 @@ joined as (
     left join annotations on traces_in_scope.trace_id = annotations.trace_id
 ),
 
+task_intents as (
+    select
+        traces_in_scope.trace_id,
+        traces_in_scope.task_type,
+        llm.intent
+    from traces_in_scope
+    left join llm on traces_in_scope.trace_id = llm.trace_id
+),
+
 required_by_rule as (
     select
-        joined.trace_id,
+        task_intents.trace_id,
         {{ list_sorted_distinct(list_agg_ordered('tool_requirements.tool_name', 'tool_requirements.tool_name')) }}
             as rule_required_tools
-    from joined
+    from task_intents
     inner join tool_requirements
-        on joined.task_type = tool_requirements.task_type
+        on task_intents.task_type = tool_requirements.task_type
         and (
             tool_requirements.intent is null
             or tool_requirements.intent = ''
-            or tool_requirements.intent = joined.intent
+            or tool_requirements.intent = task_intents.intent
         )
-    group by joined.trace_id
+    group by task_intents.trace_id
 ),
 
 derived as (

@@ -1,0 +1,33 @@
+{#- fct_requests.cost_usd of a trace is the sum of its spans' cost_usd in fct_spans. -#}
+
+with
+
+requests as (
+    select * from {{ ref('fct_requests') }}
+),
+
+spans as (
+    select * from {{ ref('fct_spans') }}
+),
+
+span_cost as (
+    select
+        trace_id,
+        coalesce(sum(cost_usd), 0) as cost_usd
+    from spans
+    group by trace_id
+),
+
+final as (
+    select
+        requests.trace_id,
+        requests.cost_usd as request_cost_usd,
+        span_cost.cost_usd as span_cost_usd
+    from requests
+    left join span_cost
+        on requests.trace_id = span_cost.trace_id
+    where span_cost.trace_id is null
+        or abs(requests.cost_usd - span_cost.cost_usd) > 1e-9
+)
+
+select * from final
