@@ -80,12 +80,37 @@ def test_attribution_ranks_same_segment_then_all_then_distance_generic_last() ->
     assert names[1] == "retriever_version=ret-v4"  # overall, 4 h before the change
     assert "prompt_version=support-v15" not in names  # disjoint scope
     assert "index_version=idx-0050" not in names and "planner_version=planner-v4" not in names
-    # within a period of the change: same segment, then all (specific before whole-deploy ids),
-    # then other overlapping scopes
-    assert names == ["prompt_version=qa-v10", "retriever_version=ret-v4", "app_version=3.12.4",
-                     "release_sha=abc123", "tool_version=2.5.0"]
+    # within a period of the change: specific components (same segment, then all, then other
+    # overlapping scopes) before whole-deploy ids
+    assert names == ["prompt_version=qa-v10", "retriever_version=ret-v4", "tool_version=2.5.0",
+                     "app_version=3.12.4", "release_sha=abc123"]
     assert causes[0] == "prompt_version=qa-v10 first seen 2026-01-10T14:00Z"
     assert len(names) == len(set(names))  # qa-v10 named once though it has two scopes
+
+
+def test_attribution_prefers_the_stage_that_produces_the_metric() -> None:
+    # one deploy ships a planner and a policy validator: a guardrail block rate is produced by
+    # the validators, so the validator ranks first although the planner's scope is `all`
+    rows = versions_from_rows(dim_versions([
+        ("planner_version", "planner-v4", "all", _at(9, 14)),
+        ("validator_version", "policy-v8", "validator_name=policy", _at(9, 14)),
+        ("release_sha", "abc123", "all", _at(9, 14)),
+        ("retriever_version", "ret-v4", "all", _at(7, 14)),  # a period further away
+    ]))
+
+    def names(metric: str | None, seg: str = "task_type=billing") -> list[str]:
+        return [c.split(" first seen ")[0]
+                for c in suspected_causes(seg, _at(10), rows, metric=metric)]
+
+    assert names("guardrail_block_rate") == ["validator_version=policy-v8",
+                                             "planner_version=planner-v4", "release_sha=abc123"]
+    assert names(None)[0] == "planner_version=planner-v4"  # no prior: scope decides
+    assert names("tool_call_rate")[0] == "planner_version=planner-v4"
+    # latency: the stage of the span_type segment
+    assert names("latency_p95_ms", "span_type=postprocess")[0] == "validator_version=policy-v8"
+    # the prior never beats a whole period of distance
+    assert names("retrieval_hit_rate")[-1] == "release_sha=abc123"
+    assert "retriever_version=ret-v4" not in names("retrieval_hit_rate")
 
 
 def test_attribution_overlapping_scopes_and_limit() -> None:

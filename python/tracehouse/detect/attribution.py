@@ -9,10 +9,15 @@ Rule (documented in docs/detection.md):
 * Its scope must overlap the change's segment: the same segment, `all`, or a segment that can
   share traffic with it (`validator_name=policy` for a change in `task_type=support`).
 * Ranking: first by distance between `first_seen_at` and `change_at` in whole periods (within
-  one period of the change before one to two periods away); then same segment, then `all`,
-  then other overlapping scopes; then specific component versions before whole-deploy
-  identifiers (`release_sha`, `app_version`, which change at every deploy); then by exact
-  distance; then by name. A version listed under several scopes is named once, at its best
+  one period of the change before one to two periods away); then the **pipeline stage** the
+  metric measures (`STAGE_DIMENSIONS`: a guardrail block rate is produced by the validators, a
+  retrieval hit rate by the retriever, index, embedding and reranker, a stage's latency by that
+  stage's component): versions of those components before other specific components, and
+  whole-deploy identifiers (`release_sha`, `app_version`, which change at every deploy) last;
+  then same segment, then `all`, then other overlapping scopes; then by exact distance; then by
+  name. The stage prior is the article's causality chain (a version can only move a metric
+  through the stage that uses it); it only orders versions first seen equally close to the
+  change, i.e. the components of one deploy. A version listed under several scopes is named once, at its best
   rank. At most `MAX_CAUSES` (6) are listed: about one deploy and a half.
 * Each cause reads `<version_dimension>=<version_value> first seen <first_seen_at, ISO UTC>`,
   e.g. `prompt_version=sup-v6 first seen 2026-01-14T06:00Z`; "first seen" is the time of the
@@ -30,6 +35,69 @@ from tracehouse.detect.segments import ALL, overlaps
 
 #: Version dimensions that change at every deploy: named only after specific components.
 GENERIC_DIMENSIONS = frozenset({"release_sha", "app_version", "release", "deployment_id"})
+#: Version dimensions of the pipeline stage(s) that produce each metric (the domain prior).
+_RETRIEVAL = frozenset({"retriever_version", "index_version", "embedding_version",
+                        "reranker_version", "rewrite_strategy_version"})
+_PROMPT = frozenset({"prompt_version", "system_prompt_version", "context_policy_version"})
+_ROUTING = frozenset({"model_name", "route_policy_version"})
+_VALIDATORS = frozenset({"validator_version", "policy_block_version"})
+_TOOLS = frozenset({"tool_version"})
+STAGE_DIMENSIONS: dict[str, frozenset[str]] = {
+    "guardrail_block_rate": _VALIDATORS,
+    "citation_mismatch_rate": _VALIDATORS | _PROMPT | _ROUTING,
+    "retrieval_hit_rate": _RETRIEVAL,
+    "retrieval_zero_result_rate": _RETRIEVAL,
+    "retrieval_score_mean": _RETRIEVAL,
+    "context_truncation_rate": _PROMPT,
+    "required_tool_missing_rate": _ROUTING | _PROMPT | frozenset({"planner_version"}),
+    "tool_call_rate": _ROUTING | _PROMPT | frozenset({"planner_version"}),
+    "tool_error_rate": _TOOLS,
+    "tool_timeout_rate": _TOOLS,
+    "cost_per_request_usd": _ROUTING | _RETRIEVAL | _PROMPT,
+    "cost_per_successful_task_usd": _ROUTING | _RETRIEVAL | _PROMPT,
+    "cost_usd_total": _ROUTING | _RETRIEVAL | _PROMPT,
+    "model_share": _ROUTING,
+    "format_parse_failure_rate": _VALIDATORS | _PROMPT | _ROUTING,
+}
+#: Latency in a `span_type=` segment: the components of that stage.
+SPAN_STAGE_DIMENSIONS: dict[str, frozenset[str]] = {
+    "classify": frozenset({"classifier_version"}),
+    "query_rewrite": frozenset({"rewrite_strategy_version"}),
+    "embedding": frozenset({"embedding_version"}),
+    "retrieval": frozenset({"retriever_version", "index_version", "embedding_version"}),
+    "rerank": frozenset({"reranker_version", "retriever_version", "index_version"}),
+    "context_assembly": frozenset({"context_policy_version"}),
+    "model_routing": frozenset({"route_policy_version"}),
+    "llm": _ROUTING | _PROMPT,
+    "tool_planning": _TOOLS | frozenset({"planner_version"}),
+    "tool_call": _TOOLS,
+    "postprocess": _VALIDATORS,
+}
+LATENCY_METRICS = frozenset({"latency_p50_ms", "latency_p95_ms"})
+
+
+def stage_dimensions(metric: str | None, segment_key: str) -> frozenset[str]:
+    """Return the version dimensions of the stage(s) that produce `metric` in this segment."""
+    if metric is None:
+        return frozenset()
+    if metric in LATENCY_METRICS:
+        for part in segment_key.split("|"):
+            dim, _, value = part.partition("=")
+            if dim == "span_type":
+                return SPAN_STAGE_DIMENSIONS.get(value, frozenset())
+            if dim == "tool_name":
+                return _TOOLS
+        return frozenset()
+    return STAGE_DIMENSIONS.get(metric, frozenset())
+
+
+def _stage_rank(dimension: str, stage: frozenset[str]) -> int:
+    """0: a component of the metric's stage; 1: another specific component; 2: whole deploy."""
+    if dimension in GENERIC_DIMENSIONS:
+        return 2
+    return 0 if dimension in stage else 1
+
+
 #: At most this many causes per change.
 MAX_CAUSES = 6
 #: Window around `change_at`, in periods of the series' grain.
@@ -94,8 +162,13 @@ def suspected_causes(
     *,
     grain: str = "day",
     limit: int = MAX_CAUSES,
+    metric: str | None = None,
 ) -> list[str]:
-    """Return the ranked suspected causes of a change in `segment_key` starting at `change_at`."""
+    """Return the ranked suspected causes of a change in `segment_key` starting at `change_at`.
+
+    With `metric`, versions of the stage that produces it rank first among equally close ones.
+    """
+    stage = stage_dimensions(metric, segment_key)
     period = GRAIN_PERIOD.get(grain, timedelta(days=1))
     if change_at.tzinfo is None:
         change_at = change_at.replace(tzinfo=UTC)
@@ -109,7 +182,7 @@ def suspected_causes(
             continue
         distance = abs((v.first_seen_at - change_at).total_seconds())
         bucket = int(distance // period.total_seconds())
-        key = (bucket, rank, int(v.dimension in GENERIC_DIMENSIONS), distance, v.dimension)
+        key = (bucket, _stage_rank(v.dimension, stage), rank, distance, v.dimension)
         name = (v.dimension, v.value)
         if name not in best or key < best[name][0]:
             best[name] = (key, v)
@@ -118,7 +191,10 @@ def suspected_causes(
 
 
 def attribute(
-    changes: Sequence[tuple[str, datetime, str]], versions: Sequence[Version]
+    changes: Sequence[tuple[str, datetime, str]], versions: Sequence[Version],
+    metrics: Sequence[str | None] | None = None,
 ) -> list[list[str]]:
-    """Return the suspected causes of each `(segment_key, change_at, grain)`."""
-    return [suspected_causes(s, t, versions, grain=g) for s, t, g in changes]
+    """Return the suspected causes of each `(segment_key, change_at, grain)` (of `metrics`)."""
+    ms = list(metrics) if metrics is not None else [None] * len(changes)
+    return [suspected_causes(s, t, versions, grain=g, metric=m)
+            for (s, t, g), m in zip(changes, ms, strict=True)]

@@ -14,7 +14,11 @@ Algorithm ("pelt-mbic-robust")
    for 1/1000 of a rate on 8,000) with an MBIC-type penalty of `3 log n` per change (Zhang &
    Siegmund 2007, the `changepoint` R package's MBIC for a mean change) and segments of at
    least 3 points.
-3. **Prune** (`cp_prune`): re-test every change on the window between its neighbours and keep it
+3. **Transition periods**: a change that happens during a period leaves that period between
+   the two levels; such a period next to a change (more than 3 long-run noise SDs from both
+   levels) is left out and the series segmented again, and the change is dated to it: the
+   first period that holds the new regime (see `transitions`).
+4. **Prune** (`cp_prune`): re-test every change on the window between its neighbours and keep it
    only if *both* a level-shift test and a step-on-top-of-a-line test beat the same penalty,
    with the noise variance replaced by a long-run variance (`(1 + phi) / (1 - phi)` for lag-1
    autocorrelation `phi` of the within-segment residuals, as in DeCAFS, Romano et al. 2022);
@@ -72,6 +76,9 @@ MIN_SIZE = 3
 PENALTY_LOG_FACTOR = 3.0
 #: Rounds of "prune, then re-estimate the long-run variance" before giving up on convergence.
 MAX_ROUNDS = 5
+#: A point next to a change that lies between the two levels, this many (long-run) noise SDs
+#: from both, is a transition period (the change happened during it) and is left out of the fit.
+TRANSITION_K = 3.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,42 @@ def _segment(prep: PreparedSeries, penalty: float, min_size: int) -> tuple[np.nd
     return eliminate(sums, cps, n, penalty * factor), factor
 
 
+def _subset(prep: PreparedSeries, keep: np.ndarray) -> PreparedSeries:
+    """Return `prep` restricted to the points where `keep` is True (same noise scale)."""
+    return PreparedSeries(index=prep.index[keep], level=prep.level[keep], y=prep.y[keep],
+                          w=prep.w[keep], sigma=prep.sigma, centre=prep.centre)
+
+
+def transitions(prep: PreparedSeries, cps: np.ndarray, factor: float) -> np.ndarray:
+    """Return the positions (into the valid points) of transition periods next to `cps`.
+
+    A level shift that happens *during* a period (a deploy at 14:00 moves 40% of that day's
+    requests) leaves that period at a level between the old and the new regime. It fits neither
+    segment, and with a minimum segment length the optimal segmentation absorbs it into a short
+    spurious segment: a staircase that dates the change a period or two early and adds a second,
+    false change. For each change, the last point of the old segment and the first point of the
+    new one are checked: one that lies strictly between the two segment levels and more than
+    `TRANSITION_K` long-run noise SDs from each is a transition period.
+    """
+    if cps.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    n = prep.y.size
+    edges = np.concatenate(([0], cps, [n]))
+    seg_w = np.add.reduceat(prep.w, edges[:-1])
+    seg_mean = np.add.reduceat(prep.w * prep.y, edges[:-1]) / seg_w
+    sd = np.sqrt(factor / prep.w)
+    out: list[int] = []
+    for j, c in enumerate(cps):
+        a, b = seg_mean[j], seg_mean[j + 1]
+        lo, hi = min(a, b), max(a, b)
+        for i in (c - 1, c):
+            y, k = prep.y[i], TRANSITION_K * sd[i]
+            if lo + k < y < hi - k:
+                out.append(int(i))
+                break
+    return np.unique(np.asarray(out, dtype=np.intp))
+
+
 def detect(
     values: ArrayLike,
     weights: ArrayLike | None = None,
@@ -126,6 +169,7 @@ def detect(
     *,
     min_size: int = MIN_SIZE,
     penalty: float | None = None,
+    noise_floor: float = 0.0,
 ) -> list[ChangePoint]:
     """Return the change points of a 1-D series, sorted by index.
 
@@ -133,25 +177,43 @@ def detect(
     e.g. the denominator `n` of a rate; points with a zero, negative or NaN weight count as
     missing. `period` (e.g. 7 for daily data with a weekly pattern) removes a robust seasonal
     profile first. `penalty` overrides the per-change penalty (in squared noise SDs; default
-    `3 log n`). Series with fewer than 8 valid points, or without noise and without steps,
+    `3 log n`). `noise_floor` bounds the noise SD of a weight-1 point from below (see
+    `cp_prepare.prepare`). Series with fewer than 8 valid points, or without noise and without steps,
     yield no change.
     """
-    prep = prepare(values, weights, period)
+    prep = prepare(values, weights, period, noise_floor)
     if prep is None or prep.y.size < max(MIN_POINTS, 2 * min_size) or prep.sigma <= 0.0:
         return []
     n = prep.y.size
     pen = PENALTY_LOG_FACTOR * math.log(n) if penalty is None else float(penalty)
-    sums = Sums.of(prep.index.astype(np.float64), prep.y, prep.w)
     cps, factor = _segment(prep, pen, min_size)
     if cps.size == 0:
         return []
+    trans = transitions(prep, cps, factor)
+    moved: dict[int, int] = {}  # first point of a new regime -> its transition period
+    if trans.size:
+        keep = np.ones(n, dtype=bool)
+        keep[trans] = False
+        full = prep.index
+        prep = _subset(prep, keep)
+        n = prep.y.size
+        if n < max(MIN_POINTS, 2 * min_size):
+            return []
+        cps, factor = _segment(prep, pen, min_size)
+        if cps.size == 0:
+            return []
+        for t in full[trans]:
+            after = int(np.searchsorted(prep.index, t))
+            if after < n:
+                moved[int(prep.index[after])] = int(t)
+    sums = Sums.of(prep.index.astype(np.float64), prep.y, prep.w)
     scores = np.sqrt(np.maximum(gains(sums, cps, n), 0.0) / factor)
     edges = np.concatenate(([0], cps, [n]))
     seg_w = np.add.reduceat(prep.w, edges[:-1])
     seg_mean = np.add.reduceat(prep.w * prep.level, edges[:-1]) / seg_w
     return [
         ChangePoint(
-            index=int(prep.index[c]),
+            index=moved.get(int(prep.index[c]), int(prep.index[c])),
             value_before=float(seg_mean[j]),
             value_after=float(seg_mean[j + 1]),
             score=float(scores[j]),

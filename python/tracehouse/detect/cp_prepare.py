@@ -125,11 +125,17 @@ def seasonal_profile(index: IntArray, y: FloatArray, period: int, length: int) -
 
 
 def prepare(
-    values: ArrayLike, weights: ArrayLike | None, period: int | None
+    values: ArrayLike, weights: ArrayLike | None, period: int | None,
+    noise_floor: float = 0.0,
 ) -> PreparedSeries | None:
     """Return the prepared valid points of a series, or None if there are none.
 
     Points with a non-finite value, or a non-finite or non-positive weight, are dropped.
+    `noise_floor` is a lower bound on the noise SD of a point of weight 1 (in the units of
+    `weights` as given): e.g. `sqrt(p (1 - p))` for a share `p` weighted by its denominator,
+    whose binomial sampling noise no real series can undercut. It matters for sparse counts (a
+    rate of 1% on 40 requests a day is mostly zeros, whose differences are mostly 0, so the
+    robust scale of the differences collapses).
     """
     x = np.asarray(values, dtype=np.float64).ravel()
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
@@ -141,10 +147,11 @@ def prepare(
     if index.size == 0:
         return None
     x, w = x[ok], w[ok]
-    w = w / w.mean()
+    mean_w = float(w.mean())
+    w = w / mean_w
     if period is not None:
         x = x - seasonal_profile(index, x, int(period), int(ok.size))
-    sigma = diff_noise_scale(x, w)
+    sigma = max(diff_noise_scale(x, w), float(noise_floor) / np.sqrt(mean_w))
     if sigma > 0.0:
         x = hampel_filter(x, sigma / np.sqrt(w))
     centre = float(np.median(x))

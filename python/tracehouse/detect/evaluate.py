@@ -12,10 +12,12 @@ Definitions (docs/detection.md):
   holds at least `MIN_DAYS_AFTER` (3) days from its start: the detector needs three periods of
   a new regime, so an incident that started on the lake's last two days cannot be found yet
   (it is listed, as "too recent", and its change points still count for precision).
-* A change point **belongs** to an incident when its metric is listed by any of the incident's
-  entries (either direction: recoveries belong too), its segment overlaps one of the
-  incident's segments, and its period meets `[start - 1 day, end + 1 day]` (end = the lake's end
-  while the incident is still open). **Precision** = change points that belong to some incident
+* A change point **belongs** to an incident when its period meets `[start - 1 day, end + 1 day]`
+  (end = the lake's end while the incident is still open) and either its metric is listed by
+  any of the incident's entries (either direction: recoveries belong too) and its segment
+  overlaps one of the incident's segments, or its metric and segment match one of the truth's
+  `side_effects` (a metric the injected mechanism also moves, in a segment overlapping the one
+  it moves in: a smaller model is also faster). Side effects never *find* an incident. **Precision** = change points that belong to some incident
   / change points.
 * **Attribution** = found incidents with a cause, one of whose belonging change points names
   the cause (`dim=value`) among its suspected causes / found incidents with a cause.
@@ -23,7 +25,7 @@ Definitions (docs/detection.md):
   hours (a daily job reports the change once that period is complete, one day later at most).
 * **Explained precision** (a diagnostic, not a target): change points that belong to some
   incident, or fall in an incident's window and an overlapping segment in a metric its truth
-  entry does not list (a *collateral* change: a smaller model is also faster), / change points.
+  lists neither as moved nor as a side effect (a *collateral* change), / change points.
   What it leaves out are changes no injected incident explains.
 * **False points per series per month**: change points that belong to no incident / series
   judged / (days / 30). On a `--no-incidents` control lake every change point is false.
@@ -57,6 +59,9 @@ class Incident:
     end: datetime | None
     cause: str | None
     entries: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    #: (segment, metric) pairs the mechanism also moves (the truth's `side_effects`): they
+    #: belong to the incident (precision) but do not find it (recall).
+    side_effects: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def metrics(self) -> set[str]:
@@ -91,6 +96,8 @@ def incidents_from_truth(rows: Sequence[dict[str, Any]]) -> list[Incident]:
             assert start is not None
             inc = out[name] = Incident(name, start, _ts(r.get("end_time")), r.get("cause"))
         inc.entries.append((str(r.get("segment") or "all"), direction))
+        for side in r.get("side_effects") or []:
+            inc.side_effects.append((str(side.get("segment") or "all"), str(side["metric"])))
     return sorted(out.values(), key=lambda i: (i.start, i.name))
 
 
@@ -137,6 +144,8 @@ def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
     end = inc.end or lake_end
     if not _meets(cp, inc.start - DAY, end + DAY):
         return False
+    if any(m == cp["metric"] and overlaps(cp["segment_key"], seg) for seg, m in inc.side_effects):
+        return True
     if cp["metric"] not in inc.metrics:
         return False
     return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)

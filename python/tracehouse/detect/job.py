@@ -171,6 +171,27 @@ def _series_input(
     return np.where(ok, value, np.nan), np.where(ok, n, 0.0)
 
 
+def is_share(metric: str) -> bool:
+    """Return True if the metric is a share of its denominator (a binomial proportion)."""
+    return metric.endswith("_rate") or metric == "model_share"
+
+
+def binomial_floor(metric: str, value: np.ndarray, n: np.ndarray) -> float:
+    """Return the binomial noise SD of one trial of a share metric, `sqrt(p (1 - p))` (else 0).
+
+    `p` is the series' `n`-weighted mean. A share measured on `n` trials has at least the
+    sampling variance `p (1 - p) / n`; the detector's noise estimate may not go below it.
+    """
+    if not is_share(metric):
+        return 0.0
+    ok = np.isfinite(value) & (n > 0)
+    total = float(n[ok].sum())
+    if total <= 0:
+        return 0.0
+    p = min(max(float((value[ok] * n[ok]).sum() / total), 0.0), 1.0)
+    return math.sqrt(p * (1.0 - p))
+
+
 def penalty(points: int, series: int, config: DetectConfig) -> float:
     """Return the penalty per change of a series of `points` valid points among `series`."""
     return config.log_factor * math.log(max(points, 2)) + config.multiplicity * math.log(
@@ -190,7 +211,9 @@ def detect_panel(
         metric = str(panel.metrics[s])
         y, w = _series_input(metric, panel.value[s], panel.n[s])
         valid = int(np.sum(np.isfinite(y) & (True if w is None else w > 0)))
-        for cp in detect(y, w, season, penalty=penalty(valid, judged, config)):
+        floor = binomial_floor(metric, panel.value[s], panel.n[s])
+        for cp in detect(y, w, season, penalty=penalty(valid, judged, config),
+                         noise_floor=floor):
             before, after = cp.value_before, cp.value_after
             if metric in COUNT_METRICS:
                 before, after = math.exp(before), math.exp(after)
@@ -309,7 +332,8 @@ def find_changes(
 
     kept = deduplicate(raw, measure)
     for c in kept:
-        c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions, grain=c.grain)
+        c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions,
+                                               grain=c.grain, metric=c.metric)
     return kept, len(raw), total, checked
 
 

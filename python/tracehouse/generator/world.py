@@ -259,6 +259,8 @@ class TruthEntry:
     name: str
     segment: str
     direction: dict[str, str]
+    #: Side effects: (segment, metric, direction) the mechanism also moves (see `side_effects`).
+    side_effects: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass
@@ -496,7 +498,86 @@ def _incident_change(kind: str, inc: Incident) -> str | None:
     }.get(kind)
 
 
+def _required_by(tool: str) -> list[str]:
+    """The task types whose tool-requirement rules name ``tool``."""
+    return sorted({r.task_type for r in TOOL_REQUIREMENTS if r.tool_name == tool})
+
+
+#: What a worse answer does to the user signals (``feedback.py``: a trace that went wrong draws
+#: thumbs-down, escalations and regenerates instead of thumbs-up and completed tasks, and a
+#: successful task needs no thumbs-down, escalation or abandonment).
+_WORSE_ANSWERS: Final = (("thumbs_down_rate", "up"), ("thumbs_up_rate", "down"),
+                         ("escalation_rate", "up"), ("regenerate_rate", "up"),
+                         ("task_success_rate", "down"))
+
+
+def side_effects(inc: Incident) -> list[tuple[str, str, str]]:
+    """(segment, metric, direction) the incident's mechanism moves besides its primary metrics.
+
+    Derived from the mechanism in ``traces.py`` / ``feedback.py``, not from what a detector
+    reports, and each one is checked in the raw lake by ``tests/test_generator.py``:
+
+    * every incident that makes answers worse moves the user signals of the affected traffic
+      (``_WORSE_ANSWERS``) and, with fewer successes, the cost per successful task;
+    * ``cost_creep`` (top_k 8 -> 20, top_n 5 -> 10): the retrieval and rerank stages take longer
+      (their durations grow with the candidates), more chunks overflow the token budget
+      (context truncation), and the total and per-success cost rise with the tokens;
+    * ``prompt_truncation``: a tiny token budget sends far fewer input tokens: cost per request
+      and total cost of the segment fall;
+    * ``route_downgrade``: the smaller model is cheaper and faster (latency, total cost and cost
+      per successful task of the route fall) and takes the traffic the route's model loses
+      (``model_share`` / ``request_count`` of the two models);
+    * ``tool_slowdown``: the tool's own latency, the planning stage that waits for it, and the
+      requests that need the tool (latency up, success down: a timed-out tool degrades the
+      answer);
+    * ``citation_mismatch``: invalid citations make answers worse (user signals).
+    """
+    seg = inc.segment
+    worse = [(seg, m, d) for m, d in _WORSE_ANSWERS]
+    if inc.kind == "reranker_degradation":
+        return [x for x in worse if x[1] != "thumbs_down_rate"] + [
+            (seg, "cost_per_successful_task_usd", "up")]
+    if inc.kind == "prompt_truncation":
+        return worse + [(seg, "cost_per_request_usd", "down"), (seg, "cost_usd_total", "down")]
+    if inc.kind == "route_downgrade":
+        small, base = "atlas-small", ROUTES[inc.value]
+        return worse + [
+            (seg, "latency_p50_ms", "down"), (seg, "latency_p95_ms", "down"),
+            (seg, "cost_usd_total", "down"), (seg, "cost_per_successful_task_usd", "down"),
+            (f"model_name={base}", "request_count", "down"),
+            (f"model_name={small}", "model_share", "up"),
+            (f"model_name={small}", "request_count", "up"),
+        ]
+    if inc.kind == "guardrail_overfire":
+        return [x for x in worse if x[1] != "task_success_rate"] + [
+            (seg, "cost_per_successful_task_usd", "up")]
+    if inc.kind == "tool_slowdown":
+        out = [(seg, "latency_p50_ms", "up"), (seg, "latency_p95_ms", "up"),
+               ("span_type=tool_call", "latency_p50_ms", "up"),
+               ("span_type=tool_planning", "latency_p50_ms", "up"),
+               ("span_type=tool_planning", "latency_p95_ms", "up")]
+        for task in _required_by(inc.value):
+            out += [(f"task_type={task}", m, d) for m, d in _WORSE_ANSWERS]
+            out += [(f"task_type={task}", "latency_p95_ms", "up")]
+        return out
+    if inc.kind == "cost_creep":
+        return [(seg, "cost_usd_total", "up"), (seg, "cost_per_successful_task_usd", "up"),
+                (seg, "context_truncation_rate", "up")] + [
+            (f"span_type={st}", m, "up") for st in ("retrieval", "rerank")
+            for m in ("latency_p50_ms", "latency_p95_ms")]
+    return worse  # citation_mismatch
+
+
 def _truth_entries(inc: Incident) -> list[TruthEntry]:
+    entries = _primary_entries(inc)
+    listed = {(e.segment, m) for e in entries for m in e.direction}
+    extra = tuple(x for x in side_effects(inc) if (x[0], x[1]) not in listed)
+    head = entries[0]
+    entries[0] = TruthEntry(head.name, head.segment, head.direction, extra)
+    return entries
+
+
+def _primary_entries(inc: Incident) -> list[TruthEntry]:
     seg = inc.segment
     if inc.kind == "reranker_degradation":
         return [TruthEntry(inc.name, seg, {"retrieval_hit_rate": "down", "thumbs_down_rate": "up"})]
@@ -639,6 +720,8 @@ def truth_records(world: World, until_us: int) -> list[dict[str, object]]:
                     "cause": inc.cause,
                     "metrics": list(e.direction),
                     "direction": dict(e.direction),
+                    "side_effects": [{"segment": sg, "metric": m, "direction": d}
+                                     for sg, m, d in e.side_effects],
                 }
             )
     return rows
