@@ -155,3 +155,33 @@
 {% macro default__list_sorted_distinct(list_expression) -%}
     array_sort(array_distinct(filter({{ list_expression }}, x -> x is not null)))
 {%- endmacro %}
+
+
+{% macro first_value_by(value, keys, where=none) %}
+    {#-
+        Aggregate: `value` of the row with the smallest `keys` (a list of SQL expressions,
+        compared in order, NULLs last) among the rows where `where` holds and `value` is not
+        NULL. One pass, no per-group sort (unlike an ordered list aggregate).
+    -#}
+    {{ return(adapter.dispatch('first_value_by', 'tracehouse')(value, keys, where)) }}
+{% endmacro %}
+{% macro duckdb__first_value_by(value, keys, where=none) -%}
+    arg_min({{ value }}, row({{ keys | join(', ') }}))
+    {%- if where %} filter (where {{ where }}){% endif %}
+{%- endmacro %}
+{% macro default__first_value_by(value, keys, where=none) -%}
+    min_by({{ value }}, struct({{ keys | join(', ') }}))
+    filter (where {{ value }} is not null{% if where %} and ({{ where }}){% endif %})
+{%- endmacro %}
+
+
+{% macro list_agg(expression) %}
+    {#- The values of a group as a list, order not defined (sort it afterwards if it matters). -#}
+    {{ return(adapter.dispatch('list_agg', 'tracehouse')(expression)) }}
+{% endmacro %}
+{% macro duckdb__list_agg(expression) -%}
+    list({{ expression }})
+{%- endmacro %}
+{% macro default__list_agg(expression) -%}
+    collect_list({{ expression }})
+{%- endmacro %}

@@ -8,8 +8,9 @@
 }}
 {#-
     One row per trace that has a classify, model_routing, llm or tool_planning span: the
-    decisions and the model passes. `intent` is the first label of the first classify span;
-    `first_llm_model_name` the model of the first llm pass (by pass_index, then start time);
+    decisions and the model passes. `intent` is the first label of the first classify span
+    (that has labels); `first_llm_model_name` the model of the first llm pass that names one
+    (by pass_index, then start time, then span_id);
     token counts are summed over llm spans.
 -#}
 {%- set families = ['classify', 'model_routing', 'llm', 'tool_planning'] -%}
@@ -37,18 +38,12 @@ per_trace as (
         max(case when span_type = 'llm' and parse_ok = false then 1 else 0 end) = 1 as has_parse_failure,
         max(case when span_type = 'llm' and moderation_flagged then 1 else 0 end) = 1 as has_moderation_flag,
         max(case when span_type = 'llm' and finish_reason = 'length' then 1 else 0 end) = 1 as has_length_finish,
-        {{ list_first(list_agg_ordered(
-            "case when span_type = 'llm' then model_name end",
-            "case when span_type = 'llm' then 0 else 1 end, pass_index, event_time, span_id",
-        )) }} as first_llm_model_name,
-        {{ list_first(list_agg_ordered(
-            "case when span_type = 'llm' then model_provider end",
-            "case when span_type = 'llm' then 0 else 1 end, pass_index, event_time, span_id",
-        )) }} as first_llm_model_provider,
-        {{ list_first(list_agg_ordered(
-            "case when span_type = 'classify' then " ~ list_first('labels') ~ " end",
-            "case when span_type = 'classify' then 0 else 1 end, event_time, span_id",
-        )) }} as intent,
+        {{ first_value_by('model_name', ['pass_index', 'event_time', 'span_id'], "span_type = 'llm'") }}
+            as first_llm_model_name,
+        {{ first_value_by('model_provider', ['pass_index', 'event_time', 'span_id'], "span_type = 'llm'") }}
+            as first_llm_model_provider,
+        {{ first_value_by(list_first('labels'), ['event_time', 'span_id'], "span_type = 'classify'") }}
+            as intent,
         min(case when span_type = 'classify' then classifier_version end) as classifier_version,
         min(case when span_type = 'classify' then route_selected end) as classifier_route_selected,
         min(case when span_type = 'model_routing' then selected_model end) as selected_model,

@@ -44,9 +44,8 @@ per_trace as (
         cast(sum(timeout_count) as bigint) as tool_timeout_count,
         count(*) as distinct_tool_count,
         {{ list_agg_ordered('tool_name', 'first_called_at, tool_name') }} as tools_called,
-        {{ list_sorted_distinct(list_agg_ordered(
-            "case when tool_version is not null then tool_name || '=' || tool_version end",
-            'tool_name',
+        {{ list_sorted_distinct(list_agg(
+            "case when tool_version is not null then tool_name || '=' || tool_version end"
         )) }} as tool_versions,
         max(last_span_ingest_at) as last_span_ingest_at
     from per_tool

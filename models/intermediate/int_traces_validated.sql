@@ -25,9 +25,8 @@ per_trace as (
     select
         trace_id,
         count(*) as postprocess_span_count,
-        {{ list_sorted_distinct(list_agg_ordered(
-            "case when validator_name is not null then validator_name || '=' || coalesce(validator_version, 'unknown') end",
-            'validator_name',
+        {{ list_sorted_distinct(list_agg(
+            "case when validator_name is not null then validator_name || '=' || coalesce(validator_version, 'unknown') end"
         )) }} as validator_versions,
         cast(sum(case when validator_name = 'citation_check' then 1 else 0 end) as bigint) as citation_check_count,
         cast(sum(case when validator_name = 'citation_check' then citations_total end) as bigint) as citations_total,

@@ -190,7 +190,7 @@ task_intents as (
 required_by_rule as (
     select
         task_intents.trace_id,
-        {{ list_sorted_distinct(list_agg_ordered('tool_requirements.tool_name', 'tool_requirements.tool_name')) }}
+        {{ list_sorted_distinct(list_agg('tool_requirements.tool_name')) }}
             as rule_required_tools
     from task_intents
     inner join tool_requirements
