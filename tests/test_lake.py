@@ -1,4 +1,4 @@
-"""The lake: atomic batches by day, quarantine with reasons, the ledger, adoption, reconciliation."""
+"""The lake: atomic day batches, quarantine with reasons, the ledger, adoption, reconciliation."""
 
 from __future__ import annotations
 
@@ -110,9 +110,12 @@ def test_producer_files_are_adopted_once(tmp_path: Path) -> None:
     dirty_report = reports["producer-dirty"]
     assert (dirty_report.accepted, dirty_report.quarantined) == (2, 1)
     assert dirty_report.dropped_columns == ["extra"]
-    quarantined = pq.read_table(tmp_path / "_quarantine/spans/dt=2026-01-01/producer-dirty.parquet")
+    quarantined = pq.read_table(
+        tmp_path / "_quarantine/spans/dt=2026-01-01/producer-dirty.parquet"
+    )
     assert "extra" not in quarantined.column_names  # never checked, so never landed
-    assert (tmp_path / "_quarantine/_originals/spans/dt=2026-01-01/producer-dirty.parquet").is_file()
+    originals = tmp_path / "_quarantine/_originals/spans/dt=2026-01-01"
+    assert (originals / "producer-dirty.parquet").is_file()
     relanded = pq.read_table(tmp_path / "spans/dt=2026-01-01/producer-dirty.parquet")
     assert relanded.schema.equals(SPANS.schema, check_metadata=False)
     # Nothing is left to adopt, and everything reconciles.

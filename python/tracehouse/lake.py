@@ -17,7 +17,6 @@ producer's own file (adopted by :func:`adopt_unregistered`) or an interrupted wr
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import uuid
@@ -85,7 +84,8 @@ def dataset_spec(dataset: str) -> DatasetSpec:
     try:
         return DATASETS[dataset]
     except KeyError:
-        raise LakeError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}") from None
+        known = sorted(DATASETS)
+        raise LakeError(f"unknown dataset {dataset!r}; expected one of {known}") from None
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
@@ -94,7 +94,7 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        os.replace(tmp, path)
+        tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -266,7 +266,7 @@ def adopt_unregistered(lake: Path | str, *, now: datetime | None = None) -> list
             table = pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as exc:  # not Parquet at all: keep it, say why
             original = _move_to_originals(lake, dataset, path)
-            reports.append(_record_unreadable(lake, dataset, batch_id, original, exc, now))
+            reports.append(_record_unreadable(lake, dataset, batch_id, original, exc, now=now))
             continue
         result = validate_table(table, spec, ingest_time=now)
         originals_root = lake / QUARANTINE_DIR / ORIGINALS_DIR
@@ -285,7 +285,7 @@ def adopt_unregistered(lake: Path | str, *, now: datetime | None = None) -> list
             reports.append(report)
             continue
         if not is_original:
-            path = _move_to_originals(lake, dataset, path)
+            _move_to_originals(lake, dataset, path)
         reports.append(
             write_batch(lake, dataset, table, source=UNREGISTERED_SOURCE, batch_id=batch_id,
                         ingest_time=now)
@@ -301,12 +301,12 @@ def _single_day(table: pa.Table, spec: DatasetSpec) -> str | None:
 def _move_to_originals(lake: Path, dataset: str, path: Path) -> Path:
     target = lake / QUARANTINE_DIR / ORIGINALS_DIR / dataset / path.parent.name / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    path.replace(target)
     return target
 
 
 def _record_unreadable(
-    lake: Path, dataset: str, batch_id: str, original: Path, exc: Exception, now: datetime
+    lake: Path, dataset: str, batch_id: str, original: Path, exc: Exception, *, now: datetime
 ) -> BatchReport:
     report = BatchReport(dataset, batch_id, UNREGISTERED_SOURCE, 0, 0, 0, files=[original],
                          reject_reasons={f"unreadable file: {exc}": 1})
@@ -363,10 +363,13 @@ def lake_status(lake: Path | str) -> pa.Table:
         )
         ledger_glob = lake / LEDGER_DIR / "*" / "*.parquet"
         if any(lake.glob(f"{LEDGER_DIR}/*/*.parquet")):
-            ledger = f"SELECT * FROM read_parquet('{str(ledger_glob).replace(chr(39), chr(39) * 2)}')"
+            quoted = str(ledger_glob).replace("'", "''")
+            ledger = f"SELECT * FROM read_parquet('{quoted}')"
         else:
-            ledger = "SELECT * FROM (SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS batch_id, " \
-                     "NULL::VARCHAR AS source, NULL::VARCHAR AS dt, 0::BIGINT AS received) WHERE FALSE"
+            ledger = (
+                "SELECT * FROM (SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS batch_id, "
+                "NULL::VARCHAR AS source, NULL::VARCHAR AS dt, 0::BIGINT AS received) WHERE FALSE"
+            )
         sql = f"""
             WITH files AS ({files}),
             ledger AS (SELECT dataset, batch_id, source, dt, received FROM ({ledger})),

@@ -60,7 +60,7 @@ def new_run_id(now: datetime | None = None) -> str:
 @contextmanager
 def _run_lock(warehouse: Path) -> Iterator[None]:
     warehouse.mkdir(parents=True, exist_ok=True)
-    with open(warehouse / ".run.lock", "w") as handle:
+    with (warehouse / ".run.lock").open("w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -1,4 +1,4 @@
-"""Publish the marts: every table and view of the ``marts`` schema as ``<warehouse>/marts/<name>.parquet``.
+"""Publish the marts: every relation of schema ``marts`` as ``<warehouse>/marts/<name>.parquet``.
 
 All files of a run are written into a fresh folder ``<warehouse>/_publish/<run_id>/``; then the
 ``marts`` symlink is swapped to it in one atomic rename. A reader therefore sees either the whole
@@ -8,7 +8,6 @@ previous files in place.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +81,7 @@ def publish(warehouse: Path | str, run_id: str) -> Published:
                 ).fetchone()[0]  # type: ignore[index]
         finally:
             con.close()
-        os.replace(staging, folder)
+        staging.replace(folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -95,16 +94,20 @@ def _swap_link(warehouse: Path, folder: Path) -> None:
     link = warehouse / MARTS_LINK
     if link.exists() and not link.is_symlink():
         # A real folder from elsewhere: keep it, out of the way, rather than delete it.
-        os.replace(link, warehouse / PUBLISH_DIR / f"preexisting-{folder.name}")
+        link.replace(warehouse / PUBLISH_DIR / f"preexisting-{folder.name}")
     tmp_link = warehouse / f".{MARTS_LINK}.{folder.name}.tmp"
     tmp_link.unlink(missing_ok=True)
     tmp_link.symlink_to(Path(PUBLISH_DIR) / folder.name, target_is_directory=True)
-    os.replace(tmp_link, link)  # atomic on POSIX: readers see the old or the new folder
+    tmp_link.replace(link)  # atomic on POSIX: readers see the old or the new folder
 
 
 def _prune(warehouse: Path, keep: Path) -> None:
     runs = sorted(
-        (p for p in (warehouse / PUBLISH_DIR).iterdir() if p.is_dir() and not p.name.startswith(".")),
+        (
+            p
+            for p in (warehouse / PUBLISH_DIR).iterdir()
+            if p.is_dir() and not p.name.startswith(".")
+        ),
         key=lambda p: p.stat().st_mtime,
     )
     for old in runs[:-KEEP_RUNS]:

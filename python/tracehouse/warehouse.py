@@ -1,4 +1,4 @@
-"""Build the warehouse: `dbt build` through dbt's Python API against ``<warehouse>/tracehouse.duckdb``."""
+"""Build the warehouse: `dbt build` via dbt's Python API into ``<warehouse>/tracehouse.duckdb``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m tracehouse.bench` (`make bench`): every benchmark, one after another, figures printed."""
+"""`python -m tracehouse.bench` (`make bench`): every benchmark in turn, figures printed."""
 
 from __future__ import annotations
 

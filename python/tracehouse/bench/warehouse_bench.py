@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     from tracehouse.warehouse import build, warehouse_db
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--spans", type=int, default=2_000_000, help="approximate spans in the lake")
+    parser.add_argument("--spans", type=int, default=2_000_000,
+                        help="approximate spans in the lake")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None, help="keep lake and warehouse here")
     args = parser.parse_args(argv)

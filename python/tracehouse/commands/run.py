@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Show progress bars on long steps.")
         ] = True,
     ) -> None:
-        """Validate new batches, build the warehouse, check it, detect changes, publish the marts."""
+        """Validate new batches, build the warehouse, check it, detect changes, publish marts."""
         from tracehouse.pipeline import PipelineError, run
 
         try:

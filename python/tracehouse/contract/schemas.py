@@ -434,7 +434,7 @@ GRAINS: Final = ("day", "hour")
 
 
 def segment_key(**dims: str) -> str:
-    """The contract's segment key: ``all``, or ``dim=value`` pairs sorted by dim, joined by ``|``."""
+    """The segment key: ``all``, or ``dim=value`` pairs sorted by dim and joined by ``|``."""
     if not dims:
         return "all"
     return "|".join(f"{k}={dims[k]}" for k in sorted(dims))
