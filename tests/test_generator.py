@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -298,7 +298,7 @@ def _traces_sql(con: duckdb.DuckDBPyConnection) -> None:
         """
         CREATE TEMP TABLE traces AS
         SELECT r.trace_id, r.event_time AS t, r.task_type, r.route_name,
-               r.attributes->>'final_status' AS final_status
+               r.duration_ms AS dur, r.attributes->>'final_status' AS final_status
         FROM spans r WHERE r.parent_span_id IS NULL
         """
     )
@@ -346,47 +346,80 @@ def _traces_sql(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _feedback(kind: str) -> str:
+    return (f"EXISTS (SELECT 1 FROM feedback f WHERE f.trace_id = t.trace_id "
+            f"AND f.feedback_type = '{kind}')")
+
+
+_SUCCESS = ("t.final_status = 'success' AND NOT EXISTS (SELECT 1 FROM feedback f WHERE "
+            "f.trace_id = t.trace_id AND f.feedback_type IN ('thumbs_down', 'escalation', "
+            "'task_abandoned'))")
+#: Shares of traces, per trace (a boolean SQL expression over the trace `t`).
+_TRACE_RATES = {
+    "thumbs_down_rate": _feedback("thumbs_down"),
+    "thumbs_up_rate": _feedback("thumbs_up"),
+    "escalation_rate": _feedback("escalation"),
+    "regenerate_rate": _feedback("regenerate"),
+    "context_truncation_rate": "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = "
+                               "t.trace_id AND s.span_type = 'context_assembly' AND "
+                               "(s.attributes->>'truncated')::BOOL)",
+    "guardrail_block_rate": "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id "
+                            "AND s.span_type = 'postprocess' AND s.status = 'blocked')",
+    "tool_call_rate": "(SELECT has_call FROM tools x WHERE x.trace_id = t.trace_id)",
+    "task_success_rate": _SUCCESS,
+}
+#: Measured as a ratio (at least 20% in the direction), not as a share.
+_RATIO_METRICS = ("cost_per_request_usd", "cost_usd_total", "cost_per_successful_task_usd",
+                  "latency_p50_ms", "latency_p95_ms", "request_count")
+
+
 def _measure(con: duckdb.DuckDBPyConnection, metric: str, segment: str, lo: datetime,
              hi: datetime) -> tuple[float, int]:
-    """(value, n) of a contract metric over raw rows of traces starting in [lo, hi)."""
+    """(value, n) of a metric over raw rows of traces starting in [lo, hi).
+
+    ``cost_usd_total`` is measured per trace (no incident changes the traffic, so the total
+    moves with the cost per request, without the weekly traffic pattern) and ``request_count``
+    per day.
+    """
     dim, _, val = segment.partition("=")
     seg = "TRUE" if segment == "all" else f"t.{dim} = '{val}'"
     if dim in ("model_name", "tool_name", "span_type"):
         seg = "TRUE"
     win = f"t.t >= TIMESTAMPTZ '{lo.isoformat()}' AND t.t < TIMESTAMPTZ '{hi.isoformat()}'"
-    trace_rate = {
-        "thumbs_down_rate": "EXISTS (SELECT 1 FROM feedback f WHERE f.trace_id = t.trace_id "
-                            "AND f.feedback_type = 'thumbs_down')",
-        "context_truncation_rate": "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = "
-                                   "t.trace_id AND s.span_type = 'context_assembly' AND "
-                                   "(s.attributes->>'truncated')::BOOL)",
-        "guardrail_block_rate": "EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id "
-                                "AND s.span_type = 'postprocess' AND s.status = 'blocked')",
-        "tool_call_rate": "(SELECT has_call FROM tools x WHERE x.trace_id = t.trace_id)",
-        "task_success_rate": "t.final_status = 'success' AND NOT EXISTS (SELECT 1 FROM "
-                             "feedback f WHERE f.trace_id = t.trace_id AND f.feedback_type IN "
-                             "('thumbs_down', 'escalation', 'task_abandoned'))",
-    }
-    if metric in trace_rate:
-        sql = (f"SELECT avg(({trace_rate[metric]})::INT), count(*) FROM traces t "
+    uses_model = (f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND "
+                  f"s.span_type = 'llm' AND s.model_name = '{val}')")
+    if metric in _TRACE_RATES:
+        sql = (f"SELECT avg(({_TRACE_RATES[metric]})::INT), count(*) FROM traces t "
                f"WHERE {seg} AND {win}")
     elif metric == "model_share":
-        sql = (f"SELECT avg((EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND "
-               f"s.span_type = 'llm' AND s.model_name = '{val}'))::INT), count(*) FROM traces t "
-               f"WHERE {win}")
+        sql = f"SELECT avg(({uses_model})::INT), count(*) FROM traces t WHERE {win}"
+    elif metric == "request_count":
+        days = (hi - lo).total_seconds() / 86400
+        sql = (f"SELECT count(*) / {days}, count(*) FROM traces t WHERE {win} AND "
+               + (uses_model if dim == "model_name" else seg))
     elif metric == "required_tool_missing_rate":
         sql = (f"SELECT avg(x.missing::INT), count(*) FROM traces t JOIN tools x USING "
                f"(trace_id) WHERE x.needs AND {seg} AND {win}")
-    elif metric == "cost_per_request_usd":
+    elif metric in ("cost_per_request_usd", "cost_usd_total"):
         sql = (f"SELECT avg(c.usd), count(*) FROM traces t JOIN cost c USING (trace_id) "
                f"WHERE {seg} AND {win}")
+    elif metric == "cost_per_successful_task_usd":
+        sql = (f"SELECT sum(c.usd) / sum(({_SUCCESS})::INT), count(*) FROM traces t "
+               f"JOIN cost c USING (trace_id) WHERE {seg} AND {win}")
     elif metric in ("tool_timeout_rate", "tool_error_rate"):
         cond = "s.status = 'timeout'" if metric == "tool_timeout_rate" else "s.status <> 'ok'"
         sql = (f"SELECT avg(({cond})::INT), count(*) FROM spans s JOIN traces t USING "
                f"(trace_id) WHERE s.span_type = 'tool_call' AND s.tool_name = '{val}' AND {win}")
-    elif metric == "latency_p95_ms":
-        sql = (f"SELECT quantile_cont(s.duration_ms, 0.95), count(*) FROM spans s JOIN traces t "
-               f"USING (trace_id) WHERE s.span_type = '{val}' AND {win}")
+    elif metric in ("latency_p50_ms", "latency_p95_ms"):
+        q = 0.5 if metric == "latency_p50_ms" else 0.95
+        if dim in ("span_type", "tool_name"):
+            which = (f"s.span_type = '{val}'" if dim == "span_type"
+                     else f"s.span_type = 'tool_call' AND s.tool_name = '{val}'")
+            sql = (f"SELECT quantile_cont(s.duration_ms, {q}), count(*) FROM spans s JOIN "
+                   f"traces t USING (trace_id) WHERE {which} AND {win}")
+        else:  # the root span's duration
+            sql = (f"SELECT quantile_cont(t.dur, {q}), count(*) FROM traces t "
+                   f"WHERE {seg} AND {win}")
     elif metric == "citation_mismatch_rate":
         sql = (f"SELECT avg(((s.attributes->>'citations_valid')::INT < "
                f"(s.attributes->>'citations_total')::INT)::INT), count(*) FROM spans s JOIN "
@@ -409,11 +442,122 @@ def _moved(metric: str, direction: str, before: tuple[float, int],
     """How clearly the metric moved in ``direction``: a z-score for rates, a ratio test else."""
     (b, nb), (a, na) = before, after
     sign = 1 if direction == "up" else -1
-    if metric in ("cost_per_request_usd", "latency_p95_ms"):
-        return sign * math.log(a / b) / math.log(1.2)  # >= 1 means at least 20% in the direction
+    if metric in _RATIO_METRICS:
+        # >= 1 means at least 20% in the direction (+1: a count may start from nothing)
+        return sign * math.log((a + 1e-9 + (metric == "request_count")) /
+                               (b + 1e-9 + (metric == "request_count"))) / math.log(1.2)
     p = (b * nb + a * na) / (nb + na)
     se = math.sqrt(max(p * (1 - p), 1e-4) * (1 / nb + 1 / na))
     return sign * (a - b) / se / 4  # >= 1 means 4 standard errors in the direction
+
+
+def truth_movements(truth: list[dict]) -> list[tuple[dict, str, str, str, bool]]:
+    """(truth row, segment, metric, direction, is a side effect) of every listed movement."""
+    out = []
+    for t in truth:
+        out += [(t, t["segment"], m, d, False) for m, d in t["direction"].items()]
+        out += [(t, x["segment"], x["metric"], x["direction"], True)
+                for x in t.get("side_effects", [])]
+    return out
+
+
+def _overlap(a: str, b: str) -> bool:
+    da, _, va = a.partition("=")
+    db, _, vb = b.partition("=")
+    return "all" in (a, b) or da != db or va == vb
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _windows(truth: list[dict], row: dict, segment: str, metric: str,
+             lake_end: datetime) -> tuple[datetime, datetime, datetime, bool]:
+    """(lo, start, hi, concurrent): up to 3 days either side of the incident's start, cut at the
+    start or end of any other incident that lists the same metric in an overlapping segment
+    (and at the incident's own end), so that the comparison sees this incident begin and no
+    other one begin or end; ``concurrent`` if such an incident is active throughout (it may
+    mask this one: a trace already served badly cannot be served worse)."""
+    start = _time(row["start_time"])
+    assert start is not None
+    lo, hi = start - timedelta(days=_WINDOW_DAYS), start + timedelta(days=_WINDOW_DAYS)
+    hi = min(hi, _time(row["end_time"]) or lake_end, lake_end)
+    name = row["name"].split(".")[0]
+    others = [t for t, seg, m, _, _ in truth_movements(truth)
+              if t["name"].split(".")[0] != name and m == metric and _overlap(seg, segment)]
+    for t in others:
+        for b in (_time(t["start_time"]), _time(t["end_time"])):
+            if b is None:
+                continue
+            if start < b < hi:
+                hi = b
+            if lo < b <= start:
+                lo = b
+    concurrent = any(_time(t["start_time"]) <= start  # type: ignore[operator]
+                     and (_time(t["end_time"]) or lake_end) > start for t in others)
+    return lo, start, hi, concurrent
+
+
+def _effect(metric: str, direction: str, lake: tuple[tuple[float, int], tuple[float, int]],
+            control: tuple[tuple[float, int], tuple[float, int]]) -> float:
+    """How clearly the incident moved the metric in ``direction``: the change before -> after in
+    the lake minus the change in the control lake (the same traces without incidents), in
+    units where >= 1 is a clear move (10% for ratio metrics, 3 standard errors for shares).
+
+    The two lakes hold the very same traces (same ids, same draws; only the incidents'
+    effects differ), so the control's terms carry almost no independent noise: the standard
+    error is that of the lake's before/after difference alone."""
+    (lb, la), (cb, ca) = lake, control
+    sign = 1 if direction == "up" else -1
+    if metric in _RATIO_METRICS:
+        def log(x: tuple[float, int]) -> float:
+            return math.log(x[0] + 1e-9 + (metric == "request_count"))
+        return sign * ((log(la) - log(ca)) - (log(lb) - log(cb))) / math.log(1.1)
+    p = (lb[0] * lb[1] + la[0] * la[1]) / (lb[1] + la[1])
+    se = math.sqrt(max(p * (1 - p), 1e-4) * (1 / lb[1] + 1 / la[1]))
+    return sign * ((la[0] - ca[0]) - (lb[0] - cb[0])) / se / 3
+
+
+MIN_WINDOW = timedelta(hours=18)
+
+
+def check_movements(lake: Path, control: Path, truth: list[dict],
+                    lake_end: datetime) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Measure every truth-listed movement (primary and side effect) in the raw lakes.
+
+    Returns (results, failures, unjudged). A movement fails if the incident lake's change from
+    before to after the start, net of the control lake's (the same traces without incidents),
+    is not clearly in the listed direction, or if the control lake itself moves clearly.
+    Unjudged: another incident moving the metric in an overlapping segment is active across the
+    start, windows under 18 h on either side once cut at other incidents' boundaries, or a
+    retrieval hit rate with fewer than 30 labels.
+    """
+    cons = []
+    for path in (lake, control):
+        con = _con(path)
+        _traces_sql(con)
+        cons.append(con)
+    results, failures, unjudged = [], [], []
+    for t, segment, metric, direction, side in truth_movements(truth):
+        lo, start, hi, concurrent = _windows(truth, t, segment, metric, lake_end)
+        key = (t["name"], segment, metric, "side" if side else "primary")
+        if concurrent or hi - start < MIN_WINDOW or start - lo < MIN_WINDOW:
+            unjudged.append(key)
+            continue
+        (lb, la), (cb, ca) = [(_measure(c, metric, segment, lo, start),
+                               _measure(c, metric, segment, start, hi)) for c in cons]
+        if metric == "retrieval_hit_rate" and min(lb[1], la[1]) < 30:
+            unjudged.append(key)
+            continue
+        effect = _effect(metric, direction, (lb, la), (cb, ca))
+        # the control must not move (a count has its weekly pattern, which the difference
+        # against the control removes from `effect`)
+        still = 0.0 if metric == "request_count" else _moved(metric, direction, cb, ca)
+        row = (*key, lb[0], la[0], cb[0], ca[0], round(effect, 2), round(still, 2))
+        results.append(row)
+        if not effect >= 1 or abs(still) >= 1:
+            failures.append(row)
+    return results, failures, unjudged
 
 
 @pytest.fixture(scope="module")
@@ -441,25 +585,14 @@ def test_truth_file_lists_every_incident_kind(incident_lakes: tuple[Path, Path, 
 
 
 def test_each_incident_is_visible_in_raw_data(incident_lakes: tuple[Path, Path, list]) -> None:
+    """Every metric and segment the truth lists, side effects included, moves in the raw lake
+    in its direction when the incident starts (net of the control lake), and the control lake
+    does not move."""
     lake, control, truth = incident_lakes
-    results = []
-    for path, expect in ((lake, True), (control, False)):
-        con = _con(path)
-        _traces_sql(con)
-        for t in truth:
-            start = datetime.fromisoformat(t["start_time"])
-            end = datetime.fromisoformat(t["end_time"]) if t["end_time"] else None
-            hi = start + timedelta(days=_WINDOW_DAYS)
-            if end is not None:
-                hi = min(hi, end)
-            for metric, direction in t["direction"].items():
-                before = _measure(con, metric, t["segment"], start - timedelta(days=_WINDOW_DAYS),
-                                  start)
-                after = _measure(con, metric, t["segment"], start, hi)
-                if metric == "retrieval_hit_rate" and min(before[1], after[1]) < 30:
-                    continue  # too few labels yet for a rate test
-                score = _moved(metric, direction, before, after)
-                results.append((expect, t["name"], metric, before, after, score))
-    failures = [r for r in results if (r[0] and r[5] < 1) or (not r[0] and abs(r[5]) >= 1)]
+    lake_end = datetime.combine(START + timedelta(days=28), datetime.min.time(), tzinfo=UTC)
+    results, failures, _ = check_movements(lake, control, truth, lake_end)
     assert not failures, "\n".join(map(str, failures))
-    assert sum(1 for r in results if r[0]) >= 10
+    assert sum(1 for r in results if r[3] == "primary") >= 8
+    assert sum(1 for r in results if r[3] == "side") >= 15
+    # every kind has movements judged on their own
+    assert {r[0].rsplit("-", 1)[0] for r in results} == {t["kind"] for t in truth}

@@ -517,31 +517,35 @@ def side_effects(inc: Incident) -> list[tuple[str, str, str]]:
     Derived from the mechanism in ``traces.py`` / ``feedback.py``, not from what a detector
     reports, and each one is checked in the raw lake by ``tests/test_generator.py``:
 
-    * every incident that makes answers worse moves the user signals of the affected traffic
-      (``_WORSE_ANSWERS``) and, with fewer successes, the cost per successful task;
+    * an incident that serves most of the affected traffic badly moves its user signals
+      (``_WORSE_ANSWERS``: the reranker degradation, and the truncating prompt but for the rare
+      escalations). Incidents that hurt a smaller part of their traffic (a guardrail blocking
+      18%, a downgraded route's requests that need a tool, a slow tool's callers) move user
+      signals too little to verify on a small lake next to other incidents: not listed, but
+      the guardrail's lost successes raise the cost per successful task;
     * ``cost_creep`` (top_k 8 -> 20, top_n 5 -> 10): the retrieval and rerank stages take longer
-      (their durations grow with the candidates), more chunks overflow the token budget
-      (context truncation), and the total and per-success cost rise with the tokens;
+      (their durations grow with the candidates), and the total and per-success cost rise with
+      the tokens;
     * ``prompt_truncation``: a tiny token budget sends far fewer input tokens: cost per request
       and total cost of the segment fall;
     * ``route_downgrade``: the smaller model is cheaper and faster (latency, total cost and cost
       per successful task of the route fall) and takes the traffic the route's model loses
       (``model_share`` / ``request_count`` of the two models);
-    * ``tool_slowdown``: the tool's own latency, the planning stage that waits for it, and the
-      requests that need the tool (latency up, success down: a timed-out tool degrades the
-      answer);
-    * ``citation_mismatch``: invalid citations make answers worse (user signals).
+    * ``tool_slowdown``: the tool's own latency, the planning stage that waits for it (p95), and
+      the requests that need the tool (latency up, success down: a timed-out tool degrades the
+      answer; its user signals are diluted by the requests that do not call it);
+    * ``citation_mismatch``: none listed (a mild failure: its user signals are within noise).
     """
     seg = inc.segment
     worse = [(seg, m, d) for m, d in _WORSE_ANSWERS]
     if inc.kind == "reranker_degradation":
-        return [x for x in worse if x[1] != "thumbs_down_rate"] + [
-            (seg, "cost_per_successful_task_usd", "up")]
+        return worse
     if inc.kind == "prompt_truncation":
-        return worse + [(seg, "cost_per_request_usd", "down"), (seg, "cost_usd_total", "down")]
+        return [*(x for x in worse if x[1] != "escalation_rate"),
+                (seg, "cost_per_request_usd", "down"), (seg, "cost_usd_total", "down")]
     if inc.kind == "route_downgrade":
         small, base = "atlas-small", ROUTES[inc.value]
-        return worse + [
+        return [
             (seg, "latency_p50_ms", "down"), (seg, "latency_p95_ms", "down"),
             (seg, "cost_usd_total", "down"), (seg, "cost_per_successful_task_usd", "down"),
             (f"model_name={base}", "request_count", "down"),
@@ -549,23 +553,20 @@ def side_effects(inc: Incident) -> list[tuple[str, str, str]]:
             (f"model_name={small}", "request_count", "up"),
         ]
     if inc.kind == "guardrail_overfire":
-        return [x for x in worse if x[1] != "task_success_rate"] + [
-            (seg, "cost_per_successful_task_usd", "up")]
+        return [(seg, "cost_per_successful_task_usd", "up")]
     if inc.kind == "tool_slowdown":
         out = [(seg, "latency_p50_ms", "up"), (seg, "latency_p95_ms", "up"),
                ("span_type=tool_call", "latency_p50_ms", "up"),
-               ("span_type=tool_planning", "latency_p50_ms", "up"),
                ("span_type=tool_planning", "latency_p95_ms", "up")]
         for task in _required_by(inc.value):
-            out += [(f"task_type={task}", m, d) for m, d in _WORSE_ANSWERS]
-            out += [(f"task_type={task}", "latency_p95_ms", "up")]
+            out += [(f"task_type={task}", "task_success_rate", "down"),
+                    (f"task_type={task}", "latency_p95_ms", "up")]
         return out
     if inc.kind == "cost_creep":
         return [(seg, "cost_usd_total", "up"), (seg, "cost_per_successful_task_usd", "up"),
-                (seg, "context_truncation_rate", "up")] + [
-            (f"span_type={st}", m, "up") for st in ("retrieval", "rerank")
-            for m in ("latency_p50_ms", "latency_p95_ms")]
-    return worse  # citation_mismatch
+                *((f"span_type={st}", m, "up") for st in ("retrieval", "rerank")
+                  for m in ("latency_p50_ms", "latency_p95_ms"))]
+    return []  # citation_mismatch: a mild failure (severity 0.35), no clear user signal
 
 
 def _truth_entries(inc: Incident) -> list[TruthEntry]:
