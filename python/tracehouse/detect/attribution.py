@@ -17,8 +17,8 @@ Rule (documented in docs/detection.md):
   then same segment, then `all`, then other overlapping scopes; then by exact distance; then by
   name. The stage prior is the article's causality chain (a version can only move a metric
   through the stage that uses it); it only orders versions first seen equally close to the
-  change, i.e. the components of one deploy. A version listed under several scopes is named once, at its best
-  rank. At most `MAX_CAUSES` (6) are listed: about one deploy and a half.
+  change, i.e. the components of one deploy. A version listed under several scopes is named
+  once, at its best rank. At most `MAX_CAUSES` (6) are listed: about one deploy and a half.
 * Each cause reads `<version_dimension>=<version_value> first seen <first_seen_at, ISO UTC>`,
   e.g. `prompt_version=sup-v6 first seen 2026-01-14T06:00Z`; "first seen" is the time of the
   first request in that scope that carried the version.

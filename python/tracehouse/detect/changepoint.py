@@ -14,16 +14,16 @@ Algorithm ("pelt-mbic-robust")
    for 1/1000 of a rate on 8,000) with an MBIC-type penalty of `3 log n` per change (Zhang &
    Siegmund 2007, the `changepoint` R package's MBIC for a mean change) and segments of at
    least 3 points.
-3. **Transition periods**: a change that happens during a period leaves that period between
-   the two levels; such a period next to a change (more than 3 long-run noise SDs from both
-   levels) is left out and the series segmented again, and the change is dated to it: the
-   first period that holds the new regime (see `transitions`).
-4. **Prune** (`cp_prune`): re-test every change on the window between its neighbours and keep it
+3. **Prune** (`cp_prune`): re-test every change on the window between its neighbours and keep it
    only if *both* a level-shift test and a step-on-top-of-a-line test beat the same penalty,
    with the noise variance replaced by a long-run variance (`(1 + phi) / (1 - phi)` for lag-1
    autocorrelation `phi` of the within-segment residuals, as in DeCAFS, Romano et al. 2022);
    the weakest failing change is removed and its neighbours re-tested until all pass, then the
    survivors are re-placed at their best local position.
+4. **Transition periods**: a change that happens during a period leaves that period between
+   the two levels; such a period next to a change (more than 3 long-run noise SDs from both
+   levels) is left out, the series is segmented again (steps 2-3), and the change is dated to
+   it: the first period that holds the new regime (see `transitions`).
 
 Why this and not the alternatives
 ---------------------------------
@@ -178,8 +178,8 @@ def detect(
     missing. `period` (e.g. 7 for daily data with a weekly pattern) removes a robust seasonal
     profile first. `penalty` overrides the per-change penalty (in squared noise SDs; default
     `3 log n`). `noise_floor` bounds the noise SD of a weight-1 point from below (see
-    `cp_prepare.prepare`). Series with fewer than 8 valid points, or without noise and without steps,
-    yield no change.
+    `cp_prepare.prepare`). Series with fewer than 8 valid points, or without noise and without
+    steps, yield no change.
     """
     prep = prepare(values, weights, period, noise_floor)
     if prep is None or prep.y.size < max(MIN_POINTS, 2 * min_size) or prep.sigma <= 0.0:

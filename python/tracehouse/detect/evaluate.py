@@ -17,8 +17,8 @@ Definitions (docs/detection.md):
   any of the incident's entries (either direction: recoveries belong too) and its segment
   overlaps one of the incident's segments, or its metric and segment match one of the truth's
   `side_effects` (a metric the injected mechanism also moves, in a segment overlapping the one
-  it moves in: a smaller model is also faster). Side effects never *find* an incident. **Precision** = change points that belong to some incident
-  / change points.
+  it moves in: a smaller model is also faster). Side effects never *find* an incident.
+  **Precision** = change points that belong to some incident / change points.
 * **Attribution** = found incidents with a cause, one of whose belonging change points names
   the cause (`dim=value`) among its suspected causes / found incidents with a cause.
 * **Delay** of a found incident: `change_at - start` of its earliest finding change point, in
