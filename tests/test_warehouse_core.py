@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -57,24 +58,40 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     patch.setenv("DBT_INDIRECT_SELECTION", "cautious")
     root = tmp_path_factory.mktemp("warehouse_core")
     lake, incremental, full = root / "lake", root / "incremental", root / "full"
-    generate(lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED,
-             progress=False)
+    generate(
+        lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False
+    )
     first = _ok(build(lake, incremental, select=CORE_SELECT))
-    generate(lake, start=date.fromordinal(START.toordinal() + FIRST_DAYS), days=MORE_DAYS,
-             traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False)
+    generate(
+        lake,
+        start=date.fromordinal(START.toordinal() + FIRST_DAYS),
+        days=MORE_DAYS,
+        traces_per_day=TRACES_PER_DAY,
+        seed=SEED,
+        progress=False,
+    )
     # the later builds skip the data tests (the first one ran them): models and seeds only
     quick = ["--resource-type", "model", "--resource-type", "seed"]
-    second = _ok(dbt_invoke(["build", "--select", CORE_SELECT, *quick], lake=lake,
-                            warehouse=incremental))
-    refreshed = _ok(dbt_invoke(["build", "--full-refresh", "--select", CORE_SELECT, *quick],
-                               lake=lake, warehouse=full))
+    second = _ok(
+        dbt_invoke(["build", "--select", CORE_SELECT, *quick], lake=lake, warehouse=incremental)
+    )
+    refreshed = _ok(
+        dbt_invoke(
+            ["build", "--full-refresh", "--select", CORE_SELECT, *quick], lake=lake, warehouse=full
+        )
+    )
     patch.undo()
-    yield {"lake": lake, "incremental": incremental, "full": full,
-           "builds": (first, second, refreshed)}
+    yield {
+        "lake": lake,
+        "incremental": incremental,
+        "full": full,
+        "builds": (first, second, refreshed),
+    }
 
 
 def test_core_build_succeeds_with_tests_and_unit_tests(core: dict[str, object]) -> None:
-    first, second, refreshed = core["builds"]  # type: ignore[misc]
+    builds: tuple[BuildResult, BuildResult, BuildResult] = core["builds"]  # type: ignore[assignment]
+    first, second, refreshed = builds
     assert first.counts.get("pass", 0) > 50  # data tests and unit tests ran and passed
     for result in (first, second, refreshed):
         assert result.counts.get("success", 0) > 10
@@ -83,12 +100,30 @@ def test_core_build_succeeds_with_tests_and_unit_tests(core: dict[str, object]) 
         n_traces = con.execute("select count(*) from marts.fct_requests").fetchall()[0][0]
         n_spans = con.execute("select count(*) from marts.fct_spans").fetchall()[0][0]
         assert n_traces > 500 and n_spans > 5 * n_traces
-        metrics = {r[0] for r in con.execute("select distinct metric from marts.metric_daily").fetchall()}
-        assert {"request_count", "error_rate", "latency_p95_ms", "task_success_rate",
-                "retrieval_hit_rate", "tool_error_rate", "model_share"} <= metrics
-        segments = {r[0].split("=")[0] for r in
-                    con.execute("select distinct segment_key from marts.metric_daily").fetchall()}
-        assert segments == {"all", "route_name", "model_name", "task_type", "span_type", "tool_name"}
+        metrics = {
+            r[0] for r in con.execute("select distinct metric from marts.metric_daily").fetchall()
+        }
+        assert {
+            "request_count",
+            "error_rate",
+            "latency_p95_ms",
+            "task_success_rate",
+            "retrieval_hit_rate",
+            "tool_error_rate",
+            "model_share",
+        } <= metrics
+        segments = {
+            r[0].split("=")[0]
+            for r in con.execute("select distinct segment_key from marts.metric_daily").fetchall()
+        }
+        assert segments == {
+            "all",
+            "route_name",
+            "model_name",
+            "task_type",
+            "span_type",
+            "tool_name",
+        }
     finally:
         con.close()
 
@@ -105,19 +140,28 @@ def _read(warehouse: object, sql: str) -> pa.Table:
 def test_incremental_equals_full_refresh_row_for_row(core: dict[str, object]) -> None:
     boundary = date.fromordinal(START.toordinal() + FIRST_DAYS)
     # the appended days really brought late rows for traces built in the first run
-    late = _read(core["full"], f"""
+    late = (
+        _read(
+            core["full"],
+            f"""
         select count(*) as n from marts.fct_requests
         where trace_date < date '{boundary}'
           and greatest(coalesce(last_feedback_ingest_at, last_span_ingest_at),
                        coalesce(last_annotation_ingest_at, last_span_ingest_at))
-              >= timestamptz '{boundary}'""").column("n")[0].as_py()
+              >= timestamptz '{boundary}'""",
+        )
+        .column("n")[0]
+        .as_py()
+    )
     assert late > 0
     con = duckdb.connect()
     try:
         for table in COMPARED:
             inc = _read(core["incremental"], f"select * from {table}")
             ful = _read(core["full"], f"select * from {table}")
-            assert inc.num_rows == ful.num_rows, f"{table}: {inc.num_rows} incremental, {ful.num_rows} full"
+            assert inc.num_rows == ful.num_rows, (
+                f"{table}: {inc.num_rows} incremental, {ful.num_rows} full"
+            )
             assert inc.num_rows > 0, table
             con.register("inc", inc)
             con.register("ful", ful)
@@ -161,14 +205,17 @@ prices as (
            input_usd_per_1m, output_usd_per_1m, cached_input_usd_per_1m
     from read_csv('{seeds}/model_prices.csv', header = true)
 ),
+cached as (
+    select *, coalesce(cast(json_extract(attributes, '$.cached_tokens') as bigint), 0) as cached
+    from spans
+),
 priced as (
     select s.trace_id, coalesce(
         s.cost_usd_estimate,
-        ((coalesce(s.input_tokens, 0)
-          - coalesce(cast(json_extract(s.attributes, '$.cached_tokens') as bigint), 0)) * p.input_usd_per_1m
-         + coalesce(cast(json_extract(s.attributes, '$.cached_tokens') as bigint), 0) * p.cached_input_usd_per_1m
+        ((coalesce(s.input_tokens, 0) - s.cached) * p.input_usd_per_1m
+         + s.cached * p.cached_input_usd_per_1m
          + coalesce(s.output_tokens, 0) * p.output_usd_per_1m) / 1e6) as cost
-    from spans s asof left join prices p
+    from cached s asof left join prices p
         on s.model_name = p.model_name and s.event_time >= p.effective_from
 ),
 trace_cost as (select trace_id, sum(cost) as cost from priced group by trace_id),
@@ -186,10 +233,12 @@ chunks as (
             filter (where span_type = 'context_assembly') as n_included,
         flatten(list(cast(json_extract(attributes, '$.selected_chunk_ids') as varchar[]))
                 filter (where span_type = 'rerank')) as selected,
-        count(json_extract(attributes, '$.selected_chunk_ids')) filter (where span_type = 'rerank') as n_selected,
+        count(json_extract(attributes, '$.selected_chunk_ids'))
+            filter (where span_type = 'rerank') as n_selected,
         flatten(list(cast(json_extract(attributes, '$.chunk_ids') as varchar[]))
                 filter (where span_type = 'retrieval')) as retrieved,
-        count(json_extract(attributes, '$.chunk_ids')) filter (where span_type = 'retrieval') as n_retrieved,
+        count(json_extract(attributes, '$.chunk_ids'))
+            filter (where span_type = 'retrieval') as n_retrieved,
         count(*) filter (where span_type = 'tool_call') as tool_calls,
         count(*) filter (where span_type = 'tool_call' and status <> 'ok') as tool_errors
     from spans group by trace_id
@@ -226,7 +275,9 @@ from segmented group by day, segment_key
 """
 
 
-def test_metric_daily_equals_an_independent_recompute_from_the_lake(core: dict[str, object]) -> None:
+def test_metric_daily_equals_an_independent_recompute_from_the_lake(
+    core: dict[str, object],
+) -> None:
     lake = Path(core["lake"])  # type: ignore[arg-type]
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
@@ -244,11 +295,18 @@ def test_metric_daily_equals_an_independent_recompute_from_the_lake(core: dict[s
     for row in expected.itertuples():
         if row.segment_key not in ("all", routes[0]):
             continue
-        for metric in ("request_count", "error_rate", "task_success_rate", "thumbs_down_rate",
-                       "retrieval_hit_rate", "tool_error_rate", "cost_per_request_usd"):
+        for metric in (
+            "request_count",
+            "error_rate",
+            "task_success_rate",
+            "thumbs_down_rate",
+            "retrieval_hit_rate",
+            "tool_error_rate",
+            "cost_per_request_usd",
+        ):
             want = getattr(row, metric)
             key = (metric, row.day, row.segment_key)
-            if want != want or want is None:  # NaN: undefined, the mart leaves the row out
+            if want is None or math.isnan(want):  # undefined: the mart leaves the row out
                 assert key not in got, key
                 continue
             assert key in got, key
