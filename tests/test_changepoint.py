@@ -189,3 +189,29 @@ def test_change_points_is_the_index_view_of_detect() -> None:
     x[100:] -= 3.0
     assert change_points(x) == [cp.index for cp in detect(x)]
     assert ALGORITHM_NAME
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_change_during_a_period_is_one_change_dated_to_that_period(seed: int) -> None:
+    # a rate of 1% jumps to 98% at 14:00 on day 12 and back at 09:00 on day 17, with weekly
+    # seasonality removed: the two partial days sit between the levels; without the transition
+    # rule the 3-point minimum segment turned them into a staircase dated days early
+    rng = np.random.default_rng(seed)
+    n = np.full(35, 300.0)
+    p = np.full(35, 0.01)
+    p[12], p[13:17], p[17] = 0.01 * 14 / 24 + 0.98 * 10 / 24, 0.98, 0.98 * 9 / 24 + 0.01 * 15 / 24
+    x = rng.binomial(n.astype(int), p) / n
+    found = detect(x, n, 7, noise_floor=float(np.sqrt(0.05 * 0.95)))
+    assert [cp.index for cp in found] == [12, 17]
+    assert found[0].value_after > 0.95 and found[1].value_after < 0.05
+
+
+def test_noise_floor_keeps_sparse_rates_quiet() -> None:
+    # a 1.5% rate on ~40 requests a day: mostly zeros, the differences' robust scale collapses
+    fp = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        n = rng.integers(25, 55, 35).astype(float)
+        x = rng.binomial(n.astype(int), 0.015) / n
+        fp += bool(detect(x, n, 7, noise_floor=float(np.sqrt(0.015 * 0.985))))
+    assert fp <= 2

@@ -21,14 +21,17 @@ DAYS = 30
 TRACES_PER_DAY = 800
 START = date(2026, 4, 6)
 
-MIN_RECALL = 0.85
-MIN_ATTRIBUTION = 0.8
-#: Strict precision (a change point must be in a metric the truth lists): the generator's
-#: incidents also move metrics their truth entries do not list (a smaller model is faster),
-#: so this is far below the explained precision; see docs/detection.md.
-MIN_PRECISION = 0.3
-MIN_EXPLAINED_PRECISION = 0.9
-MAX_FALSE_PER_SERIES_MONTH = 0.03
+#: Measured on this lake: recall 1.00 (6 judged; the 3-day reranker degradation holds only two
+#: whole days and is "too short"), precision 1.00, attribution 1.00, control 0.010 false points
+#: per series-month; held-out seeds in docs/detection.md. Recall and attribution thresholds are
+#: the issue's targets: with 6 incidents judged, one miss fails.
+MIN_RECALL = 0.95
+MIN_ATTRIBUTION = 0.9
+#: Strict precision: a change point belongs if its metric is a primary movement or a listed side
+#: effect of an incident (docs/generator.md).
+MIN_PRECISION = 0.9
+MIN_EXPLAINED_PRECISION = 0.95
+MAX_FALSE_PER_SERIES_MONTH = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,7 @@ def test_incidents_are_found_and_attributed(incidents_run: EvalRun) -> None:
     s = incidents_run.score
     print(incidents_run.line())
     assert len(s.judged) >= 5
+    assert sum(i.found for i in s.incidents) >= 6
     assert s.recall >= MIN_RECALL, s.as_dict()
     assert s.attribution >= MIN_ATTRIBUTION, s.as_dict()
     assert s.precision >= MIN_PRECISION, s.as_dict()

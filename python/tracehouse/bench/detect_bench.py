@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(run.line(), flush=True)
             for inc in run.score.incidents:
-                state = ("found" if inc.found else "MISSED") if inc.judged else "too recent"
+                state = ("found" if inc.found else "MISSED") if inc.judged else inc.unjudged
                 attributed = {None: "no cause", True: "cause named", False: "cause NOT named"}
                 print(f"    {inc.name:<26} {inc.segment:<44} {state:<10} "
                       f"{attributed[inc.attributed]}")

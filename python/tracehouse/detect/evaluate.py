@@ -8,10 +8,13 @@ Definitions (docs/detection.md):
 * A change point **finds** an incident when its metric is listed by an entry with the same
   direction, its segment overlaps that entry's segment (see `segments.overlaps`), and its
   period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`.
-  **Recall** = incidents found / incidents judged, where an incident is judged if the lake
-  holds at least `MIN_DAYS_AFTER` (3) days from its start: the detector needs three periods of
-  a new regime, so an incident that started on the lake's last two days cannot be found yet
-  (it is listed, as "too recent", and its change points still count for precision).
+  **Recall** = incidents found / incidents judged, where an incident is judged if its new
+  regime holds at least `MIN_DAYS_AFTER` (3) whole days (UTC periods) in the lake, from the
+  first whole day after its start to its end (or the lake's end): the detector's shortest
+  regime is three periods and a period the change happened during is a transition, not part
+  of the regime. An incident that started on the lake's last days ("too recent"), or was fixed
+  before it held three whole days ("too short"), cannot be found; it is listed as such and its
+  change points still count for precision.
 * A change point **belongs** to an incident when its period meets `[start - 1 day, end + 1 day]`
   (end = the lake's end while the incident is still open) and either its metric is listed by
   any of the incident's entries (either direction: recoveries belong too) and its segment
@@ -151,6 +154,25 @@ def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
     return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)
 
 
+def _day_floor(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _unjudged(inc: Incident, lake_end: datetime) -> str | None:
+    """Why the incident cannot be judged (None if it can): fewer than `MIN_DAYS_AFTER` whole
+    days of its new regime in the lake, because the lake ends too soon ("too recent") or the
+    incident was fixed too soon ("too short")."""
+    first = _day_floor(inc.start)
+    if first < inc.start:
+        first += DAY  # the start day is a transition period, not part of the regime
+    end = min(inc.end or lake_end, lake_end)
+    if (_day_floor(end) - first) >= timedelta(days=MIN_DAYS_AFTER):
+        return None
+    if (_day_floor(lake_end) - first) < timedelta(days=MIN_DAYS_AFTER):
+        return "too recent"
+    return "too short"
+
+
 @dataclass
 class IncidentScore:
     """How one incident was detected."""
@@ -164,6 +186,7 @@ class IncidentScore:
     delay_hours: float | None
     attributed: bool | None  # None: no cause to attribute
     change_points: int
+    unjudged: str | None = None  # "too recent" / "too short", or None when judged
 
 
 @dataclass
@@ -251,6 +274,7 @@ class DetectionScore:
                     "cause": i.cause,
                     "found": i.found,
                     "judged": i.judged,
+                    "unjudged": i.unjudged,
                     "delay_hours": i.delay_hours,
                     "attributed": i.attributed,
                     "change_points": i.change_points,
@@ -286,6 +310,7 @@ def score(
         if hits:
             first = min(_at(cp) for cp in hits)
             delay = (first - inc.start).total_seconds() / 3600.0
+        reason = _unjudged(inc, lake_end)
         attributed = None
         if inc.cause:
             attributed = any(
@@ -298,7 +323,8 @@ def score(
                 start=inc.start,
                 cause=inc.cause,
                 found=bool(hits),
-                judged=lake_end - inc.start >= timedelta(days=MIN_DAYS_AFTER),
+                judged=reason is None,
+                unjudged=reason,
                 delay_hours=delay,
                 attributed=attributed,
                 change_points=len(mine),
