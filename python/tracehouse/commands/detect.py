@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
             for i in result.incidents:
                 table.add_row(
                     i.start.strftime("%Y-%m-%d %H:%M"), i.name, i.segment,
-                    ("yes" if i.found else "NO") if i.judged else "too recent",
+                    ("yes" if i.found else "NO") if i.judged else (i.unjudged or "not judged"),
                     _fmt(i.delay_hours, "{:+.0f}"),
                     i.cause or "-",
                     "-" if i.attributed is None else ("yes" if i.attributed else "NO"),
