@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tracehouse.warehouse import BuildResult, build, dbt_invoke, warehouse_db
+from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,9 @@ MARTS = [
     "fct_eval_candidates",
 ]
 SELECT = " ".join(f"+{name}" for name in MARTS)
+# A singular test that also reads metric_daily (not in this selection) is picked up by dbt's
+# eager indirect selection through fct_requests: leave it to tests/test_warehouse_core.py.
+NOT_HERE = "assert_metric_request_count_matches_fct_requests"
 THUMBS_DOWN_CAP = 200  # the default policy's daily cap (models/marts/evals/fct_eval_candidates.sql)
 
 
@@ -53,7 +56,8 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     lake, incremental, full = root / "lake", root / "incremental", root / "full"
     generate(lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED,
              progress=False)
-    first = _ok(build(lake, incremental, select=SELECT))
+    first = _ok(dbt_invoke(["build", "--select", SELECT, "--exclude", NOT_HERE], lake=lake,
+                           warehouse=incremental))
     generate(lake, start=date.fromordinal(START.toordinal() + FIRST_DAYS), days=MORE_DAYS,
              traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False)
     quick = ["--resource-type", "model", "--resource-type", "seed"]

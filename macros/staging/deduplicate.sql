@@ -9,8 +9,35 @@
 {% endmacro %}
 
 {% macro duckdb__latest_per_id(relation, id_column, tie_breakers) %}
+    {#-
+        Only ids delivered more than once need ranking: the ids with copies are found by a
+        group by (cheap), every other row passes untouched (anti join), and the window runs over
+        the copies only (semi join). Same winner as ranking every row: a window over all rows
+        sorts the whole lake, which dominated the staging build. `is not distinct from` keeps
+        the NULL id a group of its own, as partition by does.
+    -#}
     select *
     from {{ relation }}
+    anti join (
+        select {{ id_column }} as _copied_id
+        from {{ relation }}
+        group by {{ id_column }}
+        having count(*) > 1
+    ) as ids_with_copies
+        on {{ relation }}.{{ id_column }} is not distinct from ids_with_copies._copied_id
+    union all
+    select *
+    from (
+        select *
+        from {{ relation }}
+        semi join (
+            select {{ id_column }} as _copied_id
+            from {{ relation }}
+            group by {{ id_column }}
+            having count(*) > 1
+        ) as ids_with_copies
+            on {{ relation }}.{{ id_column }} is not distinct from ids_with_copies._copied_id
+    ) as copies
     qualify row_number() over (
         partition by {{ id_column }}
         order by ingest_time desc nulls last, {{ tie_breakers }}

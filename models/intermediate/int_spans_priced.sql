@@ -7,61 +7,85 @@
     )
 }}
 {#-
-    Every span once, with its typed attributes (the union of the 13 per-type staging models:
-    one column per attribute key, NULL where the key is not one of the span type's) and its
-    cost. This is the one place the attributes JSON is parsed in a build: everything downstream
-    reads this table. Incremental per span: a run prices the spans landed since the newest
-    ingest_time it has minus the lookback, and replaces them by span_id (a span's row depends
-    only on the span and the price seed; change model_prices -> run with --full-refresh).
+    Every span once with its cost, and nothing else: span_id, trace_id, span_type, ingest_time,
+    cost_usd, cost_source, is_unpriced. Narrow on purpose: writing a table costs per column and
+    row, and the typed attributes are read where they are needed, from the staging span-type
+    views (fct_spans puts them together with this cost). Pricing needs the envelope (model,
+    tokens, estimate, start; from base_lake__spans), llm `cached_tokens` and embedding
+    `input_tokens` (an attribute that fills the envelope column), so llm and embedding spans come
+    from their staging views and every other span type straight from base_lake__spans.
+    Incremental per span: a run prices the spans landed since the newest ingest_time it has minus
+    the lookback, and replaces them by span_id (a span's row depends only on the span and the
+    price seed; change model_prices -> run with --full-refresh).
 -#}
-{%- set span_types = contract_enum('span_type') -%}
-{%- set envelope = [] -%}
-{%- for column, logical in contract_columns('spans') if column not in ('attributes', 'schema_version') -%}
-    {%- do envelope.append(column) -%}
-{%- endfor -%}
-{%- set attribute_types = {} -%}
-{%- set attribute_order = [] -%}
-{%- for span_type in span_types -%}
-    {%- for key, logical in contract_attribute_keys(span_type) if key not in envelope -%}
-        {%- if key not in attribute_types -%}
-            {%- do attribute_types.update({key: logical}) -%}
-            {%- do attribute_order.append(key) -%}
-        {%- endif -%}
-    {%- endfor -%}
-{%- endfor -%}
 
 with
 
-{% for span_type in span_types %}
-{{ span_type }}_spans as (
-    select * from {{ ref('stg_lake__' ~ span_type ~ '_spans') }}
+other_spans as (
+    select
+        span_id,
+        trace_id,
+        span_type,
+        event_time,
+        ingest_time,
+        model_name,
+        input_tokens,
+        output_tokens,
+        cast(null as {{ sql_type('int') }}) as cached_tokens,
+        cost_usd_estimate
+    from {{ ref('base_lake__spans') }}
+    where span_type not in ('llm', 'embedding')
+    {%- if is_incremental() %}
+        and {{ newer_than_watermark('ingest_time') }}
+    {%- endif %}
+),
+
+llm_spans as (
+    select
+        span_id,
+        trace_id,
+        span_type,
+        event_time,
+        ingest_time,
+        model_name,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        cost_usd_estimate
+    from {{ ref('stg_lake__llm_spans') }}
     {%- if is_incremental() %}
     where {{ newer_than_watermark('ingest_time') }}
     {%- endif %}
 ),
 
-{% endfor %}
+embedding_spans as (
+    select
+        span_id,
+        trace_id,
+        span_type,
+        event_time,
+        ingest_time,
+        model_name,
+        input_tokens,
+        output_tokens,
+        cast(null as {{ sql_type('int') }}) as cached_tokens,
+        cost_usd_estimate
+    from {{ ref('stg_lake__embedding_spans') }}
+    {%- if is_incremental() %}
+    where {{ newer_than_watermark('ingest_time') }}
+    {%- endif %}
+),
+
 model_prices as (
     select * from {{ ref('model_prices') }}
 ),
 
 unioned as (
-    {%- for span_type in span_types %}
-    {%- set own_keys = contract_attribute_keys(span_type) | map('first') | list %}
-    select
-        {%- for column in envelope %}
-        {{ column }},
-        {%- endfor %}
-        {%- for key in attribute_order %}
-        {% if key in own_keys -%}
-        {{ key }}
-        {%- else -%}
-        cast(null as {{ sql_type(attribute_types[key]) }})
-        {%- endif %} as {{ key }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from {{ span_type }}_spans
-    {% if not loop.last %}union all{% endif %}
-    {%- endfor %}
+    select * from other_spans
+    union all
+    select * from llm_spans
+    union all
+    select * from embedding_spans
 ),
 
 prices_in_force as (
@@ -122,23 +146,8 @@ final as (
     select
         span_id,
         trace_id,
-        parent_span_id,
-        parent_span_id is null as is_root,
         span_type,
-        operation_name,
-        status,
-        event_time,
-        end_time,
-        duration_ms,
         ingest_time,
-        {%- for column in envelope if column not in (
-            'span_id', 'trace_id', 'parent_span_id', 'span_type', 'operation_name', 'status',
-            'event_time', 'end_time', 'duration_ms', 'ingest_time') %}
-        {{ column }},
-        {%- endfor %}
-        {%- for key in attribute_order %}
-        {{ key }},
-        {%- endfor %}
         case
             when cost_usd_estimate is not null then cost_usd_estimate
             when is_price_found then priced_cost_usd

@@ -12,6 +12,8 @@
     value, so the choice is deterministic) only where the root has NULL, and a trace whose root
     has not landed yet takes its times from its earliest span. Also the trace's cost (every
     span) and its lineage `last_span_ingest_at`. Incremental on traces with newly landed spans.
+    Reads base_lake__spans (envelope of every span), stg_lake__request_spans (the root's
+    attributes: final_status, entrypoint, locale) and int_spans_priced (cost).
 -#}
 {%- set fallback_columns = [
     'request_id', 'conversation_id', 'session_id', 'user_id_hash', 'tenant_id', 'environment',
@@ -22,9 +24,23 @@
 with
 
 spans as (
+    select * from {{ ref('base_lake__spans') }}
+    {%- if is_incremental() %}
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    {%- endif %}
+),
+
+request_spans as (
+    select * from {{ ref('stg_lake__request_spans') }}
+    {%- if is_incremental() %}
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    {%- endif %}
+),
+
+priced_spans as (
     select * from {{ ref('int_spans_priced') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced')) }})
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
     {%- endif %}
 ),
 
@@ -46,8 +62,8 @@ ranked_roots as (
         locale,
         model_name,
         row_number() over (partition by trace_id order by event_time, span_id) as root_rank
-    from spans
-    where is_root and span_type = 'request'
+    from request_spans
+    where parent_span_id is null
 ),
 
 roots as (
@@ -65,12 +81,19 @@ trace_rollup as (
         min(event_time) as first_span_at,
         max(end_time) as last_span_end_at,
         count(*) as span_count,
-        {{ exact_sum('cost_usd') }} as cost_usd,
-        cast(sum(case when is_unpriced then 1 else 0 end) as bigint) as unpriced_span_count,
         cast(sum(case when status = 'timeout' then 1 else 0 end) as bigint) as timeout_span_count,
         cast(sum(case when status = 'error' then 1 else 0 end) as bigint) as error_span_count,
         max(ingest_time) as last_span_ingest_at
     from spans
+    group by trace_id
+),
+
+trace_cost as (
+    select
+        trace_id,
+        {{ exact_sum('cost_usd') }} as cost_usd,
+        cast(sum(case when is_unpriced then 1 else 0 end) as bigint) as unpriced_span_count
+    from priced_spans
     group by trace_id
 ),
 
@@ -97,15 +120,17 @@ final as (
         roots.model_name as root_model_name,
         roots.span_id is not null as has_root,
         trace_rollup.span_count,
-        coalesce(trace_rollup.cost_usd, 0.0) as cost_usd,
-        trace_rollup.unpriced_span_count,
-        trace_rollup.unpriced_span_count > 0 as has_unpriced_span,
+        coalesce(trace_cost.cost_usd, 0.0) as cost_usd,
+        trace_cost.unpriced_span_count,
+        trace_cost.unpriced_span_count > 0 as has_unpriced_span,
         trace_rollup.timeout_span_count,
         trace_rollup.error_span_count,
         trace_rollup.last_span_ingest_at
     from trace_rollup
     left join roots
         on trace_rollup.trace_id = roots.trace_id
+    left join trace_cost
+        on trace_rollup.trace_id = trace_cost.trace_id
 )
 
 select * from final

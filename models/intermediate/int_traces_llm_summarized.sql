@@ -15,14 +15,39 @@
 -#}
 {%- set families = ['classify', 'model_routing', 'llm', 'tool_planning'] -%}
 
+{%- set columns = [
+    'span_id', 'trace_id', 'span_type', 'event_time', 'ingest_time', 'model_name',
+    'model_provider', 'input_tokens', 'output_tokens', 'cached_tokens', 'reasoning_tokens',
+    'retry_count', 'parse_ok', 'moderation_flagged', 'finish_reason', 'pass_index', 'labels',
+    'classifier_version', 'route_selected', 'selected_model', 'route_policy_version', 'reason',
+    'planner_version', 'tool_selected',
+] -%}
+-- depends_on: {{ ref('base_lake__spans') }}
+
 with
 
-spans as (
-    select * from {{ ref('int_spans_priced') }}
-    where span_type in ('{{ families | join("', '") }}')
+typed_spans as (
+    {{ span_types_unioned(families, columns, where=(
+        'trace_id in (' ~ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) ~ ')'
+    ) if is_incremental() else none) }}
+),
+
+llm_cost as (
+    select span_id, cost_usd
+    from {{ ref('int_spans_priced') }}
+    where span_type = 'llm'
     {%- if is_incremental() %}
-    and trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced'), span_types=families) }})
+        and trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) }})
     {%- endif %}
+),
+
+spans as (
+    select
+        typed_spans.*,
+        llm_cost.cost_usd
+    from typed_spans
+    left join llm_cost
+        on typed_spans.span_id = llm_cost.span_id
 ),
 
 per_trace as (

@@ -15,14 +15,23 @@
 -#}
 {%- set families = ['query_rewrite', 'embedding', 'retrieval', 'rerank', 'context_assembly'] -%}
 
+{%- set columns = [
+    'trace_id', 'span_type', 'ingest_time', 'top_k_returned', 'top_k_requested', 'score_mean',
+    'score_min', 'score_max', 'acl_filtered_count', 'retriever_type', 'index_version',
+    'embedding_version', 'embedding_model', 'reranker_version', 'reranker_model',
+    'strategy_version', 'system_prompt_version', 'policy_block_version', 'context_policy',
+    'token_budget', 'tokens_system', 'tokens_history', 'tokens_context', 'tokens_tools',
+    'tokens_user', 'truncated', 'excluded_chunks', 'chunk_ids', 'selected_chunk_ids',
+    'included_chunk_ids',
+] -%}
+-- depends_on: {{ ref('base_lake__spans') }}
+
 with
 
 spans as (
-    select * from {{ ref('int_spans_priced') }}
-    where span_type in ('{{ families | join("', '") }}')
-    {%- if is_incremental() %}
-    and trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced'), span_types=families) }})
-    {%- endif %}
+    {{ span_types_unioned(families, columns, where=(
+        'trace_id in (' ~ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) ~ ')'
+    ) if is_incremental() else none) }}
 ),
 
 per_trace as (

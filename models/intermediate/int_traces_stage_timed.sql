@@ -17,9 +17,9 @@
 with
 
 spans as (
-    select * from {{ ref('int_spans_priced') }}
+    select * from {{ ref('base_lake__spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced')) }})
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
     {%- endif %}
 ),
 
@@ -27,7 +27,7 @@ per_trace as (
     select
         trace_id,
         coalesce(
-            min(case when is_root and span_type = 'request' then event_time end),
+            min(case when parent_span_id is null and span_type = 'request' then event_time end),
             min(event_time)
         ) as trace_started_at,
         {%- for stage in stages %}

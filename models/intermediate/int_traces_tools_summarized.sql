@@ -12,13 +12,13 @@
     tool versions in force (`tool_name=version`, sorted).
 -#}
 
+-- depends_on: {{ ref('base_lake__spans') }}
 with
 
 spans as (
-    select * from {{ ref('int_spans_priced') }}
-    where span_type = 'tool_call'
+    select * from {{ ref('stg_lake__tool_call_spans') }}
     {%- if is_incremental() %}
-    and trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced'), span_types=['tool_call']) }})
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans'), span_types=['tool_call']) }})
     {%- endif %}
 ),
 

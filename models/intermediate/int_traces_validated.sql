@@ -11,13 +11,13 @@
     sorted), citation checks, guardrail blocks and validator failures.
 -#}
 
+-- depends_on: {{ ref('base_lake__spans') }}
 with
 
 spans as (
-    select * from {{ ref('int_spans_priced') }}
-    where span_type = 'postprocess'
+    select * from {{ ref('stg_lake__postprocess_spans') }}
     {%- if is_incremental() %}
-    and trace_id in ({{ traces_touched_by_spans(ref('int_spans_priced'), span_types=['postprocess']) }})
+    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans'), span_types=['postprocess']) }})
     {%- endif %}
 ),
 

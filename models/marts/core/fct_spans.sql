@@ -8,19 +8,41 @@
     key is not the span type's), cost, and its place in the trace (offset from the trace start,
     the trace's start and date: the root's).
 
-    A view, deliberately: its rows are int_spans_priced's (incremental, delete+insert, the one
-    table that holds the parsed attributes) placed on their trace by int_traces_enveloped
-    (incremental by trace). Copying ~130 columns of every span into a second table costs as
-    much as building int_spans_priced itself (about 6 CPU-seconds per million spans) and adds
-    nothing: both inputs are maintained by the incremental mechanism in docs/warehouse.md, so
-    fct_spans after an incremental run equals fct_spans after a full refresh, row for row.
-    `last_ingest_at` is the trace's newest span ingest (feedback and annotations do not change
-    a span row).
+    A view, deliberately: the union of the 13 staging span-type views (typed attributes; each
+    parses only its own span type's JSON, and a reader that selects no attribute of a type
+    parses none) joined to int_spans_priced (the narrow, incremental cost per span) and placed
+    on its trace by int_traces_enveloped (incremental by trace). Writing ~130 columns of every
+    span into a table costs far more than computing them (DuckDB table writes are the build's
+    cost), and it is only materialized when published. Both tables it joins are maintained by
+    the incremental mechanism in docs/warehouse.md, so fct_spans after an incremental run equals
+    fct_spans after a full refresh, row for row. `last_ingest_at` is the trace's newest span
+    ingest (feedback and annotations do not change a span row).
 -#}
+{%- set span_types = contract_enum('span_type') -%}
+{%- set envelope = [] -%}
+{%- for column, logical in contract_columns('spans') if column not in ('attributes', 'schema_version') -%}
+    {%- do envelope.append(column) -%}
+{%- endfor -%}
+{%- set attribute_types = {} -%}
+{%- set attribute_order = [] -%}
+{%- for span_type in span_types -%}
+    {%- for key, logical in contract_attribute_keys(span_type) if key not in envelope -%}
+        {%- if key not in attribute_types -%}
+            {%- do attribute_types.update({key: logical}) -%}
+            {%- do attribute_order.append(key) -%}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endfor -%}
 
 with
 
-spans as (
+{% for span_type in span_types %}
+{{ span_type }}_spans as (
+    select * from {{ ref('stg_lake__' ~ span_type ~ '_spans') }}
+),
+
+{% endfor %}
+priced as (
     select * from {{ ref('int_spans_priced') }}
 ),
 
@@ -28,16 +50,58 @@ traces as (
     select * from {{ ref('int_traces_enveloped') }}
 ),
 
+unioned as (
+    {%- for span_type in span_types %}
+    {%- set own_keys = contract_attribute_keys(span_type) | map('first') | list %}
+    select
+        {%- for column in envelope %}
+        {{ column }},
+        {%- endfor %}
+        {%- for key in attribute_order %}
+        {% if key in own_keys -%}
+        {{ key }}
+        {%- else -%}
+        cast(null as {{ sql_type(attribute_types[key]) }})
+        {%- endif %} as {{ key }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ span_type }}_spans
+    {% if not loop.last %}union all{% endif %}
+    {%- endfor %}
+),
+
 final as (
     select
-        spans.*,
+        unioned.span_id,
+        unioned.trace_id,
+        unioned.parent_span_id,
+        unioned.parent_span_id is null as is_root,
+        unioned.span_type,
+        unioned.operation_name,
+        unioned.status,
+        unioned.event_time,
+        unioned.end_time,
+        unioned.duration_ms,
+        unioned.ingest_time,
+        {%- for column in envelope if column not in (
+            'span_id', 'trace_id', 'parent_span_id', 'span_type', 'operation_name', 'status',
+            'event_time', 'end_time', 'duration_ms', 'ingest_time') %}
+        unioned.{{ column }},
+        {%- endfor %}
+        {%- for key in attribute_order %}
+        unioned.{{ key }},
+        {%- endfor %}
+        priced.cost_usd,
+        priced.cost_source,
+        priced.is_unpriced,
         traces.event_time as trace_started_at,
         traces.trace_date,
-        {{ duration_ms_between('traces.event_time', 'spans.event_time') }} as offset_ms,
+        {{ duration_ms_between('traces.event_time', 'unioned.event_time') }} as offset_ms,
         traces.last_span_ingest_at as last_ingest_at
-    from spans
+    from unioned
+    inner join priced
+        on unioned.span_id = priced.span_id
     inner join traces
-        on spans.trace_id = traces.trace_id
+        on unioned.trace_id = traces.trace_id
 )
 
 select * from final
