@@ -14,29 +14,33 @@
         group by (cheap), every other row passes untouched (anti join), and the window runs over
         the copies only (semi join). Same winner as ranking every row: a window over all rows
         sorts the whole lake, which dominated the staging build. `is not distinct from` keeps
-        the NULL id a group of its own, as partition by does.
+        the NULL id a group of its own, as partition by does. The relation is read three times;
+        `not materialized` keeps DuckDB from buffering it (re-reading the Parquet is cheaper).
     -#}
-    select *
-    from {{ relation }}
-    anti join (
+    with
+
+    landed_rows as not materialized (
+        select * from {{ relation }}
+    ),
+
+    ids_with_copies as (
         select {{ id_column }} as _copied_id
-        from {{ relation }}
+        from landed_rows
         group by {{ id_column }}
         having count(*) > 1
-    ) as ids_with_copies
-        on {{ relation }}.{{ id_column }} is not distinct from ids_with_copies._copied_id
+    )
+
+    select *
+    from landed_rows
+    anti join ids_with_copies
+        on landed_rows.{{ id_column }} is not distinct from ids_with_copies._copied_id
     union all
     select *
     from (
         select *
-        from {{ relation }}
-        semi join (
-            select {{ id_column }} as _copied_id
-            from {{ relation }}
-            group by {{ id_column }}
-            having count(*) > 1
-        ) as ids_with_copies
-            on {{ relation }}.{{ id_column }} is not distinct from ids_with_copies._copied_id
+        from landed_rows
+        semi join ids_with_copies
+            on landed_rows.{{ id_column }} is not distinct from ids_with_copies._copied_id
     ) as copies
     qualify row_number() over (
         partition by {{ id_column }}

@@ -10,11 +10,12 @@
 
     A view, deliberately: the union of the 13 staging span-type views (typed attributes; each
     parses only its own span type's JSON, and a reader that selects no attribute of a type
-    parses none) joined to int_spans_priced (the narrow, incremental cost per span) and placed
-    on its trace by int_traces_enveloped (incremental by trace). Writing ~130 columns of every
+    parses none), priced inline by `priced_spans` (the rule int_spans_priced applies: a hash
+    join with the small price table, cheaper than joining millions of priced rows back) and
+    placed on its trace by int_traces_enveloped (incremental by trace). Writing ~130 columns of every
     span into a table costs far more than computing them (DuckDB table writes are the build's
-    cost), and it is only materialized when published. Both tables it joins are maintained by
-    the incremental mechanism in docs/warehouse.md, so fct_spans after an incremental run equals
+    cost), and it is only materialized when published. Its inputs are the staging views, the price seed and a table
+    maintained by the incremental mechanism in docs/warehouse.md, so fct_spans after an incremental run equals
     fct_spans after a full refresh, row for row. `last_ingest_at` is the trace's newest span
     ingest (feedback and annotations do not change a span row).
 -#}
@@ -42,10 +43,6 @@ with
 ),
 
 {% endfor %}
-priced as (
-    select * from {{ ref('int_spans_priced') }}
-),
-
 traces as (
     select * from {{ ref('int_traces_enveloped') }}
 ),
@@ -69,39 +66,41 @@ unioned as (
     {%- endfor %}
 ),
 
+priced as (
+    {{ priced_spans('unioned') }}
+),
+
 final as (
     select
-        unioned.span_id,
-        unioned.trace_id,
-        unioned.parent_span_id,
-        unioned.parent_span_id is null as is_root,
-        unioned.span_type,
-        unioned.operation_name,
-        unioned.status,
-        unioned.event_time,
-        unioned.end_time,
-        unioned.duration_ms,
-        unioned.ingest_time,
+        priced.span_id,
+        priced.trace_id,
+        priced.parent_span_id,
+        priced.parent_span_id is null as is_root,
+        priced.span_type,
+        priced.operation_name,
+        priced.status,
+        priced.event_time,
+        priced.end_time,
+        priced.duration_ms,
+        priced.ingest_time,
         {%- for column in envelope if column not in (
             'span_id', 'trace_id', 'parent_span_id', 'span_type', 'operation_name', 'status',
             'event_time', 'end_time', 'duration_ms', 'ingest_time') %}
-        unioned.{{ column }},
+        priced.{{ column }},
         {%- endfor %}
         {%- for key in attribute_order %}
-        unioned.{{ key }},
+        priced.{{ key }},
         {%- endfor %}
         priced.cost_usd,
         priced.cost_source,
         priced.is_unpriced,
         traces.event_time as trace_started_at,
         traces.trace_date,
-        {{ duration_ms_between('traces.event_time', 'unioned.event_time') }} as offset_ms,
+        {{ duration_ms_between('traces.event_time', 'priced.event_time') }} as offset_ms,
         traces.last_span_ingest_at as last_ingest_at
-    from unioned
-    inner join priced
-        on unioned.span_id = priced.span_id
+    from priced
     inner join traces
-        on unioned.trace_id = traces.trace_id
+        on priced.trace_id = traces.trace_id
 )
 
 select * from final
