@@ -131,3 +131,21 @@ def test_run_adopts_a_producers_bad_file_before_building(
         own / "_quarantine" / "feedback" / source.parent.name / "producer-x.parquet"
     )
     assert quarantined.column("reject_reason").to_pylist() == ["feedback_type not in enum"] * 2
+
+
+def test_dbt_docs_generate_documents_the_built_marts(lake: Path, published: Path) -> None:
+    import json
+
+    from tracehouse.warehouse import dbt_invoke
+
+    result = dbt_invoke(["docs", "generate"], lake=lake, warehouse=published)
+    assert result.success, result.failures
+    target = published / "_dbt" / "target"
+    assert (target / "index.html").is_file()
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    fct = catalog["nodes"]["model.tracehouse.fct_requests"]
+    assert {"trace_id", "is_successful_task", "cost_usd"} <= set(fct["columns"])
+    documented = manifest["nodes"]["model.tracehouse.fct_requests"]
+    assert documented["description"]
+    assert documented["columns"]["is_successful_task"]["description"]
