@@ -53,9 +53,11 @@ class Summary:
             out.append(f"incidents injected ({len(self.incidents)}):")
             for inc in self.incidents:
                 cause = inc.get("cause") or "no version change"
+                metrics = inc.get("metrics")
+                moves = ", ".join(str(m) for m in metrics) if isinstance(metrics, list) else ""
                 out.append(
                     f"  - {inc.get('start_time')}  {inc.get('name')}  in {inc.get('segment')}"
-                    f"  cause: {cause}  moves: {', '.join(map(str, inc.get('metrics', [])))}"
+                    f"  cause: {cause}  moves: {moves}"
                 )
         return out
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 WAREHOUSE_DB = "tracehouse.duckdb"
 MARTS_SCHEMA = "marts"
@@ -119,7 +120,7 @@ def dbt_invoke(
     if quiet:
         cli_args += ["--quiet", "--no-print"] if args and args[0] != "ls" else []
     started = time.perf_counter()
-    callbacks = []
+    callbacks: list[Any] = []  # dbt calls each with an EventMsg
     bar = None
     if progress:
         from tqdm import tqdm

@@ -2,7 +2,7 @@
 
 # Libraries are imported inside command bodies so that `tracehouse --help` stays fast, and
 # typer commands take their options as parameters.
-# ruff: noqa: PLC0415, PLR0917
+# ruff: noqa: PLR0917
 
 from __future__ import annotations
 
