@@ -209,22 +209,7 @@ def write_batch(
 
     if not per_day:  # an empty batch is still recorded, so that a sender can see it arrived
         per_day[ingest_time.astimezone(UTC).strftime("%Y-%m-%d")] = [0, 0]
-    days_sorted = sorted(per_day)
-    ledger = pa.table(
-        {
-            "dataset": [dataset] * len(days_sorted),
-            "batch_id": [batch_id] * len(days_sorted),
-            "source": [source] * len(days_sorted),
-            "dt": days_sorted,
-            "received": [sum(per_day[d]) for d in days_sorted],
-            "accepted": [per_day[d][0] for d in days_sorted],
-            "quarantined": [per_day[d][1] for d in days_sorted],
-            "dropped_columns": [result.dropped_columns] * len(days_sorted),
-            "written_at": [ingest_time] * len(days_sorted),
-        },
-        schema=LEDGER_SCHEMA,
-    )
-    write_parquet_atomic(ledger, lake / LEDGER_DIR / dataset / f"{batch_id}.parquet")
+    _write_ledger(lake, report, per_day, ingest_time)
     return report
 
 
@@ -281,7 +266,8 @@ def adopt_unregistered(lake: Path | str, *, now: datetime | None = None) -> list
         ):
             report = BatchReport(dataset, batch_id, UNREGISTERED_SOURCE, table.num_rows,
                                  table.num_rows, 0, files=[path])
-            _write_ledger_row(lake, report, path.parent.name.removeprefix("dt="), now)
+            day = path.parent.name.removeprefix("dt=")
+            _write_ledger(lake, report, {day: [report.accepted, 0]}, now)
             reports.append(report)
             continue
         if not is_original:
@@ -310,22 +296,27 @@ def _record_unreadable(
 ) -> BatchReport:
     report = BatchReport(dataset, batch_id, UNREGISTERED_SOURCE, 0, 0, 0, files=[original],
                          reject_reasons={f"unreadable file: {exc}": 1})
-    _write_ledger_row(lake, report, original.parent.name.removeprefix("dt="), now)
+    _write_ledger(lake, report, {original.parent.name.removeprefix("dt="): [0, 0]}, now)
     return report
 
 
-def _write_ledger_row(lake: Path, report: BatchReport, day: str, now: datetime) -> None:
+def _write_ledger(
+    lake: Path, report: BatchReport, per_day: dict[str, list[int]], written_at: datetime
+) -> None:
+    """Record a batch: one ledger row per day with its accepted and quarantined counts."""
+    days = sorted(per_day)
+    n = len(days)
     ledger = pa.table(
         {
-            "dataset": [report.dataset],
-            "batch_id": [report.batch_id],
-            "source": [report.source],
-            "dt": [day],
-            "received": [report.received],
-            "accepted": [report.accepted],
-            "quarantined": [report.quarantined],
-            "dropped_columns": [report.dropped_columns],
-            "written_at": [now],
+            "dataset": [report.dataset] * n,
+            "batch_id": [report.batch_id] * n,
+            "source": [report.source] * n,
+            "dt": days,
+            "received": [sum(per_day[d]) for d in days],
+            "accepted": [per_day[d][0] for d in days],
+            "quarantined": [per_day[d][1] for d in days],
+            "dropped_columns": [report.dropped_columns] * n,
+            "written_at": [written_at] * n,
         },
         schema=LEDGER_SCHEMA,
     )
