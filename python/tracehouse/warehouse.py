@@ -97,6 +97,8 @@ def dbt_invoke(
 
     from dbt.cli.main import dbtRunner
 
+    from tracehouse.resources import duckdb_env
+
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
     warehouse.mkdir(parents=True, exist_ok=True)
     project = project_dir()
@@ -107,6 +109,7 @@ def dbt_invoke(
         "DBT_TARGET_PATH": str(target_path),
         "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **duckdb_env(),  # DuckDB memory limit and threads from the machine (perf)
     }
     cli_args = [
         *args,
