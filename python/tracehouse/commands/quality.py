@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         from tracehouse.quality import QualityError, QualityRun
 
         q = QualityRun(lake=lake.resolve(), warehouse=warehouse.resolve(), run_id=new_run_id(),
-                       all_batches=all_batches)
+                       all_batches=all_batches, all_marts=True)
         typer.echo(f"{'batches':<10} {q.check_batches()}")
         failed = False
         if marts:
