@@ -31,8 +31,10 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+BENCH_SIZES ?= 1M
 bench: venv
-	$(BIN)/python -m tracehouse.bench
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	TRACEHOUSE_BENCH_SIZES=$(BENCH_SIZES) nice -n 10 $(BIN)/python -m tracehouse.bench
 
 lint: venv
 	$(BIN)/ruff check python tests
