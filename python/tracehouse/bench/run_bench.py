@@ -14,8 +14,8 @@ For each lake size (``--sizes 1M,10M``; 30M opt-in; default ``1M``), on a genera
    task by model and week; retrieval hit rate by retriever version), answered from the published
    marts (DuckDB over the Parquet files) and from the raw lake by DuckDB, polars and chDB (if the
    ``bench`` extra is installed). The raw-lake versions are simplified answers (no dedup, the
-   root's model, the latest price per model, no annotation correctness): a floor for a peer, not
-   the warehouse's exact definitions.
+   first llm span's model, the latest price per model, no annotation correctness): a floor for
+   a peer, not the warehouse's exact definitions.
 
 Medians of ``--repeats`` runs for the reference and the questions (the pipeline runs once per
 kind: each changes the lake). Prints a table and writes JSON (``--json``). Timings depend on the
@@ -251,13 +251,14 @@ def raw_duckdb_questions(lake: Path, prices: Path) -> dict[str, str]:
             cost as (
                 select s.trace_id, sum(coalesce(s.cost_usd_estimate,
                     (coalesce(s.input_tokens, 0) * p.input_usd_per_1m
-                     + coalesce(s.output_tokens, 0) * p.output_usd_per_1m) / 1e6, 0)) as usd
+                     + coalesce(s.output_tokens, 0) * p.output_usd_per_1m) / 1e6, 0)) as usd,
+                    any_value(s.model_name) filter (where s.span_type = 'llm') as llm_model
                 from read_parquet('{spans}') s left join prices p using (model_name)
                 group by 1),
             negative as (
                 select distinct trace_id from read_parquet('{feedback}')
                 where feedback_type in ('thumbs_down', 'escalation', 'task_abandoned'))
-            select r.model_name, date_trunc('week', r.event_time) as week,
+            select c.llm_model as model_name, date_trunc('week', r.event_time) as week,
                    sum(c.usd) / nullif(count(*) filter (where r.status = 'ok'
                        and coalesce(r.final_status, 'success') = 'success'
                        and n.trace_id is null), 0) as usd
@@ -308,15 +309,16 @@ def raw_polars_questions(lake: Path, prices: Path) -> dict[str, Callable[[], obj
         price = (pl.scan_csv(str(prices)).sort("effective_from")
                  .group_by("model_name").last()
                  .select("model_name", "input_usd_per_1m", "output_usd_per_1m"))
-        cost = (spans.select("trace_id", "model_name", "input_tokens", "output_tokens",
-                             "cost_usd_estimate")
+        cost = (spans.select("trace_id", "span_type", "model_name", "input_tokens",
+                             "output_tokens", "cost_usd_estimate")
                 .join(price, on="model_name", how="left")
                 .with_columns(pl.coalesce(
                     "cost_usd_estimate",
                     (pl.col("input_tokens").fill_null(0) * pl.col("input_usd_per_1m")
                      + pl.col("output_tokens").fill_null(0) * pl.col("output_usd_per_1m")) / 1e6,
                     pl.lit(0.0)).alias("usd"))
-                .group_by("trace_id").agg(pl.col("usd").sum()))
+                .group_by("trace_id").agg(pl.col("usd").sum(), pl.col("model_name").filter(
+                    pl.col("span_type") == "llm").first().alias("llm_model")))
         negative = (feedback.filter(pl.col("feedback_type").is_in(
             ["thumbs_down", "escalation", "task_abandoned"])).select("trace_id").unique()
             .with_columns(pl.lit(True).alias("negative")))
@@ -325,7 +327,7 @@ def raw_polars_questions(lake: Path, prices: Path) -> dict[str, Callable[[], obj
                                & (pl.col("final_status").fill_null("success") == "success")
                                & pl.col("negative").is_null()).alias("ok"),
                               pl.col("event_time").dt.truncate("1w").alias("week"))
-                .group_by("model_name", "week")
+                .group_by("llm_model", "week")
                 .agg((pl.col("usd").sum() / pl.col("ok").sum()).alias("usd"))
                 .collect())
 
@@ -376,19 +378,19 @@ def raw_chdb_questions(lake: Path, prices: Path) -> dict[str, str]:
             cost as (
                 select s.trace_id as trace_id, sum(coalesce(s.cost_usd_estimate,
                     (coalesce(s.input_tokens, 0) * p.pin + coalesce(s.output_tokens, 0) * p.pout)
-                    / 1e6, 0)) as usd
+                    / 1e6, 0)) as usd, anyIf(s.model_name, s.span_type = 'llm') as llm_model
                 from {spans} as s left join prices as p on s.model_name = p.model_name
                 group by s.trace_id),
             negative as (
                 select distinct trace_id from {feedback}
                 where feedback_type in ('thumbs_down', 'escalation', 'task_abandoned'))
-            select r.model_name, toStartOfWeek(r.event_time) as week,
+            select c.llm_model as model_name, toStartOfWeek(r.event_time) as week,
                    sum(c.usd) / nullIf(countIf(r.status = 'ok'
                        and coalesce(nullIf(r.final_status, ''), 'success') = 'success'
                        and n.trace_id = ''), 0) as usd
             from {roots} as r inner join cost as c on r.trace_id = c.trace_id
             left join negative as n on r.trace_id = n.trace_id
-            group by r.model_name, week""",
+            group by model_name, week""",
         "retrieval_hit_rate_by_retriever_version": f"""
             with judged as (
                 select trace_id, any(relevant_chunk_ids) as relevant
