@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "tracehouse.commands.inspect",
     "tracehouse.commands.quality",
     "tracehouse.commands.alerts",
+    "tracehouse.commands.semantic",
 )
 
 for _name in COMMAND_MODULES:
