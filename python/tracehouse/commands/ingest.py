@@ -155,7 +155,8 @@ def register(app: typer.Typer) -> None:
 
         Point an OpenTelemetry SDK at it with
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4318/v1/traces.
-        SIGTERM flushes everything accepted and exits 0.
+        SIGTERM flushes everything accepted and exits 0 (1 if acknowledged rows could not be
+        landed: they stay in the spool).
         """
         from tracehouse.server import ServerConfig, serve
 
@@ -173,6 +174,8 @@ def register(app: typer.Typer) -> None:
                   f"(lake {lake})", flush=True)
 
         code = serve(config, redactor, ready=ready)
-        print("tracehouse serve: stopped, everything accepted is in the lake", flush=True)
+        print("tracehouse serve: stopped, " + ("everything accepted is in the lake" if code == 0
+              else "acknowledged rows are NOT in the lake (kept in the spool; see the log)"),
+              flush=True)
         sys.stdout.flush()
         raise typer.Exit(code)
