@@ -458,6 +458,9 @@ class Redactor:
         self.tool_args_allowlist = frozenset(tool_args_allowlist)
         self.preview_chars = preview_chars
         self.ephemeral = ephemeral
+        # Optional NER pass over tier-2 free text (tracehouse.ner.PresidioNer or any object
+        # with mask(text) -> (text, count)); None: the regular detectors only.
+        self.ner: Any = None
 
     @classmethod
     def from_env(
@@ -555,7 +558,8 @@ class Redactor:
         return m.text
 
     def free_text(self, value: Any, tags: set[str], *, limit: int | None = None) -> str | None:
-        """A tier-2 preview: masked, cut to ``limit`` (default: the preview length)."""
+        """A tier-2 preview: masked (and names / places masked by the NER pass, when one is set),
+        cut to ``limit`` (default: the preview length)."""
         if value is None:
             return None
         text = str(value)
@@ -566,6 +570,10 @@ class Redactor:
         tags |= m.tags
         tags.add("contains_user_text")
         out = m.text
+        if self.ner is not None:
+            out, found = self.ner.mask(out)
+            if found:
+                tags.add("pii_masked")
         if len(out) > limit:
             out = out[: limit - 1] + "…"
             tags.add("truncated")
