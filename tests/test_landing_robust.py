@@ -250,3 +250,48 @@ def test_receiver_over_http_lands_everything_after_the_rows_that_used_to_stall_i
         by_dataset[r["dataset"]] = by_dataset.get(r["dataset"], 0) + r["accepted"]
     assert by_dataset["feedback"] == 2 and by_dataset["spans"] >= 7
     assert not list((config.lake / "_spool").glob("*.arrow"))
+
+
+def test_absurd_token_counts_and_times_never_crash_the_mapping(tmp_path: Path) -> None:
+    t0 = 1_772_614_800_000_000_000
+    doc = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [
+        {"traceId": "11" * 16, "spanId": "22" * 8, "name": "chat", "kind": 1,
+         "startTimeUnixNano": str(t0), "endTimeUnixNano": str(t0 + 10**9),
+         "attributes": [
+             {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+             {"key": "gen_ai.usage.input_tokens", "value": {"stringValue": "1" + "0" * 30}},
+             {"key": "gen_ai.usage.output_tokens", "value": {"doubleValue": 1e30}}]},
+        {"traceId": "11" * 16, "spanId": "33" * 8, "name": "far", "kind": 1,
+         "startTimeUnixNano": str(2**64 - 1), "endTimeUnixNano": str(2**64 - 1),
+         "attributes": []},
+    ]}]}]}
+    table = spans_to_table(decode_file_bytes(json.dumps(doc).encode()), Redactor(KEY))
+    rows = {r["span_id"]: r for r in table.to_pylist()}
+    assert rows["22" * 8]["input_tokens"] is None and rows["22" * 8]["output_tokens"] is None
+    report = write_batch(tmp_path, "spans", table, source="t", ingest_time=NOW)
+    assert (report.accepted, report.quarantined) == (1, 1)
+
+
+def test_serve_exits_non_zero_when_acknowledged_rows_are_not_in_the_lake(
+    tmp_path: Path, caplog: Any,
+) -> None:
+    import signal
+
+    from tracehouse.server import Receiver, ServerConfig, serve
+
+    def broken(*args: Any, **kwargs: Any):
+        raise OSError("lake volume unmounted")
+
+    def ready(receiver: Receiver) -> None:
+        receiver.writer._write = broken
+        receiver.writer._quarantine = broken
+        receiver.writer.retry_base_seconds = 0.01
+        receiver.writer.submit("feedback", _feedback("2026-03-04T10:00:00Z", 1.0, "fb-1"),
+                               source="http-json")  # acknowledged
+        signal.raise_signal(signal.SIGTERM)
+
+    lake = tmp_path / "lake"
+    code = serve(ServerConfig(lake=lake, port=0, flush_seconds=0.01), Redactor(KEY), ready=ready)
+    assert code == 1
+    assert "1 acknowledged row(s) are NOT in the lake" in caplog.text
+    assert len(list((lake / "_spool").glob("*.arrow"))) == 1  # replayed at the next start

@@ -16,15 +16,21 @@ def first(*values: Any) -> Any:
     return None
 
 
+INT64_MAX = 2**63 - 1
+
+
 def as_int(v: Any) -> int | None:
-    """An integer, or None for booleans, non-numbers and non-finite numbers."""
+    """An integer that fits the contract's int64, or None for booleans, non-numbers,
+    non-finite numbers and values no count can reach (10^30 tokens)."""
     if v is None or isinstance(v, bool):
         return None
+    if isinstance(v, int):
+        return v if -INT64_MAX <= v <= INT64_MAX else None
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return int(f) if math.isfinite(f) else None
+    return int(f) if math.isfinite(f) and abs(f) < INT64_MAX else None
 
 
 def as_float(v: Any) -> float | None:
@@ -33,7 +39,7 @@ def as_float(v: Any) -> float | None:
         return None
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return f if math.isfinite(f) else None
 

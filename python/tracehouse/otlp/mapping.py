@@ -33,7 +33,7 @@ from tracehouse.contract.schemas import (
     SPANS_SCHEMA,
     TRACE_ID_PATTERN,
 )
-from tracehouse.otlp.coerce import as_bool, as_float, as_int, first, str_list
+from tracehouse.otlp.coerce import INT64_MAX, as_bool, as_float, as_int, first, str_list
 from tracehouse.otlp.conventions import (
     CARRIED,
     CONTENT_KEYS,
@@ -83,6 +83,14 @@ class MappingDefaults:
     release_sha: str = "unknown"
     span_type: str = "request"  # non-root spans of no known kind (HTTP, DB, CHAIN, ...)
     query_preview: bool = field(default_factory=_query_preview_from_env)
+
+
+def _micros(unix_nano: int) -> int | None:
+    """Microseconds of a positive OTLP time that a timestamp can hold; else None (the row is
+    then quarantined for its missing time, never a crash)."""
+    if unix_nano <= 0 or unix_nano // 1000 > INT64_MAX:
+        return None
+    return unix_nano // 1000
 
 
 @dataclass
@@ -289,9 +297,10 @@ class SpanMapper:
         d = self.defaults
         row: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "event_time": start_ns // 1000 if start_ns > 0 else None,
-            "end_time": end_ns // 1000 if end_ns > 0 else None,
-            "duration_ms": (end_ns - start_ns) / 1e6 if start_ns > 0 and end_ns > 0 else None,
+            "event_time": _micros(start_ns),
+            "end_time": _micros(end_ns),
+            "duration_ms": (end_ns - start_ns) / 1e6 if _micros(start_ns) and _micros(end_ns)
+            else None,
             "ingest_time": None,
             # ids that break the W3C format are quarantined: hashed first, never in clear
             "trace_id": red.checked_id(raw.trace_id, _TRACE_ID, tags),
