@@ -158,7 +158,7 @@ def export_examples(
         n, promoted = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE list_contains(selection.candidate_reasons, "
             "'promoted')) FROM examples"
-        ).fetchone() or (0, 0)
+        ).fetchall()[0]
         examples_path = out / EXAMPLES_FILE
         langfuse_path = out / LANGFUSE_FILE
         con.execute(

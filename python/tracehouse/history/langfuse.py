@@ -267,7 +267,7 @@ def _spans_sql(d: MappingDefaults) -> str:
                     THEN 'contains_user_text' ELSE 'tier1' END,
                 CASE WHEN has_content THEN 'content_withheld' END,
                 CASE WHEN user_id_hash IS NOT NULL THEN 'ids_hashed' END
-            ], x -> x IS NOT NULL) AS privacy_tags,
+            ], lambda x: x IS NOT NULL) AS privacy_tags,
             attributes
         FROM unioned
     """
@@ -366,7 +366,7 @@ def ingest_langfuse(
             if register_files(con, table, files_in(folder / table)):
                 present.add(table)
                 report.read[table] = int(con.execute(
-                    f"SELECT count(*) FROM {ident(table)}").fetchone()[0])  # type: ignore[index]
+                    f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0])
         if not present & {"traces", "observations", "observations_v2", "scores"}:
             raise HistoryError(
                 f"{folder} holds no Langfuse export: expected traces/, observations/, "
@@ -376,14 +376,14 @@ def ingest_langfuse(
             report.not_landed["observations_v2 skipped: observations/ holds the same rows"] = \
                 report.read["observations_v2"]
         _normalize(con, present)
-        spans = con.execute(_spans_sql(d)).to_arrow_table()
+        spans = con.sql(_spans_sql(d)).to_arrow_table()
         if spans.num_rows:
             report.reports.append(land(lake, "spans", spans, redactor, source=source))
         if "scores" in present:
             report.not_landed.update(_score_tables(con, mapping, d))
             for dataset, table in (("annotations", "lf_annotations"),
                                    ("feedback", "lf_feedback")):
-                rows = con.execute(f"SELECT * FROM {table}").to_arrow_table()
+                rows = con.sql(f"SELECT * FROM {table}").to_arrow_table()
                 if rows.num_rows:
                     report.reports.append(land(lake, dataset, rows, redactor, source=source))
     finally:

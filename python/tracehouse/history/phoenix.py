@@ -50,7 +50,7 @@ def _docs(c: Columns, column: str, field: str) -> str:
     t = c.types[column].upper()
     col = c.raw(column)
     if t.startswith("STRUCT") and t.endswith("[]"):
-        return f"list_transform({col}, x -> CAST(x.{ident('document.' + field)} AS VARCHAR))"
+        return f"list_transform({col}, lambda x: CAST(x.{ident('document.' + field)} AS VARCHAR))"
     j = c.json(column)
     return (f"CAST(json_extract({j}, '$[*].\"document.{field}\"') AS VARCHAR[])")
 
@@ -68,7 +68,7 @@ def _spans_sql(c: Columns, d: MappingDefaults) -> str:
         or "false"
     ids = _docs(c, "attributes.retrieval.documents", "id")
     scores = (f"list_transform({_docs(c, 'attributes.retrieval.documents', 'score')}, "
-              "x -> TRY_CAST(x AS DOUBLE))")
+              "lambda x: TRY_CAST(x AS DOUBLE))")
     input_text = c.text("attributes.input.value")
     return f"""
         WITH raw AS (
@@ -167,7 +167,7 @@ def _spans_sql(c: Columns, d: MappingDefaults) -> str:
                     THEN 'contains_user_text' ELSE 'tier1' END,
                 CASE WHEN has_content THEN 'content_withheld' END,
                 CASE WHEN trace_user_id IS NOT NULL THEN 'ids_hashed' END
-            ], x -> x IS NOT NULL) AS privacy_tags,
+            ], lambda x: x IS NOT NULL) AS privacy_tags,
             CAST(CASE
                 WHEN is_root AND input_text IS NOT NULL
                     THEN json_object('user_query_redacted', {preview_expr("input_text")})
@@ -208,8 +208,8 @@ def ingest_phoenix(
                 "px.Client().get_spans_dataframe() with .to_parquet(), index included)"
             )
         report.read["spans"] = int(con.execute(
-            "SELECT count(*) FROM spans").fetchone()[0])  # type: ignore[index]
-        table = con.execute(_spans_sql(c, d)).to_arrow_table()
+            "SELECT count(*) FROM spans").fetchall()[0][0])
+        table = con.sql(_spans_sql(c, d)).to_arrow_table()
     finally:
         con.close()
     report.reports.append(land(lake, "spans", table, redactor, source=source))

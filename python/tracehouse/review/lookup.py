@@ -27,7 +27,7 @@ def normalize_trace_id(trace_id: str) -> str:
 def _any_row(sql: str, params: list[str]) -> bool:
     con = duckdb.connect()
     try:
-        return con.execute(sql, params).fetchone() is not None
+        return bool(con.execute(sql, params).fetchall())
     finally:
         con.close()
 
