@@ -76,7 +76,8 @@ def _scalar(value: Any) -> Any:
 
 
 def _trace_id(record: Mapping[str, Any]) -> Any:
-    metadata = record.get("metadata") if isinstance(record.get("metadata"), Mapping) else {}
+    raw = record.get("metadata")
+    metadata: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     tid = (record.get("trace_id") or record.get("sourceTraceId") or metadata.get("trace_id")
            or record.get("example_id"))
     if isinstance(tid, str) and tid.startswith("th-"):
