@@ -339,3 +339,31 @@ def test_history_commands_land_and_report(tmp_path: Path,
     result = runner.invoke(app, ["ingest", "langfuse", "--lake", str(tmp_path / "lake3"),
                                  str(empty)])
     assert result.exit_code == 1 and "no Langfuse export" in result.output
+
+
+def test_langfuse_enriched_observations_alone_make_the_traces(tmp_path: Path) -> None:
+    """The current default export (observations_v2/ + scores/, no traces/): every row carries
+    its trace's fields, and the roots are made from them."""
+    legacy = langfuse_export(tmp_path / "legacy")
+    obs = pq.read_table(legacy / "observations" / "observations.parquet")
+    trace_fields = {"lf-trace-1": ("support-chat", "alice@example.com", "sess-9", "abc123",
+                                   "production"),
+                    UUID_TRACE: ("qa", None, None, None, "default")}
+    fields = [trace_fields[t] for t in obs.column("trace_id").to_pylist()]
+    for i, name in enumerate(("trace_name", "user_id", "session_id", "release",
+                              "environment")):
+        obs = obs.append_column(name, pa.array([f[i] for f in fields], pa.string()))
+    export = tmp_path / "v2"
+    (export / "observations_v2").mkdir(parents=True)
+    pq.write_table(obs, export / "observations_v2" / "part-0.parquet")
+    lake = tmp_path / "lake"
+    report = ingest_langfuse(lake, export, Redactor(KEY.encode()))
+    spans = report.reports[0]
+    assert report.read == {"observations_v2": 5}
+    assert (spans.received, spans.accepted, spans.quarantined) == (7, 6, 1)
+    rows = _accepted(lake, "spans")
+    root = next(r for r in rows if r["request_id"] == "lf-trace-1")
+    assert (root["operation_name"], root["session_id"], root["release_sha"],
+            root["environment"]) == ("support-chat", "sess-9", "abc123", "prod")
+    assert root["event_time"] == T0 + timedelta(milliseconds=10)  # its first observation
+    assert len(root["user_id_hash"]) == 64
