@@ -242,3 +242,22 @@ def test_review_to_eval_loop_end_to_end(tmp_path_factory: pytest.TempPathFactory
     assert [e["trace_id"] for e in promoted] == [trace]
     assert promoted[0]["selection"]["promotion_reason"] == "refund hallucination"
     assert promoted[0]["labels"]["failure_category"] == "hallucination_with_context"
+
+
+def test_eval_import_of_a_file_that_is_not_json_lands_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEHOUSE_HASH_KEY", KEY)
+    bad = tmp_path / "results.jsonl"
+    bad.write_text('{"trace_id": "' + TRACE + '", "correctness": 1}\nnot json\n')
+    lake = tmp_path / "lake"
+    result = CliRunner().invoke(app, ["eval", "import", str(bad), "--run-id", "B",
+                                      "--lake", str(lake)])
+    assert result.exit_code == 1 and "not JSON" in result.output
+    assert not lake.exists()
+
+
+def test_eval_export_needs_a_published_warehouse(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "export", "--warehouse", str(tmp_path),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "run `tracehouse run` first" in result.output

@@ -72,7 +72,7 @@ def _examples_sql(warehouse: Path) -> str:
                 'tenant_id': c.tenant_id,
                 'conversation_id': c.conversation_id,
                 'request_id': c.request_id,
-                'event_time': c.event_time
+                'event_time': strftime(c.event_time, '%Y-%m-%dT%H:%M:%S.%fZ')
             }} as input,
             {{
                 'relevant_chunk_ids': r.relevant_chunk_ids,
@@ -117,7 +117,8 @@ def _examples_sql(warehouse: Path) -> str:
                 'candidate_reasons': c.candidate_reasons,
                 'sampled_for_reasons': c.sampled_for_reasons,
                 'priority_score': c.priority_score, 'promotion_reason': c.promotion_reason,
-                'promoted_at': c.promoted_at, 'trace_date': c.trace_date
+                'promoted_at': strftime(c.promoted_at, '%Y-%m-%dT%H:%M:%S.%fZ'),
+                'trace_date': c.trace_date
             }} as selection,
             c.priority_score,
             c.sample_key
