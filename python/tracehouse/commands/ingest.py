@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
     """Add the `ingest` command group and the `serve` command to ``app``."""
     ingest_app = typer.Typer(help="Land files in the lake: OTLP exports or contract Parquet.")
     app.add_typer(ingest_app, name="ingest")
+    from tracehouse.commands.history import register_history  # langfuse, phoenix
+
+    register_history(ingest_app)
 
     @ingest_app.command("otlp")
     def ingest_otlp(
