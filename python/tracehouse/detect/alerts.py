@@ -35,6 +35,7 @@ import pyarrow as pa
 from tracehouse.contract.schemas import TIMESTAMP
 from tracehouse.detect.attribution import cause_name
 from tracehouse.detect.changes import Change
+from tracehouse.detect.evidence import top_group
 from tracehouse.detect.segments import ALL, overlaps, parse_segment
 
 ALERTS_SCHEMA = pa.schema(
@@ -118,8 +119,10 @@ def describe(c: Change) -> str:
 
 
 def _cause_with(c: Change, dims: Sequence[str]) -> str | None:
+    """The first suspect (or one tied with it) of one of these dimensions, if any."""
+    top = set(top_group(c.suspected_causes))
     for cause in c.suspected_causes:
-        if cause_name(cause).split("=", 1)[0] in dims:
+        if cause_name(cause) in top and cause_name(cause).split("=", 1)[0] in dims:
             return cause
     return None
 

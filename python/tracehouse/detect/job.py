@@ -39,10 +39,12 @@ import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import CHANGE_POINTS_SCHEMA
 from tracehouse.detect.alerts import ALERTS_SCHEMA, evaluate_alerts
-from tracehouse.detect.attribution import Version, suspected_causes, versions_from_rows
+from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versions_from_rows
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
 from tracehouse.detect.changes import Change
 from tracehouse.detect.dedup import deduplicate
+from tracehouse.detect.evidence import ranked_causes, release_order
+from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
 
 MARTS = "marts"
@@ -57,7 +59,12 @@ COUNT_METRICS = frozenset({"request_count"})
 class DetectConfig:
     """Knobs of the job; the defaults are the documented behaviour."""
 
-    grains: tuple[str, ...] = ("day",)
+    grains: tuple[str, ...] = ("day", "hour")
+    #: The fast operational metrics also judged hour by hour (a tool outage alerts within hours).
+    hourly_metrics: frozenset[str] = frozenset({
+        "latency_p50_ms", "latency_p95_ms", "error_rate", "tool_timeout_rate",
+        "tool_error_rate", "guardrail_block_rate",
+    })
     #: Skip a series whose median denominator per period is below this.
     min_median_n: float = 30.0
     #: Skip a series with fewer periods holding data than this many seasonal periods.
@@ -309,15 +316,93 @@ def segment_means(panel: Panel, metric: str) -> dict[str, float]:
 # --- the job -----------------------------------------------------------------------------
 
 
+def locate_hours(changes: Sequence[Change], hourly: Panel | None) -> int:
+    """Move each daily change's `change_at` to the hour it started, where the hourly series can
+    say it (`detect.locate`); return how many moved."""
+    if hourly is None or hourly.periods.size == 0:
+        return 0
+    rows = hourly.index_of()
+    moved = 0
+    for c in changes:
+        r = rows.get((c.metric, c.segment_key))
+        if c.grain != "day" or c.metric in COUNT_METRICS or r is None:
+            continue
+        at = refine(c, hourly.periods, hourly.value[r], hourly.n[r])
+        if at is not None:
+            c.change_at = at
+            moved += 1
+    return moved
+
+
+#: Quantile of each percentile metric: an hourly percentile is judged only where an hour holds
+#: `PERCENTILE_TAIL` observations beyond it (p95: 200 a hour), else it is mostly noise.
+PERCENTILES = {"latency_p95_ms": 0.95, "latency_p50_ms": 0.5}
+PERCENTILE_TAIL = 10.0
+
+
+def hourly_eligible(panel: Panel, config: DetectConfig) -> np.ndarray:
+    """The hourly series judged: fast operational metrics only, percentiles with enough tail."""
+    mask = np.isin(panel.metrics.astype(str), sorted(config.hourly_metrics))
+    if panel.n.size == 0:
+        return mask
+    med = np.median(panel.n, axis=1)
+    for metric, q in PERCENTILES.items():
+        rows = panel.metrics.astype(str) == metric
+        mask &= ~rows | (med * (1.0 - q) >= PERCENTILE_TAIL)
+    return mask
+
+
+#: An hourly and a daily change of one metric and direction this close are one change.
+SAME_CHANGE = timedelta(days=2)
+
+
+def merge_grains(changes: Sequence[Change]) -> list[Change]:
+    """Report a change found at both grains once.
+
+    In the same segment the hourly change is kept (it can alert within hours and is located
+    by its own grain) and the daily one dropped. Where they live in different segments both
+    stay: the hourly one is the early alert (often in a broad segment such as `all`, which has
+    the traffic to judge hour by hour), the daily one names the segment that drives it.
+    """
+    daily = [c for c in changes if c.grain == "day"]
+    drop: set[int] = set()
+    for h in (c for c in changes if c.grain == "hour"):
+        for d in daily:
+            if (d.metric == h.metric and d.direction == h.direction
+                    and abs(d.change_at - h.change_at) <= SAME_CHANGE
+                    and d.segment_key == h.segment_key):
+                drop.add(id(d))
+    return [c for c in changes if id(c) not in drop]
+
+
+def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object) -> None:
+    """Fill each change's suspected causes: the versions first seen near it (the timing prior),
+    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only)."""
+    releases = release_order(versions)
+    for c in changes:
+        # day-sized window at either grain: a canary starts hours before its step
+        cands = candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric)
+        c.suspected_causes = ranked_causes(con, c.metric, c.segment_key, c.change_at,
+                                           ranked_candidates=cands, releases=releases,
+                                           limit=MAX_CAUSES)
+
+
 def find_changes(
-    panels: list[Panel], versions: list[Version], config: DetectConfig | None = None
+    panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
+    *, hourly: Panel | None = None, con: object = None,
 ) -> tuple[list[Change], int, int, int]:
-    """Return (distinct changes with causes, raw change count, series total, series judged)."""
+    """Return (distinct changes with causes, raw change count, series total, series judged).
+
+    `hourly` (the `metric_hourly` panel) locates daily changes to the hour; `con` (a DuckDB
+    connection to the warehouse) gives the per-trace evidence that ranks suspected causes.
+    """
     config = config or DetectConfig()
     raw: list[Change] = []
     total = checked = 0
     for panel in panels:
         mask = eligible(panel, config)
+        if panel.grain == "hour":
+            mask &= hourly_eligible(panel, config)
         total += int(mask.size)
         checked += int(mask.sum())
         found = detect_panel(panel, mask, config)
@@ -331,9 +416,11 @@ def find_changes(
             decompose(panel, cluster, at)
 
     kept = deduplicate(raw, measure)
-    for c in kept:
-        c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions,
-                                               grain=c.grain, metric=c.metric)
+    if hourly is None:
+        hourly = by_grain.get("hour")
+    locate_hours(kept, hourly)
+    kept = merge_grains(kept)
+    attribute_changes(kept, versions, con)
     return kept, len(raw), total, checked
 
 
@@ -382,10 +469,16 @@ def detect_tables(
     versions: list[Version],
     run_id: str,
     config: DetectConfig | None = None,
+    *,
+    hourly: Panel | None = None,
+    con: object = None,
 ) -> DetectionResult:
-    """Run detection, dedup, attribution and alerting on in-memory panels; write nothing."""
+    """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
+
+    `hourly` and `con`: see `find_changes`.
+    """
     started = time.perf_counter()
-    changes, raw, total, checked = find_changes(panels, versions, config)
+    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con)
     day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
     alerts = evaluate_alerts(
         changes,
@@ -459,7 +552,12 @@ def run_detection(
                 write_tables(con, empty)
             return empty
         versions = read_versions(con)
-        result = detect_tables(panels, versions, run_id, config)
+        hourly = next((p for p in panels if p.grain == "hour"), None)
+        if hourly is None:
+            hourly = next(iter(read_panels(con, ("hour",))), None)
+        trace_reader = con if _table_exists(con, "fct_requests") else None
+        result = detect_tables(panels, versions, run_id, config, hourly=hourly,
+                               con=trace_reader)
         if write:
             write_tables(con, result)
     finally:
