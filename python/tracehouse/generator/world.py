@@ -809,7 +809,7 @@ def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) 
                     dep.full_us, dep.share = t + plan.canary_us, plan.share
                 inc.full_us = dep.full_us or t
                 inc.rollout_share, inc.rollout_salt = dep.share, dep.salt
-                inc.ended_by = plan.ended_by
+                inc.ended_by = plan.ended_by if dim is not None else "fix"  # a new release
                 if inc.kind == "route_downgrade":  # the route's model is what visibly changed
                     inc.cause = "model_name=atlas-small"
                 elif dim is not None:
