@@ -1,8 +1,9 @@
 """The simulated world: tenants, task types, routes, models and prices, tools, the deploy timeline
 with its version changes, and the incidents injected into it.
 
-Static vocabulary (models, prices, tools, tool requirements) lives in module constants: it is the
-single source of truth for ``seeds/model_prices.csv`` and ``seeds/tool_requirements.csv``. The
+Static vocabulary (models, tools) lives in module constants; prices and tool requirements are
+read from the dbt seeds ``seeds/model_prices.csv`` and ``seeds/tool_requirements.csv``
+(`generator.seeds`), the one source of truth the warehouse also loads. The
 dynamic part (tenants' tiers, deploy times, version labels, incidents) is a pure function of the
 seed and the lake epoch (the first generated day), computed in 30-day cycles so that a longer
 horizon never changes what an earlier cycle looks like: appending equals generating in one go.
@@ -10,8 +11,6 @@ horizon never changes what an earlier cycle looks like: appending equals generat
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
@@ -19,6 +18,7 @@ from typing import Final
 import numpy as np
 
 from tracehouse.generator.ids import mix64
+from tracehouse.generator.seeds import read_model_prices, read_tool_requirements
 
 US_PER_S: Final = 1_000_000
 US_PER_DAY: Final = 86_400 * US_PER_S
@@ -83,26 +83,10 @@ ROUTE_BY_TIER: Final = {"enterprise": (0.75, 0.25, 0.0), "pro": (0.2, 0.65, 0.15
 ROUTE_MAX_TOKENS: Final = {"premium": 2048, "standard": 1024, "cheap": 1024}
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    """One row of the price table: USD per 1M tokens from ``effective_from`` on."""
-
-    model_name: str
-    model_provider: str
-    effective_from: date
-    input_usd_per_1m: float
-    output_usd_per_1m: float
-    cached_input_usd_per_1m: float
-
-
-MODEL_PRICES: Final = (
-    ModelPrice("atlas-large", "atlas-ai", date(2025, 6, 1), 3.00, 15.00, 0.30),
-    ModelPrice("atlas-small", "atlas-ai", date(2025, 6, 1), 0.80, 4.00, 0.08),
-    ModelPrice("nimbus-pro", "nimbus-labs", date(2025, 6, 1), 1.25, 10.00, 0.125),
-    ModelPrice("nimbus-mini", "nimbus-labs", date(2025, 6, 1), 0.15, 0.60, 0.075),
-    # a provider price cut: the warehouse must price by date
-    ModelPrice("nimbus-mini", "nimbus-labs", date(2026, 1, 15), 0.12, 0.60, 0.06),
-)
+#: The price table, read from ``seeds/model_prices.csv`` (`generator.seeds`): the warehouse
+#: prices spans from the same file. It holds a provider price cut (nimbus-mini from 2026-01-15)
+#: the warehouse must apply by date.
+MODEL_PRICES: Final = read_model_prices()
 
 
 @dataclass(frozen=True)
@@ -136,28 +120,8 @@ TOOLS_AVAILABLE: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-@dataclass(frozen=True)
-class ToolRequirement:
-    """A rule: requests of ``task_type`` (and ``intent``, empty = any) need ``tool_name``."""
-
-    task_type: str
-    intent: str
-    tool_name: str
-    description: str
-
-
-TOOL_REQUIREMENTS: Final = (
-    ToolRequirement("billing", "", "billing_lookup",
-                    "billing answers must quote the customer's invoices and plan"),
-    ToolRequirement("billing", "refund_request", "refund_create",
-                    "a refund request must open a refund, not just describe the policy"),
-    ToolRequirement("support", "account_issue", "account_lookup",
-                    "account questions need the account's current state"),
-    ToolRequirement("support", "order_issue", "order_status",
-                    "order questions need the order's live status"),
-    ToolRequirement("support", "bug_report", "ticket_create",
-                    "bug reports must be filed as a ticket"),
-)
+#: The tool-requirement rules, read from ``seeds/tool_requirements.csv``.
+TOOL_REQUIREMENTS: Final = read_tool_requirements()
 
 VALIDATORS: Final = ("policy", "citation_check", "json_schema", "pii_filter", "formatter")
 EMBEDDING_MODEL: Final = "embed-v3-small"
@@ -883,37 +847,6 @@ def truth_records(world: World, until_us: int) -> list[dict[str, object]]:
                 }
             )
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Seeds shared with dbt
-# --------------------------------------------------------------------------------------------
-
-MODEL_PRICES_COLUMNS: Final = ("model_name", "model_provider", "effective_from",
-                               "input_usd_per_1m", "output_usd_per_1m", "cached_input_usd_per_1m")
-TOOL_REQUIREMENTS_COLUMNS: Final = ("task_type", "intent", "tool_name", "description")
-
-
-def model_prices_csv() -> str:
-    """``seeds/model_prices.csv`` as text, rendered from :data:`MODEL_PRICES`."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(MODEL_PRICES_COLUMNS)
-    for p in MODEL_PRICES:
-        w.writerow([p.model_name, p.model_provider, p.effective_from.isoformat(),
-                    f"{p.input_usd_per_1m:g}", f"{p.output_usd_per_1m:g}",
-                    f"{p.cached_input_usd_per_1m:g}"])
-    return buf.getvalue()
-
-
-def tool_requirements_csv() -> str:
-    """``seeds/tool_requirements.csv`` as text, rendered from :data:`TOOL_REQUIREMENTS`."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(TOOL_REQUIREMENTS_COLUMNS)
-    for r in TOOL_REQUIREMENTS:
-        w.writerow([r.task_type, r.intent, r.tool_name, r.description])
-    return buf.getvalue()
 
 
 def price_arrays(model_idx: np.ndarray, t_us: np.ndarray) -> tuple[np.ndarray, ...]:
