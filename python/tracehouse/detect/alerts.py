@@ -111,7 +111,9 @@ def describe(c: Change) -> str:
     """Return `metric before -> after (+x%) in segment from <date>`."""
     rel = c.relative_change
     pct = f" ({rel:+.0%})" if math.isfinite(rel) else ""
-    when = c.change_at.strftime("%Y-%m-%d" if c.grain == "day" else "%Y-%m-%dT%H:%MZ")
+    at_midnight = (c.change_at.hour, c.change_at.minute) == (0, 0)
+    located = c.grain != "day" or not at_midnight  # a daily change located to the hour
+    when = c.change_at.strftime("%Y-%m-%dT%H:%MZ" if located else "%Y-%m-%d")
     return (
         f"{c.metric} {format_value(c.metric, c.value_before)} -> "
         f"{format_value(c.metric, c.value_after)}{pct} in {c.segment_key} from {when}"

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from tracehouse.detect.attribution import GENERIC_DIMENSIONS, Version
 
@@ -165,18 +166,21 @@ def metric_columns(metric: str, segment_key: str) -> tuple[str, str] | None:
 
 
 def indicator_sql(v: Version, releases: dict[str, list[str]]) -> str | None:
-    """SQL for 'the trace carries version `v`' (a release: it or a later one)."""
+    """SQL for 'the trace carries version `v`' (a release: it or a later one); NULL when the
+    trace does not have that dimension at all (no retrieval, no policy validator run)."""
     if v.dimension in GENERIC_DIMENSIONS and v.dimension in releases:
         order = releases[v.dimension]
         if v.value in order:
             later = order[order.index(v.value):]
-            return f"coalesce({v.dimension} in ({', '.join(map(_quote, later))}), false)"
+            return f"{v.dimension} in ({', '.join(map(_quote, later))})"
     if v.dimension in SCALAR_VERSION_COLUMNS:
-        return f"coalesce({v.dimension} = {_quote(v.value)}, false)"
+        return f"{v.dimension} = {_quote(v.value)}"
     if v.dimension in LIST_VERSION_COLUMNS:
+        col = LIST_VERSION_COLUMNS[v.dimension]
         name = v.scope_key.partition("=")[2]
         item = _quote(f"{name}={v.value}")
-        return f"coalesce(list_contains({LIST_VERSION_COLUMNS[v.dimension]}, {item}), false)"
+        has = f"strpos(',' || array_to_string({col}, ','), {_quote(',' + name + '=')}) > 0"
+        return f"case when coalesce({has}, false) then list_contains({col}, {item}) end"
     return None
 
 
@@ -187,7 +191,7 @@ class Window:
     t: np.ndarray  # µs
     y: np.ndarray
     w: np.ndarray
-    x: np.ndarray  # bool [n, k]
+    x: np.ndarray  # float [n, k]: 1 carries, 0 carries another value, NaN lacks the dimension
 
 
 def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
@@ -213,8 +217,10 @@ def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
     t = tab["t"].to_numpy(zero_copy_only=False).astype(np.int64)
     num = tab["num"].to_numpy(zero_copy_only=False).astype(float)
     den = tab["den"].to_numpy(zero_copy_only=False).astype(float)
-    x = np.column_stack([tab[f"x{i}"].to_numpy(zero_copy_only=False).astype(bool)
-                         for i in range(len(inds))]) if inds else np.zeros((len(t), 0), bool)
+    x = np.column_stack([
+        np.asarray(tab[f"x{i}"].cast(pa.float64()).to_numpy(zero_copy_only=False), float)
+        for i in range(len(inds))
+    ]) if inds else np.zeros((len(t), 0))
     ok = np.isfinite(den) & (den > 0) & np.isfinite(num)
     t, num, den, x = t[ok], num[ok], den[ok], x[ok]
     if metric in LATENCY_QUANTILE:
@@ -241,19 +247,25 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
     n, k = window.x.shape
     if k == 0:
         return []
-    # 1. groups of identical indicators
-    keys: dict[bytes, int] = {}
+    # 1. groups: indicators that agree on every trace where both are defined (a trace without
+    #    retrieval carries no retriever, but the retriever shipped with its release)
     groups: list[list[int]] = []
+    reps: list[np.ndarray] = []
     for j in range(k):
-        key = np.packbits(window.x[:, j]).tobytes()
-        if key in keys:
-            groups[keys[key]].append(j)
+        col = window.x[:, j]
+        for g, rep in zip(groups, reps, strict=True):
+            both = np.isfinite(col) & np.isfinite(rep)
+            if both.any() and (col[both] == rep[both]).all():
+                g.append(j)
+                fill = ~np.isfinite(rep) & np.isfinite(col)
+                rep[fill] = col[fill]
+                break
         else:
-            keys[key] = len(groups)
             groups.append([j])
+            reps.append(col.copy())
     ev = [Evidence([candidates[j] for j in g], tied=len(g) > 1, prior=min(priors[j] for j in g))
           for g in groups]
-    xg = np.column_stack([window.x[:, g[0]] for g in groups]).astype(float)
+    xg = np.column_stack([_impute(rep, window.t) for rep in reps])
     after = window.t >= _us(change_at)
     y, w = window.y, window.w
     change = _wmean(y[after], w[after]) - _wmean(y[~after], w[~after])
@@ -311,6 +323,27 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
                 ev[j].rank, ev[j].tied, ev[i].tied = rank, True, True
                 ranked.append(ev[j])
     return ranked
+
+
+def _impute(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Fill the traces that lack the dimension (NaN) with the share of the traces of the same
+    hour that carry the version: their expected exposure. Filling them with 0 would make the
+    indicator also mean 'has the dimension' (has retrieval), which the metric depends on."""
+    missing = ~np.isfinite(x)
+    if not missing.any():
+        return x
+    out = x.copy()
+    ok = ~missing
+    if not ok.any():
+        out[missing] = 0.0
+        return out
+    hour = (t - t.min()) // 3_600_000_000
+    sums = np.bincount(hour[ok], weights=x[ok], minlength=int(hour.max()) + 1)
+    counts = np.bincount(hour[ok], minlength=int(hour.max()) + 1)
+    have = np.flatnonzero(counts > 0)
+    means = sums[have] / counts[have]
+    out[missing] = np.interp(hour[missing], have, means)
+    return out
 
 
 def _corr(x: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ MARTS = "marts"
 SERIES_TABLES = {"day": "metric_daily", "hour": "metric_hourly"}
 PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 SEASON = {"day": 7, "hour": 24}
+HourlyReader = Callable[[Sequence[tuple[str, str]]], "Panel | None"]
 #: Metrics that are counts (detected on log scale, unweighted) rather than rates or means.
 COUNT_METRICS = frozenset({"request_count"})
 
@@ -130,8 +131,6 @@ def panel_from_table(table: pa.Table, grain: str) -> Panel:
     step = int(PERIOD[grain].total_seconds() * 1_000_000)
     ts = table["period_start"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     t = ts.to_numpy(zero_copy_only=False).astype(np.int64)
-    metrics = np.asarray(table["metric"].to_pylist(), dtype=str)
-    segments = np.asarray(table["segment_key"].to_pylist(), dtype=str)
     if t.size == 0:
         empty = np.zeros((0, 0))
         return Panel(grain, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object),
@@ -139,8 +138,14 @@ def panel_from_table(table: pa.Table, grain: str) -> Panel:
     t0 = (t.min() // step) * step
     col = (t - t0) // step
     length = int(col.max()) + 1
-    keys = np.char.add(np.char.add(metrics, "\x1f"), segments)
-    uniq, row = np.unique(keys, return_inverse=True)
+    keys = pc.binary_join_element_wise(table["metric"], table["segment_key"], "\x1f")
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(dictionary)
+    uniq = dictionary[order]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    row = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     value = np.full((uniq.size, length), np.nan)
     n = np.zeros((uniq.size, length))
     v = table["value"].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -389,11 +394,13 @@ def attribute_changes(changes: Sequence[Change], versions: list[Version], con: o
 
 def find_changes(
     panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
-    *, hourly: Panel | None = None, con: object = None,
+    *, hourly: Panel | HourlyReader | None = None, con: object = None,
 ) -> tuple[list[Change], int, int, int]:
     """Return (distinct changes with causes, raw change count, series total, series judged).
 
-    `hourly` (the `metric_hourly` panel) locates daily changes to the hour; `con` (a DuckDB
+    `hourly` (the `metric_hourly` panel, or a function reading the hourly series of the given
+    (metric, segment) pairs; default: the hour panel among `panels`) locates daily changes to
+    the hour; `con` (a DuckDB
     connection to the warehouse) gives the per-trace evidence that ranks suspected causes.
     """
     config = config or DetectConfig()
@@ -416,7 +423,9 @@ def find_changes(
             decompose(panel, cluster, at)
 
     kept = deduplicate(raw, measure)
-    if hourly is None:
+    if callable(hourly):  # read the hourly series of the daily changes only
+        hourly = hourly([(c.metric, c.segment_key) for c in kept if c.grain == "day"])
+    elif hourly is None:
         hourly = by_grain.get("hour")
     locate_hours(kept, hourly)
     kept = merge_grains(kept)
@@ -438,16 +447,35 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def read_panels(con: duckdb.DuckDBPyConnection, grains: tuple[str, ...]) -> list[Panel]:
-    """Return the panels of the grains whose series table exists in the warehouse."""
+def read_panels(
+    con: duckdb.DuckDBPyConnection, grains: tuple[str, ...], *,
+    metrics: dict[str, frozenset[str]] | None = None,
+    series: Sequence[tuple[str, str]] | None = None,
+) -> list[Panel]:
+    """Return the panels of the grains whose series table exists in the warehouse.
+
+    `metrics` narrows a grain to those metrics; `series` reads only these (metric, segment).
+    """
     panels = []
     for grain in grains:
         name = SERIES_TABLES[grain]
         if not _table_exists(con, name):
             continue
+        where = f"grain = '{grain}'"
+        only = (metrics or {}).get(grain)
+        if only is not None:
+            where += " and metric in (" + ", ".join(f"'{m}'" for m in sorted(only)) + ")"
+        if series is not None:
+            if not series:
+                continue
+            pairs = ", ".join(
+                "('" + m.replace("'", "''") + "', '" + g.replace("'", "''") + "')"
+                for m, g in sorted(set(series))
+            )
+            where += f" and (metric, segment_key) in ({pairs})"
         table = con.sql(
             f"select metric, grain, period_start, segment_key, value, n from {MARTS}.{name} "
-            f"where grain = '{grain}'"
+            f"where {where}"
         ).to_arrow_table()
         panels.append(panel_from_table(table, grain))
     return panels
@@ -470,7 +498,7 @@ def detect_tables(
     run_id: str,
     config: DetectConfig | None = None,
     *,
-    hourly: Panel | None = None,
+    hourly: Panel | HourlyReader | None = None,
     con: object = None,
 ) -> DetectionResult:
     """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
@@ -540,7 +568,7 @@ def run_detection(
     con = duckdb.connect(str(db), read_only=not write)
     try:
         con.execute("set TimeZone = 'UTC'").fetchall()
-        panels = read_panels(con, config.grains)
+        panels = read_panels(con, config.grains, metrics={"hour": config.hourly_metrics})
         if not panels:
             empty = DetectionResult(
                 run_id=run_id,
@@ -552,11 +580,12 @@ def run_detection(
                 write_tables(con, empty)
             return empty
         versions = read_versions(con)
-        hourly = next((p for p in panels if p.grain == "hour"), None)
-        if hourly is None:
-            hourly = next(iter(read_panels(con, ("hour",))), None)
         trace_reader = con if _table_exists(con, "fct_requests") else None
-        result = detect_tables(panels, versions, run_id, config, hourly=hourly,
+
+        def hourly_of(series: Sequence[tuple[str, str]]) -> Panel | None:
+            return next(iter(read_panels(con, ("hour",), series=series)), None)
+
+        result = detect_tables(panels, versions, run_id, config, hourly=hourly_of,
                                con=trace_reader)
         if write:
             write_tables(con, result)

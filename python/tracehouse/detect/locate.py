@@ -25,7 +25,7 @@ import numpy as np
 from tracehouse.detect.changes import Change
 
 MIN_HOURS = 24
-MIN_MEDIAN_N = 10.0
+MIN_MEDIAN_N = 1.0
 MIN_Z = 4.0
 MIN_SIDE = 3  # hours with data on each side of the step
 BEFORE = timedelta(hours=48)
