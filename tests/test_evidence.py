@@ -159,3 +159,31 @@ def test_score_counts_top1_location_and_time_to_alert() -> None:
                               causes[1].replace("#2", "#1 tied")]
     assert score([cp], [inc], lake_end=T0 + timedelta(days=20), series_judged=10,
                  days=20).attribution == 1.0  # the tied group holds the cause
+
+
+def test_a_change_found_at_both_grains_is_reported_once() -> None:
+    from tracehouse.detect.job import merge_grains
+
+    at = T0 + timedelta(days=5)
+    day = Change("tool_timeout_rate", "day", "tool_name=billing_lookup", at, 0.01, 0.3, 20.0)
+    same = Change("tool_timeout_rate", "hour", "tool_name=billing_lookup",
+                  at - timedelta(hours=10), 0.01, 0.3, 20.0)
+    broad = Change("tool_timeout_rate", "hour", "all", at - timedelta(hours=10), 0.01, 0.1, 9.0)
+    other = Change("tool_timeout_rate", "day", "tool_name=order_status", at, 0.01, 0.3, 20.0)
+    kept = merge_grains([day, same, broad, other])
+    # the hourly one in the same segment replaces the daily one; the broad early alert and a
+    # change in another segment stay
+    assert kept == [same, broad, other]
+
+
+def test_hourly_percentiles_need_their_tail() -> None:
+    from tracehouse.detect.job import DetectConfig, Panel, hourly_eligible
+
+    n = np.array([[150.0] * 48, [250.0] * 48, [150.0] * 48, [150.0] * 48])
+    panel = Panel("hour", np.arange(48, dtype=np.int64),
+                  np.array(["latency_p95_ms", "latency_p95_ms", "latency_p50_ms",
+                            "cost_per_request_usd"], dtype=object),
+                  np.array(["all"] * 4, dtype=object), np.ones((4, 48)), n)
+    # p95 on 150 an hour: 7.5 beyond it, not judged; on 250: judged; p50 on 150: judged;
+    # cost is not a fast operational metric
+    assert hourly_eligible(panel, DetectConfig()).tolist() == [False, True, True, False]
