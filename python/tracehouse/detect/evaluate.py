@@ -22,8 +22,9 @@ Definitions (docs/detection.md):
   `side_effects` (a metric the injected mechanism also moves, in a segment overlapping the one
   it moves in: a smaller model is also faster). Side effects never *find* an incident.
   **Precision** = change points that belong to some incident / change points.
-* **Top-1 attribution** (`attribution`) = found incidents with a cause whose most certain
-  finding change point (highest `score`) names the cause first, or in the group tied first
+* **Top-1 attribution** (`attribution`) = found incidents with a cause whose main finding
+  change point (`main_change_point`: of the paging metric, the first listed, if it finds the
+  incident; the highest `score`) names the cause first, or in the group tied first
   (`evidence.top_group`) / found incidents with a cause. **Cause listed** (a diagnostic, the
   former attribution): the cause is named anywhere among a belonging change point's suspects.
 * **Location error**: hours from that change point's `change_at` to the rollout
@@ -174,6 +175,17 @@ def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
     if cp["metric"] not in inc.metrics:
         return False
     return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)
+
+
+def main_change_point(hits: Sequence[dict[str, Any]], inc: Incident) -> dict[str, Any] | None:
+    """The finding change point a person reads first: of the incident's paging metric (the
+    first metric of its first entry: what an on-call engineer is paged on) if one finds it,
+    else of any of its metrics; the most certain (highest `score`) of those."""
+    if not hits:
+        return None
+    paging = next(iter(inc.entries[0][1]), None) if inc.entries else None
+    pool = [cp for cp in hits if cp["metric"] == paging] or list(hits)
+    return max(pool, key=lambda cp: float(cp.get("score") or 0.0))
 
 
 def alert_time(cp: dict[str, Any]) -> datetime:
@@ -375,7 +387,7 @@ def score(
         mine = per[inc.name]
         hits = [cp for cp in change_points if finds(cp, inc)]
         delay = location = to_alert = None
-        main = max(hits, key=lambda cp: float(cp.get("score") or 0.0)) if hits else None
+        main = main_change_point(hits, inc)
         if hits:
             first = min(_at(cp) for cp in hits)
             delay = (first - inc.start).total_seconds() / 3600.0
