@@ -6,6 +6,7 @@ it is stale. Regenerate with ``python -m tracehouse.contract.dbt_export``.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -172,7 +173,7 @@ def render_models() -> str:
                     for c in _envelope_columns(with_attributes=True)
                 ],
                 {"name": "schema_version", "description": COLUMN_DOCS["schema_version"]},
-                _LOADED_AT,
+                copy.deepcopy(_LOADED_AT),
             ],
         },
         {
@@ -228,9 +229,9 @@ def render_models() -> str:
                 "stamped `_loaded_at`; incremental by lake file, like base_lake__spans.",
                 "columns": [
                     *[{"name": c["name"], "description": c["description"]}
-                      if c["name"] == enum_column else c for c in columns],
+                      if c["name"] == enum_column else copy.deepcopy(c) for c in columns],
                     {"name": "schema_version", "description": COLUMN_DOCS["schema_version"]},
-                    _LOADED_AT,
+                    copy.deepcopy(_LOADED_AT),
                 ],
             }
         )
