@@ -449,7 +449,7 @@ class SpanMapper:
         """(row without carried columns resolved, the span's own carried values)."""
         s = _Span(raw)
         red = self.redactor
-        tags: set[str] = set()
+        tags: set[str] = {"truncated"} if raw.truncated else set()  # cut by DecodeLimits
         row: dict[str, Any] = {}
         span_type = self.span_type(s, is_root)
 
