@@ -45,16 +45,15 @@ MS = 1_000_000
 # --------------------------------------------------------------------------------------------
 
 
-def _post(url: str, body: bytes, ctype: str, encoding: str | None = None,
-          headers: dict[str, str] | None = None, context: Any = None,
+def _post(url: str, body: bytes, ctype: str, encoding: str | None = None
           ) -> tuple[int, Message, bytes]:
     """Status, headers (case-insensitive, as HTTP's are) and body of a POST."""
-    headers = {"Content-Type": ctype, **(headers or {})}
+    headers = {"Content-Type": ctype}
     if encoding:
         headers["Content-Encoding"] = encoding
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
