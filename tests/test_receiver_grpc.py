@@ -78,7 +78,7 @@ def _export(channel: grpc.Channel, body: bytes, metadata: Any = None) -> grpc.St
     try:
         call(body, metadata=metadata, timeout=10)
     except grpc.RpcError as exc:
-        return exc.code()  # type: ignore[attr-defined, no-any-return]
+        return exc.code()
     return grpc.StatusCode.OK
 
 

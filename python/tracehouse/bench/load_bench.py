@@ -8,8 +8,10 @@ tracehouse.bench` runs it with the defaults, as `make bench` does).
 The server is a real `tracehouse serve` subprocess (spool on, as in production) on a fresh lake;
 the clients are threads of this process, each with its own keep-alive connection, sending
 GenAI traces (a root and three children per trace, distinct ids per request). Memory is the
-resident set of the server and its worker processes, sampled every 0.25 s. After the run the
-server gets SIGTERM and the bench checks that every span answered 200 landed in the lake
+resident set of the server and its worker processes, sampled every 0.25 s (start, half-way,
+end: flat means no growth with the requests served); CPU is the server tree's own user+system
+time per 1,000 accepted spans, the figure least disturbed by other load on the machine. After
+the run the server gets SIGTERM and the bench checks that every span answered 200 landed in the lake
 (accepted + quarantined = acknowledged). Figures on a shared machine are polluted by whatever
 else runs: compare runs made side by side, and read the CPU count printed with them.
 
@@ -99,20 +101,44 @@ def make_body(rng: random.Random, spans: int) -> bytes:
     return req.SerializeToString()
 
 
-def _rss_kib(pid: int) -> int:
-    """Resident set of ``pid`` and all its descendants, in KiB (Linux /proc)."""
-    total, todo = 0, [pid]
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
             continue
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident set of ``pid`` and all its descendants, in KiB."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue
     return total
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its live descendants: the server's own work,
+    whatever else the machine runs."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -237,6 +263,8 @@ def run_load(*, protocol: str = "http", clients: int = 8, seconds: float = 20.0,
     try:
         rss_start = _rss_kib(proc.pid)
         rss_samples = [rss_start]
+        cpu_start = _cpu_seconds(proc.pid)
+        rss_half = 0
         stats = _Stats(port=port, spans=spans_per_request, budget=max_requests)
         target = _grpc_client if protocol == "grpc" else _http_client
         threads = [threading.Thread(target=target, args=(stats, bodies[i::clients]), daemon=True)
@@ -247,11 +275,14 @@ def run_load(*, protocol: str = "http", clients: int = 8, seconds: float = 20.0,
         while any(t.is_alive() for t in threads) and time.perf_counter() - started < seconds:
             time.sleep(0.25)
             rss_samples.append(_rss_kib(proc.pid))
+            if not rss_half and time.perf_counter() - started >= seconds / 2:
+                rss_half = rss_samples[-1]
         stats.stop.set()
         for t in threads:
             t.join(70)
         elapsed = time.perf_counter() - started
         rss_end = _rss_kib(proc.pid)
+        cpu = _cpu_seconds(proc.pid) - cpu_start
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -270,7 +301,9 @@ def run_load(*, protocol: str = "http", clients: int = 8, seconds: float = 20.0,
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
         "errors": dict(stats.errors),
         "rss_start_mib": rss_start / 1024, "rss_peak_mib": max(rss_samples) / 1024,
-        "rss_end_mib": rss_end / 1024, "landed": landed,
+        "rss_half_mib": (rss_half or rss_end) / 1024, "rss_end_mib": rss_end / 1024,
+        "cpu_ms_per_1k_spans": 1e6 * cpu / stats.spans_ok if stats.spans_ok else 0.0,
+        "landed": landed,
         "server_exit": proc.returncode,
     }
     if own:
@@ -286,9 +319,11 @@ def format_result(r: dict[str, Any]) -> str:
     return (
         f"{r['protocol']:>4}, {r['clients']} clients x {r['spans_per_request']} spans/request: "
         f"{r['spans_per_s']:,.0f} spans/s over {r['seconds']:.1f} s ({r['requests']} requests), "
-        f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; server RSS "
-        f"{r['rss_start_mib']:.0f} -> peak {r['rss_peak_mib']:.0f} -> end "
-        f"{r['rss_end_mib']:.0f} MiB; errors {errors}; {verdict}; exit {r['server_exit']}"
+        f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms; server CPU "
+        f"{r['cpu_ms_per_1k_spans']:.0f} ms per 1,000 spans; RSS start "
+        f"{r['rss_start_mib']:.0f}, half-way {r['rss_half_mib']:.0f}, end "
+        f"{r['rss_end_mib']:.0f} MiB (peak {r['rss_peak_mib']:.0f}); errors {errors}; "
+        f"{verdict}; exit {r['server_exit']}"
     )
 
 
