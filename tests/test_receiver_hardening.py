@@ -326,22 +326,52 @@ def test_stalled_bodies_hold_no_threads(tmp_path: Path) -> None:
         receiver.stop()
 
 
+def _big_body(copies: int) -> bytes:
+    """The 4 spans of the GenAI fixture ``copies`` times over, with distinct span ids."""
+    doc = json.loads((FIXTURES / "genai.jsonl").read_bytes().splitlines()[0])
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert len(spans) == 4
+    many = []
+    for i in range(copies):
+        for s in spans:
+            s2 = copy.deepcopy(s)
+            s2["spanId"] = f"{i:08x}{s['spanId'][8:]}"
+            many.append(s2)
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"] = many
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.slow
+def test_busy_workers_answer_503_at_once(tmp_path: Path) -> None:
+    receiver = _start(tmp_path, max_pending=1, workers=1, retry_after_seconds=4)
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/v1/traces"
+        result: dict[str, Any] = {}
+        big = _big_body(1_500)
+        poster = threading.Thread(target=lambda: result.update(status=_post(url, big)[0]))
+        poster.start()
+        deadline = time.monotonic() + 30
+        while _health(receiver.port)["decode_in_flight"] == 0 and poster.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert poster.is_alive(), "the big request ended before the test could see it"
+        small = (FIXTURES / "genai.jsonl").read_bytes().splitlines()[0]
+        status, headers, payload = _post(url, small)
+        assert status == 503 and headers["Retry-After"] == "4"
+        assert "busy" in json.loads(payload)["error"]
+        poster.join(60)
+        assert result["status"] == 200
+    finally:
+        receiver.stop()
+
+
 @pytest.mark.slow
 def test_healthz_answers_while_a_big_body_is_decoded_in_a_worker_process(
         tmp_path: Path) -> None:
     receiver = _start(tmp_path, worker_kind="process", workers=1,
                       max_body_bytes=64 * 1024 * 1024)
     try:
-        doc = json.loads((FIXTURES / "genai.jsonl").read_bytes().splitlines()[0])
-        spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
-        many = []
-        for i in range(2_500):
-            for s in spans:
-                s2 = copy.deepcopy(s)
-                s2["spanId"] = f"{i:08x}{s['spanId'][8:]}"
-                many.append(s2)
-        doc["resourceSpans"][0]["scopeSpans"][0]["spans"] = many
-        body = json.dumps(doc).encode()
+        body = _big_body(2_500)
         url = f"http://127.0.0.1:{receiver.port}/v1/traces"
         result: dict[str, Any] = {}
         poster = threading.Thread(target=lambda: result.update(
@@ -361,5 +391,5 @@ def test_healthz_answers_while_a_big_body_is_decoded_in_a_worker_process(
     finally:
         receiver.stop()
     assert sum(r["accepted"] for r in lake_status(receiver.config.lake).to_pylist()) == \
-        2_500 * len(spans)
+        2_500 * 4
     assert pq.read_table(next((receiver.config.lake / "spans").glob("dt=*/*.parquet")))

@@ -43,7 +43,6 @@ from tracehouse.otlp.decode import DEFAULT_LIMITS, DecodeLimits
 from tracehouse.otlp.mapping import MappingDefaults
 from tracehouse.redaction import Redactor
 from tracehouse.server_work import (
-    PROTOBUF_TYPES,
     BusyError,
     JobError,
     WorkerPool,
@@ -57,7 +56,6 @@ SOURCE_TRACES_GRPC = "otlp-grpc"
 SOURCE_ROWS = "http-json"
 SPOOL_DIR = "_spool"
 TOKEN_ENV = "TRACEHOUSE_INGEST_TOKEN"
-_PROTOBUF_TYPES = PROTOBUF_TYPES
 
 
 @dataclass

@@ -65,12 +65,20 @@ class _App:
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
         self.config = receiver.config
-        # Threads that wait for a worker and fsync the spool; the pool's slots bound them.
-        self.io = ThreadPoolExecutor(receiver.pool.max_pending + 2,
-                                     thread_name_prefix="tracehouse-io")
+        # Threads that wait for a worker and fsync the spool. Requests handed to them are
+        # counted here (on the event loop only), so none ever queues: one more is a 503.
+        self.max_pending = receiver.pool.max_pending
+        self.pending = 0
+        self.io = ThreadPoolExecutor(self.max_pending, thread_name_prefix="tracehouse-io")
 
     async def healthz(self, request: Request) -> Response:
         return _json(200, self.receiver.health())
+
+    def _check_room(self) -> None:
+        if self.pending >= self.max_pending:
+            raise _RefusedError(_error(
+                503, f"all {self.max_pending} decode slots are busy; retry later",
+                self.config.retry_after_seconds))
 
     async def _body(self, request: Request) -> bytes:
         """The body, bounded in size and time; raises :class:`_RefusedError`."""
@@ -105,10 +113,16 @@ class _App:
                 raise _RefusedError(_error(
                     415, f"unsupported Content-Type {ctype!r}: use {' or '.join(accepted_ctypes)}",
                     close=True))
+            self._check_room()
             body = await self._body(request)
+            self._check_room()
             encoding = request.headers.get("content-encoding")
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.io, call, body, ctype, encoding)
+            self.pending += 1
+            try:
+                return await loop.run_in_executor(self.io, call, body, ctype, encoding)
+            finally:
+                self.pending -= 1
         except _RefusedError as exc:
             receiver.count("rejected_requests")
             return exc.response

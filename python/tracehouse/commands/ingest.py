@@ -160,7 +160,9 @@ def register(app: typer.Typer) -> None:
             dir_okay=False)] = None,
         tls_key: Annotated[Path | None, typer.Option(
             help="PEM private key of --tls-cert.", exists=True, dir_okay=False)] = None,
-        workers: Annotated[int, typer.Option(help="Decode/map worker processes.")] = 2,
+        workers: Annotated[int, typer.Option(
+            help="Decode/map worker processes; 0 decodes in 2 threads of the server process "
+            "(less memory, but a slow body can delay other requests).")] = 2,
         max_pending: Annotated[int, typer.Option(help="Requests decoding or waiting for a "
                                                  "worker; 503 + Retry-After above.")] = 16,
         header_timeout: Annotated[float, typer.Option(help="Seconds a connection may take to "
@@ -202,7 +204,8 @@ def register(app: typer.Typer) -> None:
                                 max_value_chars=max_attribute_chars),
             spool=spool, artifact_dir=artifact_dir,
             defaults=_defaults(default_environment, default_tenant),
-            auth_token=token, tls_cert=tls_cert, tls_key=tls_key, workers=workers,
+            auth_token=token, tls_cert=tls_cert, tls_key=tls_key, workers=workers or 2,
+            worker_kind="process" if workers > 0 else "thread",
             max_pending=max_pending, header_timeout_seconds=header_timeout,
             body_timeout_seconds=body_timeout, max_connections=max_connections,
         )
