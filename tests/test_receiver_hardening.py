@@ -393,3 +393,47 @@ def test_healthz_answers_while_a_big_body_is_decoded_in_a_worker_process(
     assert sum(r["accepted"] for r in lake_status(receiver.config.lake).to_pylist()) == \
         2_500 * 4
     assert pq.read_table(next((receiver.config.lake / "spans").glob("dt=*/*.parquet")))
+
+
+@pytest.mark.slow
+def test_a_dead_worker_process_costs_one_request_not_the_server(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    receiver = _start(tmp_path, worker_kind="process", workers=1)
+    url = f"http://127.0.0.1:{receiver.port}/v1/traces"
+    good = (FIXTURES / "genai.jsonl").read_bytes().splitlines()[0]
+    try:
+        assert _post(url, good)[0] == 200
+        executor = receiver.pool._executor  # the one worker process, killed as by the OOM killer
+        (pid,) = list(executor._processes)  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        status, _, payload = _post(url, good)
+        assert status == 500 and "worker died" in json.loads(payload)["error"]
+        assert _post(url, good)[0] == 200  # a new pool took over
+        assert receiver.pool.restarts == 1
+    finally:
+        receiver.stop()
+    assert sum(r["accepted"] for r in lake_status(receiver.config.lake).to_pylist()) == 8
+
+
+@pytest.mark.slow
+def test_a_spool_that_cannot_be_written_is_a_503_not_an_ack(tmp_path: Path) -> None:
+    receiver = _start(tmp_path)
+    url = f"http://127.0.0.1:{receiver.port}/v1/traces"
+    good = (FIXTURES / "genai.jsonl").read_bytes().splitlines()[0]
+    try:
+        spool = receiver.writer.spool_dir
+        assert spool is not None
+        spool.rmdir()
+        spool.write_text("not a folder")  # every spool write now fails
+        status, headers, payload = _post(url, good)
+        assert status == 503 and headers["Retry-After"] == "2"
+        assert "cannot spool" in json.loads(payload)["error"]
+        assert receiver.writer.buffered_rows == 0
+        spool.unlink()
+        spool.mkdir()
+        assert _post(url, good)[0] == 200
+    finally:
+        receiver.stop()

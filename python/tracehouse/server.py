@@ -397,6 +397,10 @@ class Receiver:
             self.writer.submit(dataset, table, source=source)
         except (BufferFullError, ClosingError) as exc:
             raise IngestError(503, f"{exc}; retry later", self.config.retry_after_seconds) from None
+        except OSError as exc:  # the spool could not be written (disk full, ...): not acked
+            log.error("cannot spool %d %s rows: %s", table.num_rows, dataset, exc)
+            raise IngestError(503, f"cannot spool the rows ({exc.strerror or exc}); retry later",
+                              self.config.retry_after_seconds) from None
 
     def ingest_traces(self, body: bytes, content_type: str, content_encoding: str | None,
                       *, source: str = SOURCE_TRACES) -> Accepted:
