@@ -242,3 +242,35 @@ def test_grpc_limit_applies_to_the_inflated_message(tmp_path: Path) -> None:
             assert _export(channel, bytes(512 * 1024)) == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         receiver.stop()
+
+
+def test_cli_serve_with_token_tls_and_grpc(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cert, key = _self_signed(tmp_path)
+    env = {**os.environ, "TRACEHOUSE_HASH_KEY": KEY, "TRACEHOUSE_INGEST_TOKEN": TOKEN}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tracehouse.cli import main; main()", "serve",
+         "--lake", str(tmp_path / "lake"), "--port", "0", "--grpc-port", "0",
+         "--tls-cert", str(cert), "--tls-key", str(key), "--workers", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("tracehouse serve: listening on https://127.0.0.1:"), line
+        assert "OTLP/gRPC on 127.0.0.1:" in line and "bearer token required" in line
+        base = line.split("listening on ")[1].split()[0]
+        trust = ssl.create_default_context(cafile=str(cert))
+        assert _post(f"{base}/v1/feedback", FEEDBACK, context=trust)[0] == 401
+        assert _post(f"{base}/v1/feedback", FEEDBACK, {"Authorization": f"Bearer {TOKEN}"},
+                     context=trust)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "everything accepted is in the lake" in out
+    status = lake_status(tmp_path / "lake").to_pylist()
+    assert sum(r["accepted"] for r in status) == 1
