@@ -451,3 +451,46 @@ def test_a_spool_that_cannot_be_written_is_a_503_not_an_ack(tmp_path: Path) -> N
         assert _post(url, good)[0] == 200
     finally:
         receiver.stop()
+
+
+def _serve(lake: Path) -> tuple[Any, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRACEHOUSE_HASH_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tracehouse.cli import main; main()", "serve",
+         "--lake", str(lake), "--port", "0", "--grpc-port", "-1", "--workers", "1",
+         "--flush-seconds", "600", "--batch-rows", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on http://" in line, line
+    return proc, line.split("listening on ")[1].split()[0]
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_200_loses_nothing(tmp_path: Path) -> None:
+    import signal
+
+    lake = tmp_path / "lake"
+    lines = (FIXTURES / "genai.jsonl").read_bytes().splitlines()[:2]
+    sent = sum(len(decode_json(line)) for line in lines)
+    proc, base = _serve(lake)
+    try:
+        for line in lines:
+            assert _post(f"{base}/v1/traces", line)[0] == 200
+        assert _health(int(base.rsplit(":", 1)[1]))["rows_written"] == 0
+    finally:
+        proc.kill()  # SIGKILL: no flush (and the worker must exit too, or this never returns)
+        proc.communicate(timeout=30)
+    assert not list(lake.glob("spans/dt=*/*.parquet"))
+    assert len(list((lake / "_spool").glob("*.arrow"))) == 2
+    proc, base = _serve(lake)  # replays the spool
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "everything accepted is in the lake" in out, err
+    status = lake_status(lake).to_pylist()
+    assert sum(r["received"] for r in status) == sent and all(r["reconciled"] for r in status)
+    assert not list((lake / "_spool").glob("*.arrow"))

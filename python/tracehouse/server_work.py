@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -132,9 +134,19 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Exit when the server process is gone (kill -9 leaves no orphan worker behind)."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
 def _init_process(setup: WorkerSetup) -> None:
     global _WORKER  # noqa: PLW0603 - one mapper per worker process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="tracehouse-orphan-watch").start()
     _WORKER = _Worker(setup)
 
 
