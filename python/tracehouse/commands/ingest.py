@@ -148,11 +148,12 @@ def register(app: typer.Typer) -> None:
                                                    "(413 above).")] = 16.0,
         max_inflated_mb: Annotated[float, typer.Option(help="Largest body after gzip/deflate "
                                                        "(413 above).")] = 64.0,
-        max_name_chars: Annotated[int, typer.Option(help="Span and event names are cut to this "
-                                                    "many characters (tag: truncated).")] = 1024,
+        max_name_chars: Annotated[int, typer.Option(min=16, help="Span and event names are cut "
+                                                    "to this many characters (tag: truncated).")]
+        = 1024,
         max_attribute_chars: Annotated[int, typer.Option(
-            help="String attribute values are cut to this many characters (tag: truncated); "
-            "keys longer than 256 are dropped.")] = 65_536,
+            min=256, help="String attribute values are cut to this many characters (tag: "
+            "truncated); keys longer than 256 are dropped.")] = 65_536,
         spool: Annotated[bool, typer.Option(help="Spool accepted rows to <lake>/_spool before "
                                             "answering 2xx, so a crash loses nothing.")] = True,
         tls_cert: Annotated[Path | None, typer.Option(
@@ -161,16 +162,16 @@ def register(app: typer.Typer) -> None:
         tls_key: Annotated[Path | None, typer.Option(
             help="PEM private key of --tls-cert.", exists=True, dir_okay=False)] = None,
         workers: Annotated[int, typer.Option(
-            help="Decode/map worker processes; 0 decodes in 2 threads of the server process "
+            min=0, help="Decode/map worker processes; 0 decodes in 2 threads of the server process "
             "(less memory, but a slow body can delay other requests).")] = 2,
-        max_pending: Annotated[int, typer.Option(help="Requests decoding or waiting for a "
+        max_pending: Annotated[int, typer.Option(min=1, help="Requests decoding or waiting for a "
                                                  "worker; 503 + Retry-After above.")] = 16,
-        header_timeout: Annotated[float, typer.Option(help="Seconds a connection may take to "
-                                                      "send a request head.")] = 10.0,
-        body_timeout: Annotated[float, typer.Option(help="Seconds a request may take to send "
-                                                    "its body (408 after).")] = 30.0,
-        max_connections: Annotated[int, typer.Option(help="Open HTTP connections (503 above).")]
-        = 256,
+        header_timeout: Annotated[float, typer.Option(
+            min=0.1, help="Seconds a connection may take to send a request head.")] = 10.0,
+        body_timeout: Annotated[float, typer.Option(
+            min=0.1, help="Seconds a request may take to send its body (408 after).")] = 30.0,
+        max_connections: Annotated[int, typer.Option(
+            min=1, help="Open HTTP connections (503 above).")] = 256,
         allow_ephemeral_key: EphemeralKeyOption = False,
         artifact_dir: ArtifactDirOption = None,
         default_environment: DefaultEnvironmentOption = "dev",
