@@ -276,6 +276,19 @@ def test_a_token_count_of_1e30_as_a_double_is_never_a_500_nor_lands(server: Rece
 
 
 @pytest.mark.slow
+def test_a_64_kib_span_name_lands_cut_and_tagged(server: Receiver) -> None:
+    # The finding: 64 KiB of "a." in a name cost 9 s in the e-mail regex and blocked /healthz.
+    body = json.dumps(_request(_span(name="a." * 32_768))).encode()
+    status, _, _ = _post(f"http://127.0.0.1:{server.port}/v1/traces", body)
+    assert status == 200
+    deadline = time.monotonic() + 20
+    while _health(server.port)["rows_written"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (row,) = pq.read_table(next((server.config.lake / "spans").glob("dt=*/*.parquet"))).to_pylist()
+    assert row["operation_name"] == "a." * 512 and "truncated" in row["privacy_tags"]
+
+
+@pytest.mark.slow
 def test_gzip_of_gzip_is_refused_and_a_bomb_is_413(server: Receiver) -> None:
     url = f"http://127.0.0.1:{server.port}/v1/traces"
     inner = _gzip_stream(200 * 1024 * 1024)
