@@ -1,7 +1,7 @@
 """The request drill-down: one trace, its span tree as a timeline, and every decision it made.
 
-:func:`load_trace` reads one trace from the warehouse (read-only DuckDB: ``marts.fct_requests``,
-``marts.fct_spans``, and the feedback and annotation events of the staging views), :func:`explain`
+:func:`load_trace` reads one trace from the current publication (``marts.fct_requests``,
+``marts.fct_spans``, and the published feedback and annotation events), :func:`explain`
 says in plain sentences what went wrong (the relevant chunk lost at rerank, the required tool
 never called, the context truncated, the validator that blocked), :func:`render_console` prints
 it with rich (a waterfall scaled to the root's duration, then the decision fields of each span),
@@ -23,12 +23,13 @@ from typing import Any
 import duckdb
 
 from tracehouse.redaction import mask_text
-from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
+from tracehouse.warehouse import MARTS_SCHEMA
 
 Row = dict[str, Any]
 
-FEEDBACK_RELATIONS = ("marts.fct_feedback", "staging.stg_lake__feedback")
-ANNOTATION_RELATIONS = ("marts.fct_annotations", "staging.stg_lake__annotations")
+# Looked up in the publication (marts.duckdb), first found wins.
+FEEDBACK_RELATIONS = ("fct_feedback", "stg_lake__feedback")
+ANNOTATION_RELATIONS = ("fct_annotations", "stg_lake__annotations")
 
 
 class TraceNotFoundError(LookupError):
@@ -97,21 +98,18 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) 
 
 
 def _relation_exists(con: duckdb.DuckDBPyConnection, relation: str) -> bool:
-    schema, name = relation.split(".")
     return bool(con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name],
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_catalog = current_database() AND table_name = ?",
+        [relation],
     ).fetchone()[0])  # type: ignore[index]
 
 
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the warehouse database (UTC)."""
-    db = warehouse_db(warehouse)
-    if not db.is_file():
-        raise FileNotFoundError(f"no warehouse database at {db}: run `tracehouse run` first")
-    con = duckdb.connect(str(db), read_only=True)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+    """A read-only connection to the current publication (see :mod:`tracehouse.publication`)."""
+    from tracehouse.publication import connect as connect_publication
+
+    return connect_publication(warehouse)
 
 
 def load_trace(warehouse: Path | str, trace_id: str) -> TraceView:
