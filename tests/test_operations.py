@@ -342,3 +342,22 @@ def test_unchanged_marts_are_hard_linked_from_the_previous_publication(
     assert not (before / "dq_results.parquet").samefile(after / "dq_results.parquet")
     record = runs_log.history(warehouse)[-1]
     assert record.marts_linked == len(linked) and record.marts_written
+
+
+def test_the_change_check_knows_the_contracts_datasets_and_producer_files(
+    tmp_path: Path,
+) -> None:
+    from tracehouse import changes
+    from tracehouse.contract import DATASETS
+    from tracehouse.lake import unregistered_files, write_batch
+
+    assert set(changes.DATASET_NAMES) == set(DATASETS)
+    lake = tmp_path / "lake"
+    schema = DATASETS["feedback"].schema
+    (lake / "feedback" / "dt=2026-01-01").mkdir(parents=True)
+    before = changes.ledger_fingerprint(lake)
+    empty = pa.Table.from_pylist([], schema=schema)
+    write_batch(lake, "feedback", empty, source="test", batch_id="b1")
+    assert changes.ledger_fingerprint(lake) != before  # a registered batch is news
+    pq.write_table(empty, lake / "feedback" / "dt=2026-01-01" / "producer-1.parquet")
+    assert changes.producer_files(lake) == len(unregistered_files(lake)) == 1

@@ -15,6 +15,10 @@ from pathlib import Path
 
 LEDGER_DIR = "_ledger"  # as tracehouse.lake.LEDGER_DIR (not imported: keep this module light)
 QUARANTINE_DIR = "_quarantine"
+ORIGINALS_DIR = "_originals"
+# The contract's datasets (tracehouse.contract.DATASETS; a test keeps them equal), named here so
+# that a run with nothing new does not import pyarrow.
+DATASET_NAMES = ("spans", "feedback", "annotations")
 PROJECT_PARTS = ("models", "macros", "seeds", "tests/dbt", "analyses", "dbt_project.yml",
                  "profiles.yml")
 
@@ -44,11 +48,31 @@ def ledger_fingerprint(lake: Path) -> str:
     return h.hexdigest()
 
 
-def producer_files(lake: Path) -> int:
-    """How many batch files in the lake have no ledger entry (producer files to adopt)."""
-    from tracehouse.lake import unregistered_files
+def _stems(folder: Path) -> set[str]:
+    try:
+        with os.scandir(folder) as it:
+            return {e.name[:-8] for e in it if e.name.endswith(".parquet") and e.is_file()}
+    except FileNotFoundError:
+        return set()
 
-    return len(unregistered_files(lake))
+
+def producer_files(lake: Path) -> int:
+    """How many batch files in the lake have no ledger entry (producer files to adopt).
+
+    The same rule as :func:`tracehouse.lake.unregistered_files`, by directory scans only.
+    """
+    count = 0
+    for dataset in DATASET_NAMES:
+        known = _stems(lake / LEDGER_DIR / dataset)
+        for root in (lake / dataset, lake / QUARANTINE_DIR / ORIGINALS_DIR / dataset):
+            try:
+                days = [e.path for e in os.scandir(root)
+                        if e.is_dir() and e.name.startswith("dt=")]
+            except FileNotFoundError:
+                continue
+            for day in days:
+                count += len(_stems(Path(day)) - known)
+    return count
 
 
 def content_fingerprint(paths: list[Path], *, suffixes: tuple[str, ...] = ()) -> str:

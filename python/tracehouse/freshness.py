@@ -3,8 +3,8 @@
 The thresholds are the ``freshness.warn_after`` of each lake source in
 ``models/staging/lake/_lake__sources.yml`` (generated from ``tracehouse.contract.dbt_export``).
 A run that builds checks them with ``dbt source freshness`` (``max(ingest_time)`` of each
-source); a run that found nothing new checks the same thresholds against the lake's ledger,
-without starting dbt.
+source); a run that found nothing new checks the same thresholds against the newest loads the
+last building run saw (nothing has landed since), without starting dbt.
 """
 
 from __future__ import annotations
@@ -83,27 +83,16 @@ def from_dbt(lake: Path, warehouse: Path, project: Path) -> list[Freshness]:
     return sorted(out, key=lambda f: f.dataset)
 
 
-def from_ledger(lake: Path, project: Path, now: datetime | None = None) -> list[Freshness]:
-    """The same thresholds against the newest ``written_at`` of each dataset's ledger."""
-    import duckdb
-
+def from_record(max_loaded: dict[str, str | None], project: Path,
+                now: datetime | None = None) -> list[Freshness]:
+    """The thresholds against the newest loads a previous run saw (nothing landed since)."""
     now = now or datetime.now(UTC)
-    limits = thresholds(project)
-    glob = str(lake / "_ledger" / "*" / "*.parquet").replace("'", "''")
-    newest: dict[str, datetime] = {}
-    if any((lake / "_ledger").glob("*/*.parquet")):
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-            rows = con.execute(
-                f"SELECT dataset, max(written_at) FROM read_parquet('{glob}') GROUP BY 1"
-            ).fetchall()
-        finally:
-            con.close()
-        newest = {r[0]: r[1] for r in rows if r[1] is not None}
     out = []
-    for name, limit in sorted(limits.items()):
-        at = newest.get(name)
+    for name, limit in sorted(thresholds(project).items()):
+        text = max_loaded.get(name)
+        at = datetime.fromisoformat(text) if text else None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
         age = (now - at).total_seconds() if at else None
         status = "unknown" if age is None else ("warn" if age > limit else "pass")
         out.append(Freshness(name, status, at, age, limit))

@@ -181,18 +181,29 @@ def step_build(  # noqa: PLR0917
     return f"dbt build ({mode}): {counts}"
 
 
-def step_freshness(lake: Path, warehouse: Path, *, use_dbt: bool) -> str:
-    """Source freshness of the lake datasets: warns, never fails the run."""
+def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
+                   seen: dict[str, str | None] | None = None) -> str:
+    """Source freshness of the lake datasets: warns, never fails the run.
+
+    A building run asks ``dbt source freshness``; a run that found nothing new (``seen``: the
+    newest loads the last good run saw) checks the same thresholds without dbt.
+    """
     from tracehouse import freshness
     from tracehouse.warehouse import project_dir
 
     try:
         project = project_dir()
-        results = (freshness.from_dbt(lake, warehouse, project) if use_dbt
-                   else freshness.from_ledger(lake, project))
+        if seen is None:
+            results = freshness.from_dbt(lake, warehouse, project)
+        elif not seen:
+            return "not checked: the last building run recorded no freshness"
+        else:
+            results = freshness.from_record(seen, project)
     except Exception as exc:  # a check that cannot run is a warning, not a failed run
         return f"WARN freshness not checked: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-    where = "dbt source freshness" if use_dbt else "from the ledger"
+    record.freshness = {f.dataset: f.max_loaded_at.isoformat() if f.max_loaded_at else None
+                        for f in results}
+    where = "dbt source freshness" if seen is None else "nothing landed since the last run"
     return f"{freshness.summary(results)} ({where})"
 
 
@@ -255,6 +266,13 @@ def _recover(state: _Run, killed: Any) -> None:
             runs_log.save(state.warehouse, previous)
         notes.append(f"took over the run lock from {killed.describe()}, which was killed "
                      f"(last step done: {at})")
+    # We hold the lock, so no other run is running here: any record still "running" was killed.
+    for other in runs_log.history(state.warehouse):
+        if other.status == runs_log.RUNNING and other.run_id != state.record.run_id:
+            other.status = runs_log.KILLED
+            other.ended_at = other.ended_at or runs_log.now_iso()
+            other.note = f"ended without finishing; found by run {state.record.run_id}"
+            runs_log.save(state.warehouse, other)
     if removed:
         notes.append(f"removed {len(removed)} leftover(s) of an interrupted publish: "
                      + ", ".join(p.name for p in removed[:3]))
@@ -269,7 +287,8 @@ def _nothing_new(state: _Run, full_refresh: bool, lookback_days: int | None,
     """The last good run, if this run would read exactly what it read; else None."""
     from tracehouse import changes
 
-    state.record.inputs = changes.inputs(state.lake, project)
+    state.record.inputs = {**changes.inputs(state.lake, project),
+                           **_outputs(state.warehouse)}
     if full_refresh or lookback_days is not None:
         return None
     last = runs_log.last_good(state.warehouse)
@@ -281,6 +300,20 @@ def _nothing_new(state: _Run, full_refresh: bool, lookback_days: int | None,
     if changes.producer_files(state.lake):
         return None
     return last
+
+
+def _outputs(warehouse: Path) -> dict[str, str]:
+    """What a good run leaves: the build database as it was, the publication where it was.
+
+    A build database changed by hand (``dbt build`` outside tracehouse) or a warehouse copied or
+    moved (its views name absolute paths) is not "nothing new".
+    """
+    from tracehouse.warehouse import warehouse_db
+
+    db = warehouse_db(warehouse)
+    st = db.stat() if db.is_file() else None
+    return {"warehouse_db": f"{st.st_size}:{st.st_mtime_ns}" if st else "",
+            "publication": str(current_folder(warehouse) or "")}
 
 
 def run(
@@ -330,7 +363,8 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
                                    "detect and publish skipped")
         record.ledger_totals = last.ledger_totals
         record.datasets = landed_since(last.ledger_totals, last.ledger_totals)
-        state.step("freshness", lambda: step_freshness(lake, warehouse, use_dbt=False))
+        state.step("freshness", lambda: step_freshness(lake, warehouse, record,
+                                                       seen=last.freshness))
         state.result.skipped = True
         state.finish(runs_log.SKIPPED)
         echo(f"{'run':<10} {state.result.seconds:6.1f}s  run {record.run_id}: nothing new; "
@@ -351,7 +385,7 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     state.step("batches", lambda: step_check_batches(quality))
     state.step("build", lambda: step_build(lake, warehouse, full_refresh, progress, record,
                                            lookback_days))
-    state.step("freshness", lambda: step_freshness(lake, warehouse, use_dbt=True))
+    state.step("freshness", lambda: step_freshness(lake, warehouse, record))
     alerts: list[str] = []
     state.step("detect", lambda: step_detect(warehouse, record.run_id, alerts, record))
     try:
@@ -362,6 +396,7 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
         raise
     record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
     state.step("publish", lambda: step_publish(warehouse, state))
+    record.inputs.update(_outputs(warehouse))
     state.finish(runs_log.PUBLISHED)
     echo(f"{'run':<10} {state.result.seconds:6.1f}s  run {record.run_id} published")
     echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")

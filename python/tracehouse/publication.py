@@ -28,9 +28,10 @@ import shutil
 import struct
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 PUBLISH_DIR = "_publish"
 MARTS_LINK = "marts"
@@ -76,6 +77,8 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     later publications do not change what it sees. Raises FileNotFoundError before the first
     publication.
     """
+    import duckdb
+
     warehouse = Path(warehouse)
     db = marts_db(warehouse)
     if db.exists():
@@ -103,6 +106,8 @@ def connect_schema(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     ``table_schema = 'marts'``, as the detection job does): an in-memory database attaches the
     current publication once, read-only, and names each of its relations in a ``marts`` schema.
     """
+    import duckdb
+
     warehouse = Path(warehouse)
     db = marts_db(warehouse)
     if not db.exists():
@@ -143,6 +148,8 @@ def view_statements(folder: Path) -> list[str]:
 
 def write_views_db(folder: Path) -> Path:
     """Write ``folder/marts.duckdb``: one view per Parquet file of the folder, by absolute path."""
+    import duckdb
+
     target = folder / MARTS_DB
     tmp = folder / f".{MARTS_DB}.tmp"
     tmp.unlink(missing_ok=True)

@@ -15,46 +15,13 @@ import socket
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RUNS_DIR = "_runs"
 RUNNING, PUBLISHED, SKIPPED, FAILED, KILLED = "running", "published", "skipped", "failed", "killed"
-
-RUNS_SCHEMA = pa.schema(
-    [
-        pa.field("run_id", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("started_at", pa.timestamp("us", tz="UTC")),
-        pa.field("ended_at", pa.timestamp("us", tz="UTC")),
-        pa.field("seconds", pa.float64()),
-        pa.field("pid", pa.int64()),
-        pa.field("host", pa.string()),
-        pa.field("full_refresh", pa.bool_()),
-        pa.field("steps", pa.list_(pa.struct([
-            pa.field("step", pa.string()),
-            pa.field("seconds", pa.float64()),
-            pa.field("ok", pa.bool_()),
-            pa.field("summary", pa.string()),
-        ]))),
-        pa.field("datasets", pa.list_(pa.struct([
-            pa.field("dataset", pa.string()),
-            pa.field("landed", pa.int64()),
-            pa.field("accepted", pa.int64()),
-            pa.field("quarantined", pa.int64()),
-        ]))),
-        pa.field("models_built", pa.int64()),
-        pa.field("checks_failed", pa.int64()),
-        pa.field("change_points", pa.int64()),
-        pa.field("alerts", pa.int64()),
-        pa.field("marts_written", pa.int64()),
-        pa.field("marts_linked", pa.int64()),
-        pa.field("error", pa.string()),
-        pa.field("note", pa.string()),
-    ]
-)
-
 
 @dataclass
 class RunRecord:
@@ -81,6 +48,7 @@ class RunRecord:
     # What the run read: the lake's ledger and the dbt project; equal inputs mean nothing new.
     inputs: dict[str, str] = field(default_factory=dict)
     ledger_totals: dict[str, list[int]] = field(default_factory=dict)
+    freshness: dict[str, str | None] = field(default_factory=dict)  # dataset -> max_loaded_at
 
 
 def runs_dir(warehouse: Path | str) -> Path:
@@ -150,6 +118,8 @@ def _ts(value: str | None) -> datetime | None:
 
 def as_table(records: list[RunRecord]) -> pa.Table:
     """The records as the ``runs`` mart (one row per run)."""
+    import pyarrow as pa
+
     rows = []
     for r in records:
         rows.append({
@@ -163,4 +133,42 @@ def as_table(records: list[RunRecord]) -> pa.Table:
             "alerts": r.alerts, "marts_written": r.marts_written,
             "marts_linked": r.marts_linked, "error": r.error, "note": r.note,
         })
-    return pa.Table.from_pylist(rows, schema=RUNS_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=runs_schema())
+
+
+def runs_schema() -> pa.Schema:
+    """The schema of the ``runs`` mart."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("run_id", pa.string()),
+            pa.field("status", pa.string()),
+            pa.field("started_at", pa.timestamp("us", tz="UTC")),
+            pa.field("ended_at", pa.timestamp("us", tz="UTC")),
+            pa.field("seconds", pa.float64()),
+            pa.field("pid", pa.int64()),
+            pa.field("host", pa.string()),
+            pa.field("full_refresh", pa.bool_()),
+            pa.field("steps", pa.list_(pa.struct([
+                pa.field("step", pa.string()),
+                pa.field("seconds", pa.float64()),
+                pa.field("ok", pa.bool_()),
+                pa.field("summary", pa.string()),
+            ]))),
+            pa.field("datasets", pa.list_(pa.struct([
+                pa.field("dataset", pa.string()),
+                pa.field("landed", pa.int64()),
+                pa.field("accepted", pa.int64()),
+                pa.field("quarantined", pa.int64()),
+            ]))),
+            pa.field("models_built", pa.int64()),
+            pa.field("checks_failed", pa.int64()),
+            pa.field("change_points", pa.int64()),
+            pa.field("alerts", pa.int64()),
+            pa.field("marts_written", pa.int64()),
+            pa.field("marts_linked", pa.int64()),
+            pa.field("error", pa.string()),
+            pa.field("note", pa.string()),
+        ]
+    )
