@@ -278,8 +278,11 @@ def test_kill_9_mid_build_and_mid_publish_then_the_next_run_recovers(
     # 2. kill -9 while writing the marts, then 3. between the two link swaps.
     for kill_at in ("export", "swap"):
         proc = _run_process(own, warehouse, kill_at=kill_at)
-        out = proc.communicate(timeout=600)[0]
+        out = proc.communicate(timeout=900)[0]
         assert proc.returncode == -signal.SIGKILL, out[-2000:]
+        if kill_at == "export":  # a partial folder is left (the next run removes it)
+            assert list((warehouse / PUBLISH_DIR).glob(".*.partial"))
+            assert _snapshot(warehouse) == before
     # Readers see a whole publication: marts.duckdb moved on, the marts link did not yet.
     con = publication.connect(warehouse)
     try:
@@ -289,7 +292,8 @@ def test_kill_9_mid_build_and_mid_publish_then_the_next_run_recovers(
         con.close()
     assert ids is not None and ids[0] == ids[1] != before[0]
     assert _snapshot(warehouse) == before
-    assert list((warehouse / PUBLISH_DIR).glob(".*.partial"))  # leftovers of the kill
+    assert not list((warehouse / PUBLISH_DIR).glob(".*.partial"))  # cleaned by the swap run
+    assert list(warehouse.glob(".marts.*.tmp"))  # the link the swap run did not get to rename
     # 4. The next run recovers by itself: cleans up, records the takeover, publishes.
     added = _add_producer_file(own, "after-the-kill")
     lines: list[str] = []
