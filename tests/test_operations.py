@@ -7,6 +7,7 @@ through several runs (every real run costs a dbt build).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -365,3 +366,17 @@ def test_the_change_check_knows_the_contracts_datasets_and_producer_files(
     assert changes.ledger_fingerprint(lake) != before  # a registered batch is news
     pq.write_table(empty, lake / "feedback" / "dt=2026-01-01" / "producer-1.parquet")
     assert changes.producer_files(lake) == len(unregistered_files(lake)) == 1
+
+
+def test_a_killed_writers_temporary_files_are_removed_when_stale(tmp_path: Path) -> None:
+    from tracehouse.pipeline import clean_lake_temporaries
+
+    day = tmp_path / "lake" / "spans" / "dt=2026-01-01"
+    day.mkdir(parents=True)
+    old, new = day / ".b1.parquet.abc.tmp", day / ".b2.parquet.def.tmp"
+    old.write_bytes(b"half a file")
+    new.write_bytes(b"being written")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert clean_lake_temporaries(tmp_path / "lake") == 1
+    assert not old.exists() and new.exists()  # a live writer's file stays

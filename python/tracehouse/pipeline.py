@@ -117,15 +117,50 @@ def step_land(lake: Path) -> str:
     if not lake.is_dir():
         raise PipelineError(f"no lake folder at {lake}")
     with lake_lock(lake):
+        stale = clean_lake_temporaries(lake)
         reports = adopt_unregistered(lake)
+    cleaned = f"; removed {stale} stale temporary file(s)" if stale else ""
     if not reports:
-        return "no new unregistered batches"
+        return "no new unregistered batches" + cleaned
     accepted = sum(r.accepted for r in reports)
     quarantined = sum(r.quarantined for r in reports)
     return (
         f"validated {len(reports)} new batch file(s): {accepted:,} rows accepted, "
-        f"{quarantined:,} quarantined"
+        f"{quarantined:,} quarantined{cleaned}"
     )
+
+
+LAKE_TMP_MAX_AGE_S = 3600.0
+
+
+def clean_lake_temporaries(lake: Path, max_age_s: float = LAKE_TMP_MAX_AGE_S) -> int:
+    """Remove the lake writer's hidden ``.*.tmp`` files older than ``max_age_s``; return how many.
+
+    Every lake file is written to a hidden temporary name and renamed; a writer killed in
+    between leaves the temporary file. One older than an hour belongs to no live writer.
+    """
+    from tracehouse.changes import DATASET_NAMES
+
+    now = time.time()
+    roots = [lake / d for d in DATASET_NAMES]
+    roots += [lake / "_quarantine" / d for d in DATASET_NAMES]
+    roots += [lake / "_quarantine" / "_originals" / d for d in DATASET_NAMES]
+    folders = [lake / "_ledger" / d for d in DATASET_NAMES]
+    for root in roots:
+        if root.is_dir():
+            folders += [p for p in root.iterdir() if p.is_dir() and p.name.startswith("dt=")]
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > max_age_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def ledger_totals(lake: Path) -> dict[str, list[int]]:
