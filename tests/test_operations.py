@@ -345,7 +345,8 @@ def test_unchanged_marts_are_hard_linked_from_the_previous_publication(
         if (before / f"{name}.parquet").exists():
             assert (before / f"{name}.parquet").samefile(after / f"{name}.parquet")
     assert not (before / "dq_results.parquet").samefile(after / "dq_results.parquet")
-    record = runs_log.history(warehouse)[-1]
+    record = runs_log.load(warehouse, result.run_id)
+    assert record is not None and record.status == "published"
     assert record.marts_linked == len(linked) and record.marts_written
 
 

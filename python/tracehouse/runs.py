@@ -94,8 +94,8 @@ def history(warehouse: Path | str) -> list[RunRecord]:
     folder = runs_dir(warehouse)
     if not folder.is_dir():
         return []
-    records = [_parse(p) for p in sorted(folder.glob("*.json"))]
-    return [r for r in records if r is not None]
+    records = [r for r in (_parse(p) for p in folder.glob("*.json")) if r is not None]
+    return sorted(records, key=lambda r: (r.started_at, r.run_id))
 
 
 def last_good(warehouse: Path | str) -> RunRecord | None:
