@@ -381,3 +381,34 @@ def test_a_killed_writers_temporary_files_are_removed_when_stale(tmp_path: Path)
     os.utime(old, (two_hours_ago, two_hours_ago))
     assert clean_lake_temporaries(tmp_path / "lake") == 1
     assert not old.exists() and new.exists()  # a live writer's file stays
+
+
+def test_runs_command_lists_the_record(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracehouse.cli import app
+
+    warehouse = tmp_path / "w"
+    ok = runs_log.RunRecord("20260101T000000000Z-aaaaaa", "2026-01-01T00:00:00+00:00",
+                            status="published", seconds=12.5, models_built=40, checks_failed=0,
+                            change_points=2, alerts=1,
+                            steps=[{"step": "build", "seconds": 10.0, "ok": True,
+                                    "summary": "dbt build"}],
+                            datasets=[{"dataset": "spans", "landed": 1200, "accepted": 1190,
+                                       "quarantined": 10}])
+    bad = runs_log.RunRecord("20260101T010000000Z-bbbbbb", "2026-01-01T01:00:00+00:00",
+                             status="failed", error="step 'build' failed: boom")
+    runs_log.save(warehouse, bad)
+    runs_log.save(warehouse, ok)
+    res = CliRunner().invoke(app, ["runs", "--warehouse", str(warehouse)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith(ok.run_id) and "published" in lines[0] and "build 10.0s" in lines[0]
+    assert "spans +1,200 (10 q)" in lines[1] and "change points 2, alerts 1" in lines[1]
+    assert any(line.startswith(bad.run_id) and "failed" in line for line in lines)
+    assert "boom" in res.output
+    as_json = CliRunner().invoke(app, ["runs", "--warehouse", str(warehouse), "--json"])
+    assert [json.loads(x)["status"] for x in as_json.output.splitlines()] == ["published",
+                                                                                "failed"]
+    table = runs_log.as_table(runs_log.history(warehouse))
+    assert table.column("status").to_pylist() == ["published", "failed"]
