@@ -26,6 +26,8 @@ from tracehouse.publication import PublicationError, check_links, clean_leftover
 from tracehouse.runlock import EXIT_LOCKED, RunLockedError, lake_lock, run_lock
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from tracehouse.publish import Published
     from tracehouse.quality import QualityRun
 
@@ -243,17 +245,38 @@ def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
     return f"{freshness.summary(results)} ({where})"
 
 
-def step_detect(warehouse: Path, run_id: str, alert_lines: list[str],
-                record: runs_log.RunRecord) -> str:
-    """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`."""
+def step_detect(
+    warehouse: Path, run_id: str, alert_lines: list[str], alert_state: list[pa.Table],
+    record: runs_log.RunRecord | None = None,
+) -> str:
+    """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`.
+
+    The `alerts` mart is the alert state across runs (:mod:`tracehouse.alerting.state`): this
+    run's alerts merged into the alerts known before, with first raised, last seen and status.
+    """
+    from tracehouse.alerting import track_alerts
     from tracehouse.detect.alerts import alert_lines as format_alerts
     from tracehouse.detect.job import run_detection
+    from tracehouse.warehouse import warehouse_db
 
     detection = run_detection(warehouse, run_id)
     alert_lines.extend(format_alerts(detection.alerts))
-    record.change_points = detection.change_points.num_rows
-    record.alerts = detection.alerts.num_rows
+    if detection.skipped_reason is None:
+        alert_state.append(track_alerts(warehouse, warehouse_db(warehouse), detection.alerts,
+                                        detection.change_points, run_id))
+    if record is not None:
+        record.change_points = detection.change_points.num_rows
+        record.alerts = detection.alerts.num_rows
     return detection.summary()
+
+
+def step_notify(warehouse: Path, run_id: str, alert_state: list[pa.Table]) -> str:
+    """Send new and escalated alerts to the configured destinations; never fails the run."""
+    from tracehouse.alerting import notify
+
+    if not alert_state:
+        return "no alert state this run"
+    return notify(warehouse, alert_state[-1], run_id).summary()
 
 
 def step_check_batches(quality: QualityRun) -> str:
@@ -266,20 +289,23 @@ def step_check_marts(quality: QualityRun) -> str:
     return quality.check_marts()
 
 
-def step_publish(warehouse: Path, state: _Run) -> str:
+def step_publish(warehouse: Path, run_id: str, result: RunResult,
+                 record: runs_log.RunRecord | None = None) -> str:
     """Publish every mart together, with the runs record; see :mod:`tracehouse.publish`."""
     from tracehouse.publish import publish
 
-    # The snapshot of the runs record published with this run shows it as published.
-    mine = runs_log.RunRecord(**asdict(state.record))
-    mine.status, mine.ended_at = runs_log.PUBLISHED, runs_log.now_iso()
-    mine.seconds = round(state.result.seconds, 3)
-    others = [r for r in runs_log.history(warehouse) if r.run_id != mine.run_id]
-    table = runs_log.as_table([*others, mine])
-    published = publish(warehouse, state.result.run_id, extra_tables={"runs": table})
-    state.result.published = published
-    state.record.marts_written = len(published.written)
-    state.record.marts_linked = len(published.linked)
+    others = [r for r in runs_log.history(warehouse) if r.run_id != run_id]
+    mine = []
+    if record is not None:  # the snapshot published with this run shows it as published
+        mine = [runs_log.RunRecord(**asdict(record))]
+        mine[0].status, mine[0].ended_at = runs_log.PUBLISHED, runs_log.now_iso()
+        mine[0].seconds = round(result.seconds, 3)
+    table = runs_log.as_table([*others, *mine])
+    published = publish(warehouse, run_id, extra_tables={"runs": table})
+    result.published = published
+    if record is not None:
+        record.marts_written = len(published.written)
+        record.marts_linked = len(published.linked)
     tables = published.tables
     linked = f", {len(published.linked)} unchanged hard-linked" if published.linked else ""
     return (f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows"
@@ -423,7 +449,9 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
                                            lookback_days))
     state.step("freshness", lambda: step_freshness(lake, warehouse, record))
     alerts: list[str] = []
-    state.step("detect", lambda: step_detect(warehouse, record.run_id, alerts, record))
+    alert_state: list[pa.Table] = []
+    state.step("detect",
+               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record))
     try:
         state.step("marts", lambda: step_check_marts(quality))
     except PipelineError:
@@ -431,8 +459,10 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
         echo(f"{'quality':<10} {quality.verdict()}")
         raise
     record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
-    state.step("publish", lambda: step_publish(warehouse, state))
-    record.inputs.update(_outputs(warehouse))
+    state.step("publish",
+               lambda: step_publish(warehouse, record.run_id, state.result, record))
+    state.step("notify", lambda: step_notify(warehouse, record.run_id, alert_state))
+    record.inputs.update(_outputs(warehouse))  # last: notify records deliveries in the warehouse
     state.finish(runs_log.PUBLISHED)
     echo(f"{'run':<10} {state.result.seconds:6.1f}s  run {record.run_id} published")
     echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")

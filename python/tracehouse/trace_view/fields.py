@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from tracehouse.redaction import mask_text
+from tracehouse.review.trace_section import annotation_extras, annotation_head
 from tracehouse.trace_view.model import Row, TraceView, _list, _num
 
 
@@ -271,9 +272,10 @@ def _annotation_lines(view: TraceView) -> list[str]:
             extra.append(f"required tools: {_fmt(_list(a['required_tools']))}")
         if _list(a.get("relevant_chunk_ids")):
             extra.append(f"relevant chunks: {_fmt(_list(a['relevant_chunk_ids']))}")
-        if a.get("eval_dataset_id"):
+        if a.get("eval_dataset_id") and a.get("annotation_kind") in (None, "label"):
             extra.append(f"promoted to eval set {a['eval_dataset_id']}")
-        lines.append(f"{_fmt(a.get('label_time'))}  {a.get('failure_category') or 'no failure'}"
+        extra += annotation_extras(a)  # review workflow: notes, reasons, eval results
+        lines.append(f"{_fmt(a.get('label_time'))}  {annotation_head(a)}"
                      + (f"; {scores}" if scores else "") + ("; " + "; ".join(extra)
                                                             if extra else ""))
     return lines
