@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "tracehouse.commands.detect",
     "tracehouse.commands.inspect",
     "tracehouse.commands.quality",
+    "tracehouse.commands.artifacts",
 )
 
 for _name in COMMAND_MODULES:

@@ -515,7 +515,7 @@ class SpanMapper:
         artifact_refs = None
         if content:
             if self.artifacts is not None:
-                artifact_refs = [self.artifacts.put("span_content", content)]
+                row["__content"] = content  # stored in to_table, once the tenant is known
                 tags.add("content_artifact")
             else:
                 tags.add("content_withheld")
@@ -643,6 +643,10 @@ class SpanMapper:
                 if value is None:
                     value = fallback.get(col)
                 row[col] = value
+            content = row.pop("__content", None)
+            if content is not None and self.artifacts is not None:
+                row["artifact_refs"] = self.artifacts.put_span_content(
+                    content, tenant_id=row["tenant_id"])
             rows.append(row)
         columns = {f.name: [r.get(f.name) for r in rows] for f in SPANS_SCHEMA}
         return pa.Table.from_pydict(columns, schema=SPANS_SCHEMA)
