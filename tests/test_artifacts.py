@@ -331,3 +331,30 @@ def test_otlp_ingest_writes_through_the_store_with_the_carried_tenant(
             assert ref["uri"].startswith(f"tracehouse-artifact://{row['tenant_id']}/")
             assert store.get(ref["uri"])  # decrypts
     assert {ref["kind"] for r in with_refs for ref in r["artifact_refs"]} >= {"prompt_template"}
+
+
+@pytest.mark.slow
+def test_audit_records_become_the_content_access_mart(store: ArtifactStore, policy,
+                                                     tmp_path: Path) -> None:
+    from tracehouse.warehouse import dbt_invoke, warehouse_db
+
+    refs = store.put_span_content({"gen_ai.system_instructions": "sys",
+                                   "output.value": SECRET_TEXT}, tenant_id="acme")
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    read_trace_content(store=store, policy=policy, lake=lake, trace_id=TRACE, refs=[
+        {**r, "span_id": "a1b2c3d4e5f60708"} for r in refs], reason="INC-9",
+        reader=Reader("alice", "oncall"))
+    with pytest.raises(AccessRefusedError):
+        read_trace_content(store=store, policy=policy, lake=lake, trace_id=TRACE, refs=[],
+                           reason="why not", reader=Reader("bob", "analyst"))
+    result = dbt_invoke(["build", "--select", "+fct_content_access"], lake=lake,
+                        warehouse=tmp_path / "wh")
+    assert result.success, "\n".join(result.failures)
+    assert result.counts.get("pass", 0) >= 8  # PK, not_null, accepted_values and the unit test
+    con = duckdb.connect(str(warehouse_db(tmp_path / "wh")), read_only=True)
+    rows = con.execute("select reader, outcome, artifact_kind, artifacts_in_access "
+                       "from marts.fct_content_access order by reader, artifact_kind").fetchall()
+    con.close()
+    assert rows == [("alice", "granted", "prompt_template", 2),
+                    ("alice", "granted", "span_content", 2), ("bob", "refused", None, 0)]
