@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
             envvar="TRACEHOUSE_WAREHOUSE", help="The built warehouse: the aggregates of the "
             "days that expire are archived from it first. Env: TRACEHOUSE_WAREHOUSE.")],
         policy: Annotated[Path | None, typer.Option(
-            envvar="TRACEHOUSE_POLICY", help="Privacy policy TOML ([lake] retention classes "
-            "per tenant and tier). Env: TRACEHOUSE_POLICY.")] = None,
+            envvar="TRACEHOUSE_POLICY", help="Privacy policy TOML (its lake section: "
+            "retention classes per tenant and tier). Env: TRACEHOUSE_POLICY.")] = None,
         dry_run: Annotated[bool, typer.Option(help="Only count what would expire.")] = False,
     ) -> None:
         """Apply retention: drop expired traces' span rows and old tier-2 text, keeping the
