@@ -358,3 +358,24 @@ def test_audit_records_become_the_content_access_mart(store: ArtifactStore, poli
     con.close()
     assert rows == [("alice", "granted", "prompt_template", 2),
                     ("alice", "granted", "span_content", 2), ("bob", "refused", None, 0)]
+
+
+def test_cli_ingest_needs_the_master_key_with_an_artifact_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "otlp"
+    runner = CliRunner()
+    monkeypatch.setenv("TRACEHOUSE_HASH_KEY", "test-key-0123456789abcdef")
+    monkeypatch.delenv("TRACEHOUSE_MASTER_KEY", raising=False)
+    args = ["ingest", "otlp", "--lake", str(tmp_path / "lake"), "--artifact-dir",
+            str(tmp_path / "store"), str(fixtures / "genai.jsonl")]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "TRACEHOUSE_MASTER_KEY is not set" in refused.output
+    assert not (tmp_path / "lake").exists()
+    monkeypatch.setenv("TRACEHOUSE_MASTER_KEY", MASTER)
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    rows = pq.read_table(next((tmp_path / "lake" / "spans").rglob("*.parquet"))).to_pylist()
+    refs = [ref for r in rows for ref in (r["artifact_refs"] or [])]
+    assert refs and all(ref["uri"].startswith("tracehouse-artifact://") for ref in refs)
+    assert all(b"gen_ai" not in p.read_bytes() for p in (tmp_path / "store").rglob("*.tha"))

@@ -88,7 +88,8 @@ def _canonical(payload: Any) -> bytes:
 class ArtifactStore:
     """Encrypted tier-3 payloads kept outside the lake.
 
-    ``master_key`` defaults to ``TRACEHOUSE_MASTER_KEY`` (a clear error when it is not set).
+    ``master_key`` defaults to ``TRACEHOUSE_MASTER_KEY``, read at construction (a clear
+    :class:`ArtifactKeyError` when it is not set) unless ``require_key`` is false.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class ArtifactStore:
         *,
         lake: Path | str | None = None,
         master_key: MasterKey | None = None,
+        require_key: bool = True,
     ) -> None:
         self.root = Path(root).resolve()
         if lake is not None:
@@ -106,7 +108,9 @@ class ArtifactStore:
                     f"the artifact store {self.root} must not be inside the lake {lake_root}: "
                     "tier-3 content never lands in the lake"
                 )
-        self._master = master_key
+        # the key is checked now (a writer fails at start-up, not on its first span) unless
+        # the caller only lists and deletes (artifacts expire)
+        self._master = master_key or (MasterKey.from_env() if require_key else None)
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
         self._keys: dict[str, TenantKeys] = {}

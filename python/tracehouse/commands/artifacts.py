@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         except PolicyError as exc:
             typer.secho(f"error: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None
-        store = ArtifactStore(artifact_dir)  # listing and deleting need no key
+        store = ArtifactStore(artifact_dir, require_key=False)  # listing and deleting need none
         report = expire_artifacts(store, pol, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         for (tenant, kind), n in sorted(report.by_class.items()):

@@ -56,6 +56,19 @@ def _redactor(allow_ephemeral_key: bool):
         raise typer.Exit(2) from None
 
 
+def _check_artifact_key(artifact_dir: Path | None) -> None:
+    """With --artifact-dir, TRACEHOUSE_MASTER_KEY must be set: say so before landing anything."""
+    if artifact_dir is None:
+        return
+    from tracehouse.artifacts.keys import ArtifactKeyError, MasterKey
+
+    try:
+        MasterKey.from_env()
+    except ArtifactKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _defaults(environment: str, tenant: str):
     from tracehouse.contract.schemas import ENVIRONMENTS
     from tracehouse.otlp.mapping import MappingDefaults
@@ -99,6 +112,7 @@ def register(app: typer.Typer) -> None:
         from tracehouse.redaction import ArtifactStore
 
         redactor = _redactor(allow_ephemeral_key)
+        _check_artifact_key(artifact_dir)
         artifacts = ArtifactStore(artifact_dir, lake=lake) if artifact_dir else None
         try:
             reports = ingest_otlp_files(
@@ -160,6 +174,7 @@ def register(app: typer.Typer) -> None:
         from tracehouse.server import ServerConfig, serve
 
         redactor = _redactor(allow_ephemeral_key)
+        _check_artifact_key(artifact_dir)
         lake.mkdir(parents=True, exist_ok=True)
         config = ServerConfig(
             lake=lake, host=host, port=port, batch_rows=batch_rows, flush_seconds=flush_seconds,
