@@ -107,6 +107,12 @@ where {{ day_expression }} not in (select distinct {{ day_expression }} from {{ 
 {% endmacro %}
 
 {% macro default__create_audit_views() %}
-    {#- Other engines: the audit log is not exposed yet (a no-op statement keeps the hook valid). -#}
-    {{ return('select 1') }}
+    {#- Other engines: no reader of the audit files yet, so an empty, typed view (Spark SQL). -#}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {{ return("create or replace view lake_raw.content_access as select "
+        ~ "cast(null as string) as access_id, cast(null as timestamp) as accessed_at, "
+        ~ "cast(null as string) as reader, cast(null as string) as role, "
+        ~ "cast(null as string) as trace_id, cast(null as string) as span_id, "
+        ~ "cast(null as string) as artifact_id, cast(null as string) as artifact_kind, "
+        ~ "cast(null as string) as reason, cast(null as string) as outcome limit 0") }}
 {% endmacro %}

@@ -161,10 +161,10 @@ class ArtifactStore:
         plaintext = _canonical(payload)
         address = keys.address(kind, plaintext)
         path = self._path(tenant_id, kind, address)
-        if path.exists():
-            os.utime(path)  # referenced again: retention counts from now
+        try:
+            os.utime(path)  # stored already: referenced again, so retention counts from now
             data = path.read_bytes()
-        else:
+        except FileNotFoundError:  # new (or expired a moment ago): write it
             nonce = secrets.token_bytes(12)
             sealed = AESGCM(keys.enc_key).encrypt(
                 nonce, zlib.compress(plaintext, 6), self._aad(tenant_id, kind, address)
