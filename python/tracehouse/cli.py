@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "tracehouse.commands.detect",
     "tracehouse.commands.inspect",
     "tracehouse.commands.quality",
+    "tracehouse.commands.alerts",
+    "tracehouse.commands.semantic",
     "tracehouse.commands.artifacts",
 )
 
