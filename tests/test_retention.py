@@ -204,3 +204,23 @@ def test_expire_refuses_a_stale_warehouse(tmp_path: Path) -> None:
     with pytest.raises(RetentionError, match="older than the lake"):
         expire_lake(lake, wh, _policy("x"), now=NOW)
     assert {p: p.read_bytes() for p in lake.rglob("*.parquet")} == files
+
+
+def test_cli_lake_expire_dry_run_and_status(expired: dict[str, Any], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tracehouse.cli import app
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[classes]\nd2 = { days = 2 }\n[lake]\ndefault = { spans = "d2" }\n')
+    lake = expired["lake"]
+    files = {p: p.stat().st_mtime_ns for p in (lake / "spans").rglob("*.parquet")}
+    runner = CliRunner()
+    out = runner.invoke(app, ["lake", "expire", "--lake", str(lake), "--warehouse",
+                              str(expired["incremental"]), "--policy", str(policy), "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "would expire" in out.output and "traces" in out.output
+    assert {p: p.stat().st_mtime_ns for p in (lake / "spans").rglob("*.parquet")} == files
+    status = runner.invoke(app, ["lake", "status", "--lake", str(lake)])
+    assert status.exit_code == 0, status.output
+    assert f"expired {expired['report'].expired_span_rows:,}" in status.output
