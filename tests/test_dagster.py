@@ -48,9 +48,11 @@ def test_every_asset_materializes_and_the_schedule_is_hourly(
         "lake/spans", "lake/feedback", "lake/annotations"}
     assert not any(e.passed for e in freshness)
     assert all(e.severity == dg.AssetCheckSeverity.WARN for e in freshness)
-    # dbt's tests ran as asset checks, and all passed.
+    # dbt's tests ran as asset checks: every error-severity one passed (a `severity: warn`
+    # test, like the failure-category relationship, may warn without failing the run).
     dbt_checks = [e for e in result.get_asset_check_evaluations() if e.check_name != "freshness"]
-    assert len(dbt_checks) > 50 and all(e.passed for e in dbt_checks)
+    assert len(dbt_checks) > 50
+    assert all(e.passed for e in dbt_checks if e.severity == dg.AssetCheckSeverity.ERROR)
 
 
 def test_freshness_reads_the_ledger(tmp_path: Path) -> None:
