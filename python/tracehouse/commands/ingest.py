@@ -83,6 +83,19 @@ def _redactor(allow_ephemeral_key: bool):
         raise typer.Exit(2) from None
 
 
+def _check_artifact_key(artifact_dir: Path | None) -> None:
+    """With --artifact-dir, TRACEHOUSE_MASTER_KEY must be set: say so before landing anything."""
+    if artifact_dir is None:
+        return
+    from tracehouse.artifacts.keys import ArtifactKeyError, MasterKey
+
+    try:
+        MasterKey.from_env()
+    except ArtifactKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _defaults(environment: str, tenant: str):
     from tracehouse.contract.schemas import ENVIRONMENTS
     from tracehouse.otlp.mapping import MappingDefaults
@@ -131,6 +144,7 @@ def register(app: typer.Typer) -> None:
         from tracehouse.redaction import ArtifactStore
 
         redactor = _with_ner(_redactor(allow_ephemeral_key), ner, ner_model)
+        _check_artifact_key(artifact_dir)
         artifacts = ArtifactStore(artifact_dir, lake=lake) if artifact_dir else None
         try:
             reports = ingest_otlp_files(
@@ -229,6 +243,7 @@ def register(app: typer.Typer) -> None:
         if (tls_cert is None) != (tls_key is None):
             raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-key")
         redactor = _redactor(allow_ephemeral_key)
+        _check_artifact_key(artifact_dir)
         lake.mkdir(parents=True, exist_ok=True)
         token = os.environ.get(TOKEN_ENV) or None
         config = ServerConfig(
