@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "tracehouse.commands.quality",
     "tracehouse.commands.alerts",
     "tracehouse.commands.semantic",
+    "tracehouse.commands.review",
+    "tracehouse.commands.evals",
 )
 
 for _name in COMMAND_MODULES:
