@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import yaml  # type: ignore[import-untyped]
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from tracehouse.contract.docs import ATTRIBUTE_DOCS, COLUMN_DOCS
 from tracehouse.contract.schemas import (
