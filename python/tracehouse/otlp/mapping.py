@@ -282,7 +282,7 @@ class SpanMapper:
         """(row without carried columns resolved, the span's own carried values)."""
         s = SpanView(raw)
         red = self.redactor
-        tags: set[str] = set()
+        tags: set[str] = {"truncated"} if raw.truncated else set()  # cut by DecodeLimits
         span_type = self.span_type(s, is_root)
         outcome = self._outcome(s, span_type, tags)
         usage = self._usage(s, span_type)
