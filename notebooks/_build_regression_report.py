@@ -46,13 +46,14 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-import duckdb
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+from tracehouse import publication
 
 warnings.filterwarnings("ignore")
 pd.set_option("display.max_colwidth", 120)
@@ -64,15 +65,11 @@ plt.rcParams.update({
 })
 BLUE, ORANGE, GREY, RED, GREEN = "#1f77b4", "#ff7f0e", "#8c8c8c", "#d62728", "#2ca02c"
 
-MARTS = Path(warehouse) / "marts"
-if not MARTS.is_dir():
-    raise FileNotFoundError(f"no published marts at {MARTS}: run `tracehouse run` first")
-con = duckdb.connect()
-con.execute("SET TimeZone = 'UTC'")
-AVAILABLE = set()
-for path in sorted(MARTS.glob("*.parquet")):
-    con.execute(f"CREATE VIEW {path.stem} AS SELECT * FROM read_parquet('{path.as_posix()}')")
-    AVAILABLE.add(path.stem)
+# The current publication (W/marts.duckdb), resolved once: every query below sees one run.
+con = publication.connect(warehouse)
+AVAILABLE = {r[0] for r in con.execute(
+    "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+).fetchall()}
 
 
 def q(sql, params=None):

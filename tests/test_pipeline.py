@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def test_run_publishes_every_mart_behind_one_link(published: Path) -> None:
         requests = con.execute("SELECT count(*) FROM marts.fct_requests").fetchone()[0]  # type: ignore[index]
     finally:
         con.close()
-    assert names == in_db
+    assert names == in_db | {"runs"}  # the runs record is published with the marts
     assert pq.read_metadata(link / "fct_requests.parquet").num_rows == requests > 0
 
 
@@ -77,8 +76,8 @@ def test_a_failed_build_leaves_the_previous_marts_untouched(lake: Path, publishe
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         lines: list[str] = []
-        with pytest.raises(PipelineError, match="build"):
-            run(lake, published, progress=False, echo=lines.append)
+        with pytest.raises(PipelineError, match="build"):  # (a forced rebuild: not a no-op)
+            run(lake, published, lookback_days=3, progress=False, echo=lines.append)
         assert any("FAILED" in line for line in lines)
     finally:
         holder.kill()
@@ -88,15 +87,19 @@ def test_a_failed_build_leaves_the_previous_marts_untouched(lake: Path, publishe
 
 
 def test_a_second_run_publishes_a_new_folder_and_keeps_the_last_two(
-    lake: Path, published: Path
+    lake: Path, published: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tracehouse.publication
+
+    monkeypatch.setattr(tracehouse.publication, "GRACE_SECONDS", 0.0)
     first = (published / "marts").resolve()
-    time.sleep(1.1)  # run ids and folder mtimes are per second
-    run(lake, published, progress=False, echo=lambda _line: None)
+    # Nothing new: the run skips and the publication stays.
+    assert run(lake, published, progress=False, echo=lambda _line: None).skipped
+    assert (published / "marts").resolve() == first
+    run(lake, published, lookback_days=3, progress=False, echo=lambda _line: None)
     second = (published / "marts").resolve()
     assert second != first
-    time.sleep(1.1)
-    run(lake, published, progress=False, echo=lambda _line: None)
+    run(lake, published, lookback_days=3, progress=False, echo=lambda _line: None)
     kept = sorted(p for p in (published / PUBLISH_DIR).iterdir() if p.is_dir())
     assert len(kept) == 2 and second in kept and first not in kept
     # Nothing changed in the lake, so the marts are the same.

@@ -138,14 +138,16 @@ def test_key_policy(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFi
     assert eph.ephemeral and "EPHEMERAL" in caplog.text
 
 
-def test_artifact_store_is_outside_the_lake(tmp_path: Path) -> None:
+def test_artifact_store_is_outside_the_lake_and_encrypted(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRACEHOUSE_MASTER_KEY", "master-key-0123456789abcdef")
     lake = tmp_path / "lake"
     with pytest.raises(ValueError, match="must not be inside the lake"):
         ArtifactStore(lake / "artifacts", lake=lake)
     store = ArtifactStore(tmp_path / "artifacts", lake=lake)
-    ref = store.put("span_content", {"input.value": "jane@example.com"})
+    ref = store.put("span_content", {"input.value": "jane@example.com"}, tenant_id="acme")
     assert ref["privacy_class"] == "tier3" and ref["bytes"] > 0
-    path = Path(ref["uri"].removeprefix("file://"))
-    assert path.read_bytes().count(b"jane@example.com") == 1
+    (path,) = (tmp_path / "artifacts").rglob(f"{ref['artifact_id']}.tha")
+    assert path.read_bytes().count(b"jane@example.com") == 0  # encrypted at rest
     assert oct(path.stat().st_mode)[-3:] == "600"
-    assert store.put("span_content", {"input.value": "jane@example.com"}) == ref
+    assert store.put("span_content", {"input.value": "jane@example.com"}, tenant_id="acme") == ref

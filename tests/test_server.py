@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,17 @@ MS = 1_000_000
 
 
 def _post(url: str, body: bytes, ctype: str, encoding: str | None = None
-          ) -> tuple[int, dict[str, str], bytes]:
+          ) -> tuple[int, Message, bytes]:
+    """Status, headers (case-insensitive, as HTTP's are) and body of a POST."""
     headers = {"Content-Type": ctype}
     if encoding:
         headers["Content-Encoding"] = encoding
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        return exc.code, exc.headers, exc.read()
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -221,7 +223,7 @@ def test_e2e_sdk_to_serve_both_conventions_no_pii(tmp_path: Path) -> None:
     env = {**os.environ, "TRACEHOUSE_HASH_KEY": KEY}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tracehouse.cli import main; main()", "serve",
-         "--lake", str(lake), "--host", "127.0.0.1", "--port", "0",
+         "--lake", str(lake), "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0",
          "--flush-seconds", "600", "--batch-rows", "100000"],  # only SIGTERM flushes
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
@@ -371,7 +373,7 @@ def test_e2e_sdk_to_serve_both_conventions_no_pii(tmp_path: Path) -> None:
 def receiver(tmp_path: Path):
     config = ServerConfig(lake=tmp_path / "lake", port=0, batch_rows=10_000,
                           flush_seconds=600, max_buffer_rows=8, max_body_bytes=200_000,
-                          retry_after_seconds=3)
+                          retry_after_seconds=3, worker_kind="thread")
     r = Receiver(config, Redactor(KEY.encode()))
     r.start()
     yield r

@@ -141,3 +141,46 @@ def test_trace_and_traces_commands(warehouse: Path, tmp_path: Path) -> None:
     assert bad.exit_code != 0
     missing = runner.invoke(app, ["trace", "--warehouse", str(warehouse), "f" * 32])
     assert missing.exit_code == 1
+
+
+def _long_rows(n: int) -> list[dict[str, object]]:
+    from datetime import datetime
+
+    return [{"trace_id": f"{i:02d}" + "f" * 30, "event_time": datetime(2026, 1, 3, 14, i),
+             "route_name": "premium_reasoning_with_a_long_name", "model_name": "gpt-4.1-2025",
+             "status": "error", "final_status": "escalated_to_human",
+             "failure_category": None if i % 2 else "retrieval_miss",
+             "failure_tags": ["context_truncation", "tool_execution_failure"],
+             "has_thumbs_down": bool(i % 2), "cost_usd": 0.00112 * i, "duration_ms": 3260.0 * i}
+            for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_trace_list_has_one_line_per_trace_within_the_terminal(width: int) -> None:
+    from rich.console import Console
+
+    from tracehouse.trace_view import render_trace_list
+
+    rows = _long_rows(5)
+    console = Console(width=width, record=True, color_system=None, file=open("/dev/null", "w"))  # noqa: SIM115, PTH123
+    render_trace_list(rows, console)
+    lines = console.export_text().rstrip("\n").split("\n")
+    assert len(lines) == 2 + len(rows)  # title, header, one line per trace
+    assert max(len(line) for line in lines) <= width
+    for row, line in zip(rows, lines[2:], strict=True):
+        assert line.startswith(str(row["trace_id"])[:12])
+        assert ("TD" in line) == row["has_thumbs_down"]
+    assert "retrieval_mi" in lines[3]  # the human label, else the rule-based tags
+    assert "context_trun" in lines[2]
+
+
+@pytest.mark.slow
+def test_traces_command_fits_80_columns(warehouse: Path) -> None:
+    listed = CliRunner().invoke(app, ["traces", "--warehouse", str(warehouse), "--limit", "8"],
+                                env={"COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.rstrip("\n").split("\n")
+    table = [line for line in lines if not line.startswith("open one with")]
+    assert len(table) == 2 + 8 and max(len(line) for line in table) <= 80
+    ids = [r["trace_id"] for r in find_traces(warehouse, TraceFilter(limit=8))]
+    assert [line[:12] for line in table[2:]] == [t[:12] for t in ids]

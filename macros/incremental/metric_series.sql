@@ -315,7 +315,7 @@ final as (
     where long_format.n > 0
 )
 
-select * from final
+{{ with_archived_days('final', utc_date('period_start')) }}
 {% endmacro %}
 
 
@@ -328,4 +328,5 @@ select * from final
     where period_start not in (
         select distinct {{ truncate_to(grain, 'event_time') }} from {{ ref('fct_requests') }}
     )
+    {{ and_not_archived(utc_date('period_start')) }}
 {% endmacro %}

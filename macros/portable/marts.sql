@@ -153,6 +153,7 @@
     {#- Post-hook: delete the stored days none of whose traces is still in fct_requests. -#}
     delete from {{ this }}
     where trace_date not in (select distinct trace_date from {{ ref('fct_requests') }})
+    {{ and_not_archived('trace_date') }}
 {% endmacro %}
 
 

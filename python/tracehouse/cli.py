@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "tracehouse.commands.semantic",
     "tracehouse.commands.review",
     "tracehouse.commands.evals",
+    "tracehouse.commands.artifacts",
 )
 
 for _name in COMMAND_MODULES:

@@ -13,6 +13,7 @@ nothing of its own: Dagster orders the assets by their dependencies):
 * `lake/spans`, `lake/feedback`, `lake/annotations`: the landing step (validate and register
   producer files), with a freshness asset check per dataset from the lake's ledger: it warns
   when no batch of the dataset landed within `TRACEHOUSE_FRESHNESS_HOURS` (default 24);
+* `audit/content_access`: the tier-3 content-access audit log (source of fct_content_access);
 * the dbt project, one asset per model and seed, its tests as asset checks (dagster-dbt);
 * `change_points` and `alerts`: detection and the alert state;
 * `publication`: the mart checks, then the atomic publish; nothing is published when a check
@@ -239,7 +240,18 @@ def resources() -> dict[str, Any]:
     }
 
 
-ASSETS = [lake, tracehouse_dbt_assets, detection, publication, alert_notifications,
-          regression_report]
+@dg.asset(key=["audit", "content_access"], group_name="landing", op_tags=CONCURRENCY,
+          description="The tier-3 content-access audit log (`tracehouse trace --content` "
+          "writes it; read by marts.fct_content_access).")
+def content_access_audit(tracehouse: TracehouseResource) -> dg.MaterializeResult:
+    """Nothing to run: the log is written at read time; report how many reads it holds."""
+    from tracehouse.artifacts.audit import audit_root
+
+    files = list(audit_root(tracehouse.lake_path).glob("dt=*/*.parquet"))
+    return dg.MaterializeResult(metadata={"audit_files": len(files)})
+
+
+ASSETS = [lake, content_access_audit, tracehouse_dbt_assets, detection, publication,
+          alert_notifications, regression_report]
 
 defs = dg.Definitions(assets=ASSETS, schedules=[hourly], resources=resources())

@@ -39,6 +39,7 @@ QUARANTINE_DIR = "_quarantine"
 SPOOL_DIR = "_spool"  # rows a receiver acknowledged and has not landed yet (Arrow IPC files)
 ORIGINALS_DIR = "_originals"
 LEDGER_DIR = "_ledger"
+EXPIRED_LEDGER_DIR = "_ledger_expired"  # rows removed by retention (tracehouse.retention)
 UNREGISTERED_SOURCE = "unregistered"
 
 LEDGER_SCHEMA = pa.schema(
@@ -444,11 +445,47 @@ def _write_ledger(
     write_parquet_atomic(ledger, lake / LEDGER_DIR / report.dataset / f"{report.batch_id}.parquet")
 
 
+EXPIRY_LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string()),
+        pa.field("dataset", pa.string()),
+        pa.field("batch_id", pa.string()),
+        pa.field("dt", pa.string()),
+        pa.field("tenant_id", pa.string()),
+        pa.field("expired", pa.int64()),  # rows removed
+        pa.field("text_expired", pa.int64()),  # rows kept, tier-2 text removed
+        pa.field("spans_class", pa.string()),
+        pa.field("tier2_text_class", pa.string()),
+        pa.field("expired_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def write_expiry_ledger(
+    lake: Path | str, run_id: str, rows: list[dict[str, object]], expired_at: datetime
+) -> pa.Table:
+    """Record what one retention run removed: one row per (batch file, day, tenant).
+
+    ``<lake>/_ledger_expired/<run_id>.parquet``; :func:`lake_status` adds ``expired`` so that
+    received = accepted + quarantined + expired still holds.
+    """
+    cols = {f.name: [r.get(f.name) for r in rows] for f in EXPIRY_LEDGER_SCHEMA
+            if f.name not in ("run_id", "expired_at")}
+    table = pa.table(
+        {"run_id": [run_id] * len(rows), **cols, "expired_at": [expired_at] * len(rows)},
+        schema=EXPIRY_LEDGER_SCHEMA,
+    )
+    write_parquet_atomic(table, Path(lake) / EXPIRED_LEDGER_DIR / f"{run_id}.parquet")
+    return table
+
+
 def lake_status(lake: Path | str) -> pa.Table:
-    """Rows per dataset, day and source: received (ledger), accepted and quarantined (files).
+    """Rows per dataset, day and source: received (ledger), accepted and quarantined (files),
+    expired (retention's ledger).
 
     ``reconciled`` is true where the ledger's received count equals the rows found in the
-    accepted and quarantined files; a false row points at a missing or foreign file.
+    accepted and quarantined files plus the rows retention removed; a false row points at a
+    missing or foreign file.
     """
     lake = Path(lake)
     con = duckdb.connect()
@@ -485,8 +522,16 @@ def lake_status(lake: Path | str) -> pa.Table:
                 "SELECT * FROM (SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS batch_id, "
                 "NULL::VARCHAR AS source, NULL::VARCHAR AS dt, 0::BIGINT AS received) WHERE FALSE"
             )
+        if any(lake.glob(f"{EXPIRED_LEDGER_DIR}/*.parquet")):
+            quoted = str(lake / EXPIRED_LEDGER_DIR / "*.parquet").replace("'", "''")
+            expired = (f"SELECT dataset, batch_id, dt, sum(expired)::BIGINT AS expired "
+                       f"FROM read_parquet('{quoted}') GROUP BY ALL")
+        else:
+            expired = ("SELECT NULL::VARCHAR AS dataset, NULL::VARCHAR AS batch_id, "
+                       "NULL::VARCHAR AS dt, 0::BIGINT AS expired WHERE FALSE")
         sql = f"""
             WITH files AS ({files}),
+            expired AS ({expired}),
             ledger AS (SELECT dataset, batch_id, source, dt, received FROM ({ledger})),
             by_batch AS (
                 SELECT
@@ -497,6 +542,7 @@ def lake_status(lake: Path | str) -> pa.Table:
                     coalesce(l.received, 0) AS received,
                     coalesce(f.accepted, 0) AS accepted,
                     coalesce(f.quarantined, 0) AS quarantined,
+                    coalesce(x.expired, 0) AS expired,
                     l.batch_id IS NOT NULL AS registered
                 FROM ledger AS l
                 FULL OUTER JOIN (
@@ -505,6 +551,10 @@ def lake_status(lake: Path | str) -> pa.Table:
                         sum(n) FILTER (WHERE kind = 'quarantined') AS quarantined
                     FROM files GROUP BY ALL
                 ) AS f USING (dataset, dt, batch_id)
+                LEFT JOIN expired AS x
+                    ON x.dataset = coalesce(l.dataset, f.dataset)
+                    AND x.dt = coalesce(l.dt, f.dt)
+                    AND x.batch_id = coalesce(l.batch_id, f.batch_id)
             )
             SELECT
                 dataset, dt, source,
@@ -512,7 +562,9 @@ def lake_status(lake: Path | str) -> pa.Table:
                 sum(received)::BIGINT AS received,
                 sum(accepted)::BIGINT AS accepted,
                 sum(quarantined)::BIGINT AS quarantined,
-                bool_and(registered) AND sum(received) = sum(accepted) + sum(quarantined)
+                sum(expired)::BIGINT AS expired,
+                bool_and(registered)
+                    AND sum(received) = sum(accepted) + sum(quarantined) + sum(expired)
                     AS reconciled
             FROM by_batch
             GROUP BY ALL

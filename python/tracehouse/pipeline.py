@@ -1,28 +1,39 @@
-"""`tracehouse run`: land -> build -> check -> detect -> publish, each a function called in order.
+"""`tracehouse run`: land -> checks -> build -> freshness -> detect -> checks -> publish.
 
 This module is the only orchestrator. Each step prints one line with its timing; a step that
-fails stops the run before anything is published, so the previous marts stay in place.
+fails stops the run before anything is published, so the previous publication stays in place.
+
+A run holds the warehouse's run lock (:mod:`tracehouse.runlock`): a second run exits at once
+with :data:`~tracehouse.runlock.EXIT_LOCKED`. It starts by cleaning what a killed run left
+(partial publication folders, temporary links and records) and records itself in
+``<warehouse>/_runs/`` (:mod:`tracehouse.runs`), whatever its outcome. When the lake's ledger,
+the producer files, the dbt project and tracehouse's code are all as the last good run saw
+them, the run skips build, checks, detection and publication and says so.
 """
 
 from __future__ import annotations
 
-import fcntl
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from tracehouse import runs as runs_log
+from tracehouse.publication import PublicationError, check_links, clean_leftovers, current_folder
+from tracehouse.runlock import EXIT_LOCKED, RunLockedError, lake_lock, run_lock
 
-from tracehouse.lake import adopt_unregistered
-from tracehouse.publish import Published, publish
-from tracehouse.quality import QualityRun
-from tracehouse.warehouse import build
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from tracehouse.publish import Published
+    from tracehouse.quality import QualityRun
 
 Echo = Callable[[str], None]
+
+__all__ = ["EXIT_LOCKED", "PipelineError", "RunLockedError", "RunResult", "new_run_id", "run"]
 
 
 class PipelineError(RuntimeError):
@@ -46,6 +57,8 @@ class RunResult:
     run_id: str
     steps: list[StepResult] = field(default_factory=list)
     published: Published | None = None
+    skipped: bool = False
+    record: runs_log.RunRecord | None = None
 
     @property
     def seconds(self) -> float:
@@ -56,68 +69,185 @@ class RunResult:
 def new_run_id(now: datetime | None = None) -> str:
     """A sortable, unique run id."""
     now = now or datetime.now(UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    # Milliseconds: two runs in one second (a skipped one is that quick) still sort in order.
+    return f"{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
-@contextmanager
-def _run_lock(warehouse: Path) -> Iterator[None]:
-    warehouse.mkdir(parents=True, exist_ok=True)
-    with (warehouse / ".run.lock").open("w") as handle:
+class _Run:
+    """One run's state: the result, its record, and how to run and record a step."""
+
+    def __init__(self, lake: Path, warehouse: Path, echo: Echo, full_refresh: bool) -> None:
+        self.lake, self.warehouse, self.echo = lake, warehouse, echo
+        started = datetime.now(UTC)
+        self.result = RunResult(run_id=new_run_id(started))
+        self.record = runs_log.RunRecord(self.result.run_id, started.isoformat(),
+                                         full_refresh=full_refresh)
+        self.result.record = self.record
+
+    def step(self, name: str, fn: Callable[[], str]) -> None:
+        started = time.perf_counter()
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PipelineError(
-                f"another `tracehouse run` is using {warehouse}; wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            summary = fn()
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            self._add(StepResult(name, seconds, str(exc), ok=False))
+            self.echo(f"{name:<10} FAILED after {seconds:6.1f}s: {exc}")
+            raise PipelineError(f"step {name!r} failed: {exc}") from exc
+        self._add(StepResult(name, time.perf_counter() - started, summary))
+        self.echo(f"{name:<10} {self.result.steps[-1].seconds:6.1f}s  {summary}")
 
+    def _add(self, step: StepResult) -> None:
+        self.result.steps.append(step)
+        self.record.steps.append({"step": step.name, "seconds": round(step.seconds, 3),
+                                  "ok": step.ok, "summary": step.summary})
+        runs_log.save(self.warehouse, self.record)
 
-def _step(result: RunResult, echo: Echo, name: str, fn: Callable[[], str]) -> None:
-    started = time.perf_counter()
-    try:
-        summary = fn()
-    except Exception as exc:
-        seconds = time.perf_counter() - started
-        result.steps.append(StepResult(name, seconds, str(exc), ok=False))
-        echo(f"{name:<10} FAILED after {seconds:6.1f}s: {exc}")
-        raise PipelineError(f"step {name!r} failed: {exc}") from exc
-    seconds = time.perf_counter() - started
-    result.steps.append(StepResult(name, seconds, summary))
-    echo(f"{name:<10} {seconds:6.1f}s  {summary}")
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.record.status = status
+        self.record.error = error
+        self.record.ended_at = runs_log.now_iso()
+        self.record.seconds = round(self.result.seconds, 3)
+        runs_log.save(self.warehouse, self.record)
 
 
 def step_land(lake: Path) -> str:
-    """Validate the batches that producers wrote straight into the lake since the last run."""
+    """Validate the batches that producers wrote straight into the lake since the last run.
+
+    Holds the lake's adoption lock, so two runs sharing a lake adopt each file once.
+    """
+    from tracehouse.lake import adopt_unregistered
+
     if not lake.is_dir():
         raise PipelineError(f"no lake folder at {lake}")
-    reports = adopt_unregistered(lake)
+    with lake_lock(lake):
+        stale = clean_lake_temporaries(lake)
+        reports = adopt_unregistered(lake)
+    cleaned = f"; removed {stale} stale temporary file(s)" if stale else ""
     if not reports:
-        return "no new unregistered batches"
+        return "no new unregistered batches" + cleaned
     accepted = sum(r.accepted for r in reports)
     quarantined = sum(r.quarantined for r in reports)
     return (
         f"validated {len(reports)} new batch file(s): {accepted:,} rows accepted, "
-        f"{quarantined:,} quarantined"
+        f"{quarantined:,} quarantined{cleaned}"
     )
 
 
-def step_build(lake: Path, warehouse: Path, full_refresh: bool, progress: bool) -> str:
+LAKE_TMP_MAX_AGE_S = 3600.0
+
+
+def clean_lake_temporaries(lake: Path, max_age_s: float = LAKE_TMP_MAX_AGE_S) -> int:
+    """Remove the lake writer's hidden ``.*.tmp`` files older than ``max_age_s``; return how many.
+
+    Every lake file is written to a hidden temporary name and renamed; a writer killed in
+    between leaves the temporary file. One older than an hour belongs to no live writer.
+    """
+    from tracehouse.changes import DATASET_NAMES
+
+    now = time.time()
+    roots = [lake / d for d in DATASET_NAMES]
+    roots += [lake / "_quarantine" / d for d in DATASET_NAMES]
+    roots += [lake / "_quarantine" / "_originals" / d for d in DATASET_NAMES]
+    folders = [lake / "_ledger" / d for d in DATASET_NAMES]
+    for root in roots:
+        if root.is_dir():
+            folders += [p for p in root.iterdir() if p.is_dir() and p.name.startswith("dt=")]
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > max_age_s:
+                    tmp.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
+
+
+def ledger_totals(lake: Path) -> dict[str, list[int]]:
+    """dataset -> [received, accepted, quarantined] over the whole ledger."""
+    import duckdb
+
+    if not any((lake / "_ledger").glob("*/*.parquet")):
+        return {}
+    glob = str(lake / "_ledger" / "*" / "*.parquet").replace("'", "''")
+    con = duckdb.connect()
+    try:
+        rows = con.execute(
+            "SELECT dataset, sum(received), sum(accepted), sum(quarantined) "
+            f"FROM read_parquet('{glob}') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    return {r[0]: [int(r[1]), int(r[2]), int(r[3])] for r in rows}
+
+
+def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """Rows landed per dataset between two ledger totals (received, accepted, quarantined)."""
+    out = []
+    for dataset in sorted(now):
+        prev = before.get(dataset, [0, 0, 0])
+        out.append({"dataset": dataset, "landed": now[dataset][0] - prev[0],
+                    "accepted": now[dataset][1] - prev[1],
+                    "quarantined": now[dataset][2] - prev[2]})
+    return out
+
+
+def step_build(  # noqa: PLR0917
+    lake: Path, warehouse: Path, full_refresh: bool, progress: bool, record: runs_log.RunRecord,
+    lookback_days: int | None = None,
+) -> str:
     """`dbt build` of the whole project; raises with every failing node's message."""
-    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress)
+    from tracehouse.warehouse import build
+
+    dbt_vars: dict[str, object] | None = (
+        {"lookback_days": lookback_days} if lookback_days is not None else None
+    )
+    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars)
+    record.models_built = res.models_built
+    record.checks_failed = (record.checks_failed or 0) + res.tests_failed
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
     if not res.success:
         detail = "; ".join(res.failures[:5]) or "dbt reported failure"
         more = f" (+{len(res.failures) - 5} more)" if len(res.failures) > 5 else ""
         raise PipelineError(f"dbt build failed: {detail}{more}")
     mode = "full refresh" if full_refresh else "incremental"
+    if lookback_days is not None and not full_refresh:
+        mode += f", lookback {lookback_days} days"
     return f"dbt build ({mode}): {counts}"
 
 
+def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
+                   seen: dict[str, str | None] | None = None) -> str:
+    """Source freshness of the lake datasets: warns, never fails the run.
+
+    A building run asks ``dbt source freshness``; a run that found nothing new (``seen``: the
+    newest loads the last good run saw) checks the same thresholds without dbt.
+    """
+    from tracehouse import freshness
+    from tracehouse.warehouse import project_dir
+
+    try:
+        project = project_dir()
+        if seen is None:
+            results = freshness.from_dbt(lake, warehouse, project)
+        elif not seen:
+            return "not checked: the last building run recorded no freshness"
+        else:
+            results = freshness.from_record(seen, project)
+    except Exception as exc:  # a check that cannot run is a warning, not a failed run
+        return f"WARN freshness not checked: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+    record.freshness = {f.dataset: f.max_loaded_at.isoformat() if f.max_loaded_at else None
+                        for f in results}
+    where = "dbt source freshness" if seen is None else "nothing landed since the last run"
+    return f"{freshness.summary(results)} ({where})"
+
+
 def step_detect(
-    warehouse: Path, run_id: str, alert_lines: list[str], alert_state: list[pa.Table]
+    warehouse: Path, run_id: str, alert_lines: list[str], alert_state: list[pa.Table],
+    record: runs_log.RunRecord | None = None,
 ) -> str:
     """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`.
 
@@ -134,6 +264,9 @@ def step_detect(
     if detection.skipped_reason is None:
         alert_state.append(track_alerts(warehouse, warehouse_db(warehouse), detection.alerts,
                                         detection.change_points, run_id))
+    if record is not None:
+        record.change_points = detection.change_points.num_rows
+        record.alerts = detection.alerts.num_rows
     return detection.summary()
 
 
@@ -156,11 +289,93 @@ def step_check_marts(quality: QualityRun) -> str:
     return quality.check_marts()
 
 
-def step_publish(warehouse: Path, run_id: str, result: RunResult) -> str:
-    """Publish every mart together; see :mod:`tracehouse.publish`."""
-    result.published = publish(warehouse, run_id)
-    tables = result.published.tables
-    return f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows)"
+def step_publish(warehouse: Path, run_id: str, result: RunResult,
+                 record: runs_log.RunRecord | None = None) -> str:
+    """Publish every mart together, with the runs record; see :mod:`tracehouse.publish`."""
+    from tracehouse.publish import publish
+
+    others = [r for r in runs_log.history(warehouse) if r.run_id != run_id]
+    mine = []
+    if record is not None:  # the snapshot published with this run shows it as published
+        mine = [runs_log.RunRecord(**asdict(record))]
+        mine[0].status, mine[0].ended_at = runs_log.PUBLISHED, runs_log.now_iso()
+        mine[0].seconds = round(result.seconds, 3)
+    table = runs_log.as_table([*others, *mine])
+    published = publish(warehouse, run_id, extra_tables={"runs": table})
+    result.published = published
+    if record is not None:
+        record.marts_written = len(published.written)
+        record.marts_linked = len(published.linked)
+    tables = published.tables
+    linked = f", {len(published.linked)} unchanged hard-linked" if published.linked else ""
+    return (f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows"
+            f"{linked})")
+
+
+def _recover(state: _Run, killed: Any) -> None:
+    """Clean a killed run's leftovers and record the takeover."""
+    removed = clean_leftovers(state.warehouse)
+    runs_log.clean_temporary(state.warehouse)
+    notes = []
+    if killed is not None:
+        previous = runs_log.load(state.warehouse, killed.run_id)
+        at = previous.steps[-1]["step"] if previous and previous.steps else "start"
+        if previous and previous.status == runs_log.RUNNING:
+            previous.status = runs_log.KILLED
+            previous.ended_at = previous.ended_at or runs_log.now_iso()
+            previous.note = (f"ended without releasing the run lock (after step {at}); "
+                             f"taken over by run {state.record.run_id}")
+            runs_log.save(state.warehouse, previous)
+        notes.append(f"took over the run lock from {killed.describe()}, which was killed "
+                     f"(last step done: {at})")
+    # We hold the lock, so no other run is running here: any record still "running" was killed.
+    for other in runs_log.history(state.warehouse):
+        if other.status == runs_log.RUNNING and other.run_id != state.record.run_id:
+            other.status = runs_log.KILLED
+            other.ended_at = other.ended_at or runs_log.now_iso()
+            other.note = f"ended without finishing; found by run {state.record.run_id}"
+            runs_log.save(state.warehouse, other)
+    if removed:
+        notes.append(f"removed {len(removed)} leftover(s) of an interrupted publish: "
+                     + ", ".join(p.name for p in removed[:3]))
+    if notes:
+        state.record.note = "; ".join(notes)
+        for note in notes:
+            state.echo(f"{'recover':<10} {note}")
+
+
+def _nothing_new(state: _Run, full_refresh: bool, lookback_days: int | None,
+                 project: Path) -> runs_log.RunRecord | None:
+    """The last good run, if this run would read exactly what it read; else None."""
+    from tracehouse import changes
+
+    state.record.inputs = {**changes.inputs(state.lake, project),
+                           **_outputs(state.warehouse)}
+    if full_refresh or lookback_days is not None:
+        return None
+    last = runs_log.last_good(state.warehouse)
+    folder = current_folder(state.warehouse)
+    if last is None or folder is None or not folder.is_dir():
+        return None
+    if last.inputs != state.record.inputs:
+        return None
+    if changes.producer_files(state.lake):
+        return None
+    return last
+
+
+def _outputs(warehouse: Path) -> dict[str, str]:
+    """What a good run leaves: the build database as it was, the publication where it was.
+
+    A build database changed by hand (``dbt build`` outside tracehouse) or a warehouse copied or
+    moved (its views name absolute paths) is not "nothing new".
+    """
+    from tracehouse.warehouse import warehouse_db
+
+    db = warehouse_db(warehouse)
+    st = db.stat() if db.is_file() else None
+    return {"warehouse_db": f"{st.st_size}:{st.st_mtime_ns}" if st else "",
+            "publication": str(current_folder(warehouse) or "")}
 
 
 def run(
@@ -168,35 +383,94 @@ def run(
     warehouse: Path | str,
     *,
     full_refresh: bool = False,
+    lookback_days: int | None = None,
     progress: bool = True,
     echo: Echo = print,
 ) -> RunResult:
     """Run the pipeline once on ``lake`` into ``warehouse``; return each step's result.
 
-    Raises :class:`PipelineError` when a step fails; the previous publication is then untouched.
+    Raises :class:`RunLockedError` when another run holds the warehouse (nothing done, nothing
+    recorded) and :class:`PipelineError` when a step fails (recorded as ``failed``; the previous
+    publication is then untouched).
     """
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
-    result = RunResult(run_id=new_run_id())
-    with _run_lock(warehouse):
-        quality = QualityRun(lake, warehouse, result.run_id)
-        _step(result, echo, "land", lambda: step_land(lake))
-        _step(result, echo, "batches", lambda: step_check_batches(quality))
-        _step(result, echo, "build",
-              lambda: step_build(lake, warehouse, full_refresh, progress))
-        alerts: list[str] = []
-        alert_state: list[pa.Table] = []
-        _step(result, echo, "detect",
-              lambda: step_detect(warehouse, result.run_id, alerts, alert_state))
+    state = _Run(lake, warehouse, echo, full_refresh)
+    with run_lock(warehouse, state.record.run_id, state.record.started_at) as killed:
         try:
-            _step(result, echo, "marts", lambda: step_check_marts(quality))
-        except PipelineError:
-            echo(f"{'quality':<10} {quality.verdict()}")
+            _recover(state, killed)
+            runs_log.save(warehouse, state.record)
+            try:
+                check_links(warehouse)
+            except PublicationError as exc:
+                raise PipelineError(str(exc)) from exc
+            _run_steps(state, full_refresh, lookback_days, progress)
+        except PipelineError as exc:
+            state.finish(runs_log.FAILED, str(exc))
             raise
-        _step(result, echo, "publish", lambda: step_publish(warehouse, result.run_id, result))
-        _step(result, echo, "notify", lambda: step_notify(warehouse, result.run_id, alert_state))
-    echo(f"{'run':<10} {result.seconds:6.1f}s  run {result.run_id} published")
+        except BaseException as exc:
+            state.finish(runs_log.FAILED, f"interrupted: {exc!r}")
+            raise
+    return state.result
+
+
+def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
+               progress: bool) -> None:
+    from tracehouse.warehouse import project_dir
+
+    lake, warehouse, echo, record = state.lake, state.warehouse, state.echo, state.record
+    project = project_dir()
+    last = _nothing_new(state, full_refresh, lookback_days, project)
+    if last is not None:
+        state.step("land", lambda: f"nothing new since run {last.run_id}: build, checks, "
+                                   "detect and publish skipped")
+        record.ledger_totals = last.ledger_totals
+        record.datasets = landed_since(last.ledger_totals, last.ledger_totals)
+        state.step("freshness", lambda: step_freshness(lake, warehouse, record,
+                                                       seen=last.freshness))
+        state.result.skipped = True
+        state.finish(runs_log.SKIPPED)
+        echo(f"{'run':<10} {state.result.seconds:6.1f}s  run {record.run_id}: nothing new; "
+             f"the publication of run {_published_run(warehouse)} stays current")
+        return
+
+    from tracehouse.quality import QualityRun
+
+    previous = runs_log.last_good(warehouse)
+    state.step("land", lambda: step_land(lake))
+    from tracehouse import changes
+
+    record.inputs = changes.inputs(lake, project)  # after adoption registered its batches
+    record.ledger_totals = ledger_totals(lake)
+    record.datasets = landed_since(record.ledger_totals,
+                                   previous.ledger_totals if previous else {})
+    quality = QualityRun(lake, warehouse, record.run_id)
+    state.step("batches", lambda: step_check_batches(quality))
+    state.step("build", lambda: step_build(lake, warehouse, full_refresh, progress, record,
+                                           lookback_days))
+    state.step("freshness", lambda: step_freshness(lake, warehouse, record))
+    alerts: list[str] = []
+    alert_state: list[pa.Table] = []
+    state.step("detect",
+               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record))
+    try:
+        state.step("marts", lambda: step_check_marts(quality))
+    except PipelineError:
+        record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
+        echo(f"{'quality':<10} {quality.verdict()}")
+        raise
+    record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
+    state.step("publish",
+               lambda: step_publish(warehouse, record.run_id, state.result, record))
+    state.step("notify", lambda: step_notify(warehouse, record.run_id, alert_state))
+    record.inputs.update(_outputs(warehouse))  # last: notify records deliveries in the warehouse
+    state.finish(runs_log.PUBLISHED)
+    echo(f"{'run':<10} {state.result.seconds:6.1f}s  run {record.run_id} published")
     echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")
     for line in alerts:
         echo(f"  {line}")
     echo(f"{'quality':<10} {quality.verdict()}")
-    return result
+
+
+def _published_run(warehouse: Path) -> str:
+    folder = current_folder(warehouse)
+    return folder.name if folder else "?"

@@ -30,8 +30,9 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
+
+from tracehouse.artifacts.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -629,44 +630,8 @@ class Redactor:
 
 
 # --------------------------------------------------------------------------------------------
-# Tier 3: the artifact store
+# Tier 3: the artifact store (encrypted, per-tenant keys) lives in tracehouse.artifacts;
+# ArtifactStore is re-exported here for the landing paths that import it from this module.
 # --------------------------------------------------------------------------------------------
 
-
-class ArtifactStore:
-    """Content-addressed files for tier-3 payloads, kept outside the lake.
-
-    The store is where access control and short retention apply; the lake only holds the
-    reference (``artifact_refs``): id, kind, URI, privacy class, size and SHA-256.
-    """
-
-    def __init__(self, root: Path | str, *, lake: Path | str | None = None) -> None:
-        self.root = Path(root).resolve()
-        if lake is not None:
-            lake_root = Path(lake).resolve()
-            if self.root == lake_root or lake_root in self.root.parents:
-                raise ValueError(
-                    f"the artifact store {self.root} must not be inside the lake {lake_root}: "
-                    "tier-3 content never lands in the lake"
-                )
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def put(self, kind: str, payload: Any) -> dict[str, Any]:
-        """Store ``payload`` as JSON; return the ``artifact_refs`` entry for it."""
-        data = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.root / digest[:2] / f"{digest}.json"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            tmp.write_bytes(data)
-            tmp.chmod(0o600)
-            tmp.replace(path)
-        return {
-            "artifact_id": digest[:32],
-            "kind": kind,
-            "uri": path.as_uri(),
-            "privacy_class": "tier3",
-            "bytes": len(data),
-            "sha256": digest,
-        }
+__all__ = ["ArtifactStore"]

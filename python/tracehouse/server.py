@@ -1,49 +1,50 @@
-"""`tracehouse serve`: an OTLP/HTTP receiver that lands spans, feedback and annotations.
+"""`tracehouse serve`: an OTLP receiver (HTTP and gRPC) that lands spans, feedback, annotations.
 
 Endpoints (loopback by default)::
 
-    POST /v1/traces       OTLP ExportTraceServiceRequest, protobuf or JSON, gzip/deflate allowed
+    POST /v1/traces       OTLP/HTTP ExportTraceServiceRequest, protobuf or JSON, gzip/deflate
     POST /v1/feedback     contract feedback rows as JSON (array, {"rows": [...]}, or JSON lines)
     POST /v1/annotations  contract annotation rows, same shapes
-    GET  /healthz         liveness and buffer state
+    GET  /healthz         liveness and buffer state (never needs the token)
+    gRPC :4317            opentelemetry.proto.collector.trace.v1.TraceService/Export
 
-A request is decoded, mapped and redacted in its handler thread (a malformed body gets a 400
-with the reason; nothing unredacted is ever buffered), then handed to :class:`LakeWriter`:
-a bounded buffer (503 + ``Retry-After`` when full, never unbounded growth) drained by one writer
-thread into :func:`tracehouse.lake.write_batch` by size or age. Before a request gets its 2xx
-its rows are also written to a spool file (``<lake>/_spool``, fsynced); the spool file is removed
-once the rows are in the lake, and replayed at start-up if the process died first. SIGTERM
-stops accepting, flushes everything accepted, and exits 0 (1 when acknowledged rows could not
-be landed; see :mod:`tracehouse.spool`).
+The HTTP side is a Starlette app on uvicorn (:mod:`tracehouse.server_http`), the gRPC side a
+grpcio server (:mod:`tracehouse.server_grpc`); both hand the raw body to :class:`Receiver`,
+which inflates, decodes, maps and redacts it in a bounded worker pool
+(:mod:`tracehouse.server_work`; a malformed body is a 400 / INVALID_ARGUMENT with the reason,
+nothing unredacted is ever buffered) and gives the table to :class:`LakeWriter`
+(:mod:`tracehouse.spool`): a bounded buffer (503 + ``Retry-After`` when full, never unbounded
+growth) drained by one writer thread into :func:`tracehouse.lake.write_batch` by size or age.
+Before a request gets its 2xx its rows are also written to a spool file (``<lake>/_spool``,
+fsynced); the spool file is removed once the rows are in the lake, and replayed at start-up if
+the process died first. SIGTERM stops accepting, flushes everything accepted, and exits 0 (1
+when acknowledged rows could not be landed; see :mod:`tracehouse.spool`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import hmac
 import logging
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from tracehouse.lake import SPOOL_DIR
-from tracehouse.otlp.decode import (
-    OTLPDecodeError,
-    PayloadTooLargeError,
-    decode_request,
-    decompress,
+from tracehouse.otlp.decode import DEFAULT_LIMITS, DecodeLimits
+from tracehouse.otlp.mapping import MappingDefaults
+from tracehouse.redaction import Redactor
+from tracehouse.server_work import (
+    BusyError,
+    JobError,
+    WorkerPool,
+    WorkerSetup,
 )
-from tracehouse.otlp.mapping import MappingDefaults, SpanMapper
-from tracehouse.otlp.rows import RowsError, parse_rows, rows_to_table
-from tracehouse.redaction import ArtifactStore, Redactor
 from tracehouse.spool import BufferFullError, ClosingError, LakeWriter, ShutdownReport
 
 __all__ = ["BufferFullError", "ClosingError", "LakeWriter", "Receiver", "ServerConfig", "serve"]
@@ -51,8 +52,9 @@ __all__ = ["BufferFullError", "ClosingError", "LakeWriter", "Receiver", "ServerC
 log = logging.getLogger(__name__)
 
 SOURCE_TRACES = "otlp-http"
+SOURCE_TRACES_GRPC = "otlp-grpc"
 SOURCE_ROWS = "http-json"
-_PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+TOKEN_ENV = "TRACEHOUSE_INGEST_TOKEN"
 
 
 @dataclass
@@ -61,115 +63,71 @@ class ServerConfig:
 
     lake: Path
     host: str = "127.0.0.1"
-    port: int = 4318
+    port: int = 4318  # OTLP/HTTP; 0 picks a free port
+    grpc_port: int | None = None  # OTLP/gRPC (the CLI's default is 4317); None: no gRPC
     batch_rows: int = 5_000  # flush when this many rows are buffered ...
     flush_seconds: float = 2.0  # ... or when the oldest buffered rows are this old
     max_buffer_rows: int = 100_000  # above this, 503 + Retry-After
-    max_body_bytes: int = 16 * 1024 * 1024  # 413 above (compressed size)
+    max_body_bytes: int = 16 * 1024 * 1024  # 413 above (bytes on the wire)
     max_decompressed_bytes: int = 64 * 1024 * 1024  # 413 above (inflated size)
     retry_after_seconds: int = 2
     spool: bool = True
     spool_dir: Path | None = None  # default <lake>/_spool
     artifact_dir: Path | None = None  # tier-3 content store; None: content withheld
     defaults: MappingDefaults = field(default_factory=MappingDefaults)
+    limits: DecodeLimits = DEFAULT_LIMITS  # name / key / value length caps, nesting depth
+    auth_token: str | None = None  # required as "Authorization: Bearer <token>" when set
+    tls_cert: Path | None = None  # PEM certificate (chain) and key: HTTPS and gRPC over TLS
+    tls_key: Path | None = None
+    workers: int = 2  # decode/map workers
+    worker_kind: Literal["process", "thread"] = "process"
+    max_pending: int = 16  # requests decoding or waiting for a worker; 503 above
+    header_timeout_seconds: float = 10.0  # a request head must arrive within this
+    body_timeout_seconds: float = 30.0  # the whole body must arrive within this (408)
+    keepalive_seconds: float = 5.0  # idle keep-alive connections are closed after this
+    max_connections: int = 256  # open HTTP connections; 503 above
+    shutdown_grace_seconds: float = 10.0  # in-flight requests get this long at SIGTERM
 
 
 # --------------------------------------------------------------------------------------------
-# HTTP
+# The transport-independent receiver
 # --------------------------------------------------------------------------------------------
 
 
-class _HTTPError(Exception):
-    def __init__(self, status: HTTPStatus, reason: str, headers: dict[str, str] | None = None):
+class IngestError(Exception):
+    """A refused request: ``status`` is the HTTP status (the gRPC side maps it to a code)."""
+
+    def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
-        self.headers = headers or {}
+        self.retry_after = retry_after
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "tracehouse"
-    receiver: Receiver  # set on the subclass made per server
+@dataclass
+class Accepted:
+    """What an accepted request carried."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, status: HTTPStatus, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_json(self, status: HTTPStatus, doc: Any,
-                   headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(doc).encode(), "application/json", headers)
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/healthz":
-            self._send_json(HTTPStatus.OK, self.receiver.health())
-        else:
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": "not found"})
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        route = {
-            "/v1/traces": self.receiver.handle_traces,
-            "/v1/feedback": lambda b, h: self.receiver.handle_rows("feedback", b, h),
-            "/v1/annotations": lambda b, h: self.receiver.handle_rows("annotations", b, h),
-        }.get(path)
-        try:
-            body = self._read_body()
-            if route is None:
-                raise _HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {path}")
-            status, payload, ctype = route(body, self.headers)
-        except _HTTPError as exc:
-            self.receiver.count("rejected_requests")
-            if exc.status >= 500:
-                log.warning("%s %s: %s", exc.status.value, path, exc.reason)
-            self._send_json(exc.status, {"error": exc.reason}, exc.headers)
-            return
-        except Exception:
-            self.receiver.count("rejected_requests")
-            log.exception("unexpected error on %s", path)
-            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"})
-            return
-        self._send(status, payload, ctype)
-
-    def _read_body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "chunked bodies are not supported")
-        if length is None:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
-        try:
-            n = int(length)
-        except ValueError:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
-        if n > self.receiver.config.max_body_bytes:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                             f"body of {n} bytes exceeds {self.receiver.config.max_body_bytes}")
-        return self.rfile.read(n)
+    rows: int
+    dropped_fields: list[str] = field(default_factory=list)
 
 
 class Receiver:
-    """The OTLP/HTTP receiver: HTTP server, mapper, redactor and lake writer together."""
+    """The OTLP receiver: HTTP and gRPC servers, worker pool, redactor and lake writer."""
 
     def __init__(self, config: ServerConfig, redactor: Redactor) -> None:
+        from tracehouse.server_http import HTTPServer
+
         self.config = config
         self.redactor = redactor
-        artifacts = (
-            ArtifactStore(config.artifact_dir, lake=config.lake) if config.artifact_dir else None
+        if (config.tls_cert is None) != (config.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key")
+        self.pool = WorkerPool(
+            WorkerSetup(redactor=redactor, lake=Path(config.lake), defaults=config.defaults,
+                        artifact_dir=config.artifact_dir, limits=config.limits,
+                        max_decompressed_bytes=config.max_decompressed_bytes),
+            workers=config.workers, kind=config.worker_kind, max_pending=config.max_pending,
         )
-        self.mapper = SpanMapper(redactor, defaults=config.defaults, artifacts=artifacts)
         spool = None
         if config.spool:
             spool = config.spool_dir or Path(config.lake) / SPOOL_DIR
@@ -182,17 +140,30 @@ class Receiver:
         )
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"receiver": self})
-        self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
-        self.httpd.daemon_threads = True
-        self._serve_thread: threading.Thread | None = None
+        self.http = HTTPServer(self)  # binds the socket now: the port is known
+        self.grpc: Any = None
+        if config.grpc_port is not None:
+            from tracehouse.server_grpc import GRPCServer
+
+            self.grpc = GRPCServer(self)
 
     @property
     def port(self) -> int:
-        """The bound port (useful with ``port=0``)."""
-        return int(self.httpd.server_address[1])
+        """The bound HTTP port (useful with ``port=0``)."""
+        return self.http.port
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The bound gRPC port, or None without gRPC."""
+        return self.grpc.port if self.grpc is not None else None
+
+    @property
+    def tls(self) -> bool:
+        """True when both transports speak TLS."""
+        return self.config.tls_cert is not None
 
     def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the counter ``key`` shown by ``/healthz``."""
         with self._counts_lock:
             self._counts[key] = self._counts.get(key, 0) + n
 
@@ -207,86 +178,79 @@ class Receiver:
             "rows_written": self.writer.rows_written,
             "batches_written": self.writer.batches_written,
             "write_errors": self.writer.write_errors,
+            "decode_in_flight": self.pool.in_flight,
+            "decode_slots": self.pool.max_pending,
             **counts,
         }
 
-    # ---- request handling (called from handler threads) --------------------------------
+    def authorized(self, authorization: str | None) -> bool:
+        """True without a configured token, or when ``authorization`` is ``Bearer <token>``."""
+        token = self.config.auth_token
+        if not token:
+            return True
+        if not authorization:
+            return False
+        scheme, _, value = authorization.strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), token.encode()
+        )
+
+    # ---- request handling (blocking: called from worker-facing threads) ----------------
+
+    def _work(self, method: str, *args: Any) -> Any:
+        try:
+            return self.pool.run(method, *args)
+        except BusyError as exc:
+            raise IngestError(503, f"{exc}; retry later", self.config.retry_after_seconds) from None
+        except JobError as exc:
+            raise IngestError(exc.status, exc.reason) from None
 
     def _submit(self, dataset: str, table: pa.Table, source: str) -> None:
         try:
             self.writer.submit(dataset, table, source=source)
         except (BufferFullError, ClosingError) as exc:
-            raise _HTTPError(
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"{exc}; retry later",
-                {"Retry-After": str(self.config.retry_after_seconds)},
-            ) from None
+            raise IngestError(503, f"{exc}; retry later", self.config.retry_after_seconds) from None
+        except OSError as exc:  # the spool could not be written (disk full, ...): not acked
+            log.error("cannot spool %d %s rows: %s", table.num_rows, dataset, exc)
+            raise IngestError(503, f"cannot spool the rows ({exc.strerror or exc}); retry later",
+                              self.config.retry_after_seconds) from None
 
-    def _inflate(self, body: bytes, headers: Any) -> bytes:
-        try:
-            return decompress(body, headers.get("Content-Encoding"),
-                              limit=self.config.max_decompressed_bytes)
-        except PayloadTooLargeError as exc:
-            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
-        except OTLPDecodeError as exc:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-
-    def handle_traces(self, body: bytes, headers: Any) -> tuple[HTTPStatus, bytes, str]:
-        """Decode, map, redact and buffer one OTLP export; the OTLP success response."""
-        ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype not in (*_PROTOBUF_TYPES, "application/json"):
-            raise _HTTPError(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                f"unsupported Content-Type {ctype!r}: use application/x-protobuf or "
-                "application/json",
-            )
-        data = self._inflate(body, headers)
-        try:
-            spans = decode_request(data, ctype)
-        except OTLPDecodeError as exc:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        table = self.mapper.to_table(spans)
-        self._submit("spans", table, SOURCE_TRACES)
+    def ingest_traces(self, body: bytes, content_type: str, content_encoding: str | None,
+                      *, source: str = SOURCE_TRACES) -> Accepted:
+        """Inflate, decode, map, redact and buffer one OTLP export; raises :class:`IngestError`."""
+        table = self._work("traces", body, content_type, content_encoding)
+        self._submit("spans", table, source)
         self.count("trace_requests")
         self.count("spans_received", table.num_rows)
-        if ctype in _PROTOBUF_TYPES:
-            # An empty ExportTraceServiceResponse: full success, serialized, is zero bytes.
-            return HTTPStatus.OK, b"", ctype
-        return HTTPStatus.OK, b"{}", "application/json"
+        return Accepted(table.num_rows)
 
-    def handle_rows(self, dataset: str, body: bytes,
-                    headers: Any) -> tuple[HTTPStatus, bytes, str]:
-        """Buffer contract rows of ``dataset`` sent as JSON; how many were taken."""
-        ctype = (headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
-        if ctype not in ("application/json", "application/x-ndjson", "application/jsonl"):
-            raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                             f"unsupported Content-Type {ctype!r}: send JSON rows")
-        data = self._inflate(body, headers)
-        try:
-            prepared = rows_to_table(dataset, parse_rows(data), self.redactor)
-        except (RowsError, UnicodeDecodeError) as exc:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        self._submit(dataset, prepared.table, SOURCE_ROWS)
-        self.count(f"{dataset}_rows_received", prepared.table.num_rows)
-        doc = {"received_rows": prepared.table.num_rows, "dropped_fields": prepared.dropped_fields}
-        return HTTPStatus.OK, json.dumps(doc).encode(), "application/json"
+    def ingest_rows(self, dataset: str, body: bytes, content_encoding: str | None) -> Accepted:
+        """Buffer contract rows of ``dataset`` sent as JSON; raises :class:`IngestError`."""
+        table, dropped = self._work("rows", dataset, body, content_encoding)
+        self._submit(dataset, table, SOURCE_ROWS)
+        self.count(f"{dataset}_rows_received", table.num_rows)
+        return Accepted(table.num_rows, dropped)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer and serve in a background thread."""
+        """Start the workers and the writer (replaying the spool), then serve in background
+        threads; returns once both transports listen."""
+        self.pool.start()
         self.writer.start()
-        self._serve_thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-            name="tracehouse-http", daemon=True,
-        )
-        self._serve_thread.start()
+        self.http.start()
+        if self.grpc is not None:
+            self.grpc.start()
 
     def stop(self) -> ShutdownReport:
-        """Stop accepting, land everything accepted, close the socket; what was left."""
-        self.httpd.shutdown()
+        """Stop accepting, let in-flight requests finish, land everything accepted; what was
+        left (the exit code of `serve`)."""
+        grace = self.config.shutdown_grace_seconds
+        if self.grpc is not None:
+            self.grpc.stop(grace)
+        self.http.stop(grace)
         self.shutdown_report = self.writer.close()
-        self.httpd.server_close()
+        self.pool.close()
         return self.shutdown_report
 
 

@@ -6,9 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-
-from tracehouse.publish import MARTS_LINK
+from tracehouse.publication import connect, current_folder
 
 
 @dataclass
@@ -17,6 +15,7 @@ class Summary:
 
     marts_folder: Path
     marts: list[str]
+    run_id: str | None = None
     requests: int | None = None
     total_cost_usd: float | None = None
     successful_tasks: int | None = None
@@ -30,7 +29,8 @@ class Summary:
 
     def lines(self) -> list[str]:
         """The summary as printable lines."""
-        out = [f"marts:      {self.marts_folder} ({len(self.marts)} tables)"]
+        out = [f"marts:      {self.marts_folder} ({len(self.marts)} tables, "
+               f"published by run {self.run_id})"]
         if self.requests is not None:
             out.append(
                 f"requests:   {self.requests:,} from {self.first_day} to {self.last_day}, "
@@ -65,26 +65,30 @@ class Summary:
 def summarize(
     warehouse: Path | str, *, lake: Path | str | None = None, truth: Path | str | None = None
 ) -> Summary:
-    """Read the published marts (and optionally the lake ledger and a truth file)."""
-    folder = Path(warehouse) / MARTS_LINK
-    if not folder.is_dir():
-        raise FileNotFoundError(f"nothing published at {folder}: run `tracehouse run` first")
-    marts = sorted(p.stem for p in folder.glob("*.parquet"))
-    summary = Summary(marts_folder=folder, marts=marts)
-    con = duckdb.connect()
+    """Read the current publication (and optionally the lake ledger and a truth file).
+
+    Raises FileNotFoundError before the first publication.
+    """
+    con = connect(warehouse)  # one publication for every figure below
     try:
+        marts = sorted(r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_catalog = current_database() AND table_name NOT LIKE 'stg_%'"
+        ).fetchall())
+        folder = current_folder(warehouse) or Path(warehouse) / "marts"
+        summary = Summary(marts_folder=Path(warehouse) / "marts", marts=marts,
+                          run_id=folder.name)
         if "fct_requests" in marts:
             row = con.execute(
                 "SELECT count(*), sum(cost_usd), count(*) FILTER (WHERE is_successful_task), "
-                "min(trace_date)::VARCHAR, max(trace_date)::VARCHAR "
-                f"FROM read_parquet('{folder / 'fct_requests.parquet'}')"
+                "min(trace_date)::VARCHAR, max(trace_date)::VARCHAR FROM marts.fct_requests"
             ).fetchone()
             assert row is not None
             (summary.requests, summary.total_cost_usd, summary.successful_tasks,
              summary.first_day, summary.last_day) = row
         if "change_points" in marts:
             summary.change_points = con.execute(
-                f"SELECT count(*) FROM read_parquet('{folder / 'change_points.parquet'}')"
+                "SELECT count(*) FROM marts.change_points"
             ).fetchone()[0]  # type: ignore[index]
     finally:
         con.close()

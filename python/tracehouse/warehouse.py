@@ -26,6 +26,9 @@ class BuildResult:
     counts: dict[str, int] = field(default_factory=dict)  # status -> nodes
     failures: list[str] = field(default_factory=list)  # "<node>: <message>"
     elapsed_s: float = 0.0
+    models_built: int = 0  # model nodes that ran successfully
+    tests_failed: int = 0  # data and unit tests that failed or errored
+    results: list[Any] = field(default_factory=list)  # dbt's own node results
 
 
 def project_dir() -> Path:
@@ -147,9 +150,15 @@ def dbt_invoke(
     if res.exception is not None:
         result.failures.append(f"dbt: {res.exception}")
     node_results = getattr(res.result, "results", None) or []
+    result.results = list(node_results)
     for r in node_results:
         status = str(r.status)
         result.counts[status] = result.counts.get(status, 0) + 1
+        kind = str(getattr(getattr(r, "node", None), "resource_type", ""))
+        if kind.endswith("model") and status == "success":
+            result.models_built += 1
+        if kind.endswith(("test", "unit_test")) and status in ("error", "fail"):
+            result.tests_failed += 1
         if status in ("error", "fail", "runtime error"):
             name = getattr(r.node, "unique_id", "?")
             result.failures.append(f"{name}: {(r.message or '').strip()}")

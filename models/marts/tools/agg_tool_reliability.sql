@@ -265,4 +265,4 @@ final as (
         on measured.trace_date = day_lineage.trace_date
 )
 
-select * from final
+{{ with_archived_days('final', 'trace_date') }}

@@ -10,6 +10,7 @@ BENCHMARKS = (
     "tracehouse.bench.generator_bench",
     "tracehouse.bench.changepoint_bench",
     "tracehouse.bench.detect_bench",
+    "tracehouse.bench.load_bench",
 )
 
 

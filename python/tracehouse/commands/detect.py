@@ -30,34 +30,37 @@ def register(app: typer.Typer) -> None:
     @app.command("detect")
     def detect_command(
         warehouse: WarehouseOption,
-        publish: Annotated[
-            bool,
-            typer.Option(help="Publish all marts (with the new change_points and alerts) "
-                         "after detecting, as `tracehouse run` does."),
-        ] = True,
         as_json: JsonOption = False,
     ) -> None:
-        """Detect changes in every metric x segment series of the warehouse; raise alerts.
+        """Detect changes in every metric x segment series of the current publication; print them.
 
-        Writes marts.change_points and marts.alerts into the warehouse and (by default)
-        publishes them as <warehouse>/marts/change_points.parquet and alerts.parquet.
+        Reads the published marts (W/marts.duckdb) and writes nothing: change points and
+        alerts are written and published only by `tracehouse run`, after the mart checks.
         """
         from rich.console import Console
         from rich.table import Table
 
         from tracehouse.detect.alerts import alert_lines
-        from tracehouse.detect.job import run_detection
+        from tracehouse.detect.job import DetectConfig, detect_tables, read_panels, read_versions
         from tracehouse.pipeline import new_run_id
-        from tracehouse.publish import publish as publish_marts
+        from tracehouse.publication import connect_schema
 
         run_id = new_run_id()
         try:
-            result = run_detection(warehouse, run_id)
+            con = connect_schema(warehouse)
         except FileNotFoundError as exc:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(1) from None
-        if publish and not result.skipped_reason:
-            publish_marts(warehouse, run_id)
+        try:
+            config = DetectConfig()
+            panels = read_panels(con, config.grains)
+            if not panels:
+                typer.secho("no metric series (metric_daily) in the publication", err=True,
+                            fg="red")
+                raise typer.Exit(1)
+            result = detect_tables(panels, read_versions(con), run_id, config)
+        finally:
+            con.close()
         if as_json:
             doc = {
                 "run_id": run_id,

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"report     {result.seconds:6.1f}s  {result.images} plots -> {result.html}")
 
     @app.command("trace")
-    def trace_command(
+    def trace_command(  # noqa: PLR0917
         trace_id: Annotated[str, typer.Argument(help="Trace id (or a unique prefix of it).")],
         warehouse: WarehouseOption,
         html: Annotated[
@@ -82,6 +82,17 @@ def register(app: typer.Typer) -> None:
         width: Annotated[
             int | None, typer.Option(help="Terminal width to render for (default: detected).")
         ] = None,
+        content: Annotated[bool, typer.Option(
+            "--content", help="Also show tier-3 content (full prompts, outputs): needs an "
+            "allowed TRACEHOUSE_ROLE and --reason; the read is audited first.")] = False,
+        reason: Annotated[str | None, typer.Option(help="Why you read the content (audited).")
+                          ] = None,
+        lake: Annotated[Path | None, typer.Option(envvar="TRACEHOUSE_LAKE",
+                                                  help="Lake (audit log) for --content.")] = None,
+        artifact_dir: Annotated[Path | None, typer.Option(
+            envvar="TRACEHOUSE_ARTIFACT_DIR", help="Tier-3 store for --content.")] = None,
+        policy: Annotated[Path | None, typer.Option(
+            envvar="TRACEHOUSE_POLICY", help="Privacy policy TOML for --content.")] = None,
     ) -> None:
         """One request, explained: span waterfall, decisions per span, chunks, feedback, labels."""
         from rich.console import Console
@@ -99,6 +110,11 @@ def register(app: typer.Typer) -> None:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(1) from None
         render_console(view, Console(width=width) if width else Console())
+        if content:
+            from tracehouse.commands.artifacts import show_trace_content
+
+            show_trace_content(trace_id=view.trace_id, warehouse=warehouse, lake=lake,
+                               artifact_dir=artifact_dir, policy=policy, reason=reason)
         if html is not None:
             html.parent.mkdir(parents=True, exist_ok=True)
             html.write_text(render_html(view), encoding="utf-8")

@@ -54,20 +54,22 @@ def register(app: typer.Typer) -> None:
         rows = lake_status(lake).to_pylist()
         table = Table(title=f"lake {lake}")
         for col in ("dataset", "dt", "source", "batches", "received", "accepted",
-                    "quarantined", "reconciled"):
+                    "quarantined", "expired", "reconciled"):
             table.add_column(col, justify="right" if col not in ("dataset", "dt", "source")
                              else "left")
         for r in rows:
             table.add_row(*(str(r[c]) if c != "reconciled" else ("yes" if r[c] else "NO")
                             for c in ("dataset", "dt", "source", "batches", "received",
-                                      "accepted", "quarantined", "reconciled")))
+                                      "accepted", "quarantined", "expired", "reconciled")))
         console = Console()
         console.print(table)
-        totals = {k: sum(r[k] for r in rows) for k in ("received", "accepted", "quarantined")}
+        totals = {k: sum(r[k] for r in rows)
+                  for k in ("received", "accepted", "quarantined", "expired")}
         bad = [r for r in rows if not r["reconciled"]]
         console.print(
             f"received {totals['received']:,} = accepted {totals['accepted']:,} + "
             f"quarantined {totals['quarantined']:,}"
+            + (f" + expired {totals['expired']:,}" if totals["expired"] else "")
             + ("" if not bad else f"; {len(bad)} day(s) do NOT reconcile")
         )
         spool = spool_status(lake).to_pylist()
@@ -123,3 +125,32 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"compacted {len(reports)} day folder(s): {files} files -> {len(reports)}, "
                    f"{rows:,} rows")
 
+    @lake_app.command("expire")
+    def expire(
+        lake: LakeOption,
+        warehouse: Annotated[Path, typer.Option(
+            envvar="TRACEHOUSE_WAREHOUSE", help="The built warehouse: the aggregates of the "
+            "days that expire are archived from it first. Env: TRACEHOUSE_WAREHOUSE.")],
+        policy: Annotated[Path | None, typer.Option(
+            envvar="TRACEHOUSE_POLICY", help="Privacy policy TOML (its lake section: "
+            "retention classes per tenant and tier). Env: TRACEHOUSE_POLICY.")] = None,
+        dry_run: Annotated[bool, typer.Option(help="Only count what would expire.")] = False,
+    ) -> None:
+        """Apply retention: drop expired traces' span rows and old tier-2 text, keeping the
+        published aggregates of those days (archived) and a ledger of what went."""
+        from tracehouse.artifacts.policy import PolicyError, load_policy
+        from tracehouse.retention import RetentionError, expire_lake
+
+        try:
+            report = expire_lake(lake, warehouse, load_policy(policy), dry_run=dry_run)
+        except (PolicyError, RetentionError) as exc:
+            typer.secho(f"error: {exc}", err=True, fg="red")
+            raise typer.Exit(1) from None
+        verb = "would expire" if dry_run else "expired"
+        texts = ", ".join(f"{n:,} {d}" for d, n in sorted(report.text_expired_rows.items()))
+        typer.echo(
+            f"{verb} {report.expired_traces:,} traces ({report.expired_span_rows:,} span rows)"
+            f"; tier-2 text of {texts or '0'} rows; {report.files_rewritten} files rewritten; "
+            f"aggregates of {len(report.archived_days)} day(s) archived"
+            + ("" if dry_run else f"; ledger run {report.run_id}")
+        )

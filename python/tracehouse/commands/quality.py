@@ -30,24 +30,37 @@ def register(app: typer.Typer) -> None:
 
         Writes dq_results and the Data Docs (W/quality/index.html); builds and publishes nothing.
         """
+        from datetime import UTC, datetime
+
         from tracehouse.pipeline import new_run_id
         from tracehouse.quality import QualityError, QualityRun
+        from tracehouse.runlock import RunLockedError, run_lock
 
-        q = QualityRun(lake=lake.resolve(), warehouse=warehouse.resolve(), run_id=new_run_id(),
-                       all_batches=all_batches, all_marts=True)
-        typer.echo(f"{'batches':<10} {q.check_batches()}")
-        failed = False
-        if marts:
-            try:
-                typer.echo(f"{'marts':<10} {q.check_marts()}")
-            except QualityError as exc:
-                typer.secho(f"{'marts':<10} FAILED: {exc}", fg="red")
-                failed = True
-        else:
-            from tracehouse.quality.docs import build_docs
+        run_id = new_run_id()
+        try:  # it writes the build database: never while a run builds it
+            lock = run_lock(warehouse.resolve(), run_id, datetime.now(UTC).isoformat())
+            lock.__enter__()
+        except RunLockedError as exc:
+            typer.secho(str(exc), err=True, fg="yellow")
+            raise typer.Exit(exc.exit_code) from None
+        try:
+            q = QualityRun(lake=lake.resolve(), warehouse=warehouse.resolve(), run_id=run_id,
+                           all_batches=all_batches, all_marts=True)
+            typer.echo(f"{'batches':<10} {q.check_batches()}")
+            failed = False
+            if marts:
+                try:
+                    typer.echo(f"{'marts':<10} {q.check_marts()}")
+                except QualityError as exc:
+                    typer.secho(f"{'marts':<10} FAILED: {exc}", fg="red")
+                    failed = True
+            else:
+                from tracehouse.quality.docs import build_docs
 
-            q.index = build_docs(q.warehouse, q.session, q.suites, q.verdict(), q.level,
-                                 run_id=q.run_id)
-        typer.echo(f"{'quality':<10} {q.verdict()}")
+                q.index = build_docs(q.warehouse, q.session, q.suites, q.verdict(), q.level,
+                                     run_id=q.run_id)
+            typer.echo(f"{'quality':<10} {q.verdict()}")
+        finally:
+            lock.__exit__(None, None, None)
         if failed:
             raise typer.Exit(1)

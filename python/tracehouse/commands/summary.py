@@ -34,6 +34,6 @@ def register(app: typer.Typer) -> None:
         except FileNotFoundError as exc:
             typer.secho(str(exc), err=True, fg="red")
             raise typer.Exit(1) from None
-        typer.echo(f"warehouse:  {warehouse / 'tracehouse.duckdb'}")
+        typer.echo(f"warehouse:  {warehouse / 'marts.duckdb'}")
         for line in result.lines():
             typer.echo(line)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import yaml  # type: ignore[import-untyped]
+import yaml  # type: ignore[import-untyped,unused-ignore]
 
 from tracehouse.contract.docs import ATTRIBUTE_DOCS, COLUMN_DOCS
 from tracehouse.contract.schemas import (
@@ -95,6 +95,15 @@ def _accepted(values: tuple[str, ...] | list[str]) -> dict[str, object]:
     return {"accepted_values": {"arguments": {"values": list(values)}}}
 
 
+# `dbt source freshness` thresholds: warn (never error) when a dataset stops arriving.
+# Spans flow continuously; feedback follows them within hours; human labels come in batches.
+FRESHNESS_WARN_AFTER: dict[str, dict[str, object]] = {
+    "spans": {"count": 6, "period": "hour"},
+    "feedback": {"count": 24, "period": "hour"},
+    "annotations": {"count": 7, "period": "day"},
+}
+
+
 def render_sources() -> str:
     """The sources YAML: the lake's three datasets, as the views `create_lake_views` makes."""
     tables = []
@@ -117,6 +126,7 @@ def render_sources() -> str:
                 f"<lake>/{name}/dt=YYYY-MM-DD/<batch-id>.parquet, "
                 f"partitioned by the UTC date of {spec.time_column}.",
                 "loaded_at_field": "ingest_time",
+                "freshness": {"warn_after": FRESHNESS_WARN_AFTER[name]},
                 "columns": columns,
             }
         )

@@ -440,14 +440,17 @@ def evaluate_warehouse(
     """
     import pyarrow.parquet as pq
 
-    from tracehouse.detect.job import DetectConfig, eligible, read_published_panel
+    from tracehouse.detect.job import DetectConfig, eligible, panel_from_table
+    from tracehouse.publication import current_folder
 
-    folder = Path(warehouse) / "marts"
+    # The publication is resolved once, so both files come from the same run.
+    folder = current_folder(warehouse) or Path(warehouse) / "marts"
     cp_path = folder / "change_points.parquet"
     if not cp_path.is_file():
         raise FileNotFoundError(f"no published change points at {cp_path}: run the pipeline")
     cps = pq.read_table(cp_path).to_pylist()
-    panel = read_published_panel(warehouse, "day")
+    daily = folder / "metric_daily.parquet"
+    panel = panel_from_table(pq.read_table(daily), "day") if daily.is_file() else None
     if panel is None or panel.periods.size == 0:
         raise FileNotFoundError(f"no published metric_daily at {folder}")
     cfg = config or DetectConfig()

@@ -36,17 +36,21 @@ class ExportReport:
     files: list[Path]
 
 
-def _published(warehouse: Path, name: str) -> str:
-    path = warehouse / "marts" / f"{name}.parquet"
+def _published(folder: Path, name: str) -> str:
+    path = folder / f"{name}.parquet"
     if not path.is_file():
         raise ExportError(f"no published {name} at {path}: run `tracehouse run` first")
     return str(path).replace("'", "''")
 
 
 def _examples_sql(warehouse: Path) -> str:
-    candidates = _published(warehouse, "fct_eval_candidates")
-    requests = _published(warehouse, "fct_requests")
-    spans = _published(warehouse, "fct_spans")
+    from tracehouse.publication import current_folder
+
+    # The publication is resolved once, so the three marts come from the same run.
+    folder = current_folder(warehouse) or warehouse / "marts"
+    candidates = _published(folder, "fct_eval_candidates")
+    requests = _published(folder, "fct_requests")
+    spans = _published(folder, "fct_spans")
     return f"""
         with
         candidates as (select * from read_parquet('{candidates}')),

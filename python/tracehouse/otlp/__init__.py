@@ -7,6 +7,7 @@
 """
 
 from tracehouse.otlp.decode import (
+    DecodeLimits,
     OTLPDecodeError,
     RawSpan,
     decode_file_bytes,
@@ -17,6 +18,7 @@ from tracehouse.otlp.decode import (
 from tracehouse.otlp.mapping import MappingDefaults, SpanMapper, spans_to_table
 
 __all__ = [
+    "DecodeLimits",
     "MappingDefaults",
     "OTLPDecodeError",
     "RawSpan",

@@ -211,8 +211,9 @@ class SpanMapper:
             cost = as_float(s.get("llm.cost.total"))
         return _Usage(model, provider, tool_name, in_tokens, out_tokens, cost)
 
-    def _content(self, s: SpanView, stacktrace: Any, tags: set[str]) -> list[dict] | None:
-        """Tier 3: content never lands inline; stored as an artifact or withheld."""
+    def _content(self, s: SpanView, stacktrace: Any, tags: set[str]) -> dict[str, Any] | None:
+        """Tier 3: content never lands inline. With a store, the content to store (in
+        :meth:`to_table`, once the span's tenant is known); else withheld (None)."""
         content = {k: v for k, v in s.a.items() if is_content(k)}
         if stacktrace is not None:
             content["exception.stacktrace"] = stacktrace
@@ -220,7 +221,7 @@ class SpanMapper:
             return None
         if self.artifacts is not None:
             tags.add("content_artifact")
-            return [self.artifacts.put("span_content", content)]
+            return content
         tags.add("content_withheld")
         return None
 
@@ -282,7 +283,7 @@ class SpanMapper:
         """(row without carried columns resolved, the span's own carried values)."""
         s = SpanView(raw)
         red = self.redactor
-        tags: set[str] = set()
+        tags: set[str] = {"truncated"} if raw.truncated else set()  # cut by DecodeLimits
         span_type = self.span_type(s, is_root)
         outcome = self._outcome(s, span_type, tags)
         usage = self._usage(s, span_type)
@@ -290,7 +291,7 @@ class SpanMapper:
         facts = SpanFacts(span_type, is_root, outcome.status, outcome.error_category, model,
                           usage.tool_name, usage.input_tokens, self.defaults.query_preview)
         attributes = type_attributes(s, facts, tags, red)
-        artifact_refs = self._content(s, outcome.stacktrace, tags)
+        content = self._content(s, outcome.stacktrace, tags)
         failed = outcome.status != "ok"
         start_ns, end_ns = raw.start_time_unix_nano, raw.end_time_unix_nano
         cache_status = s.th("cache_status")
@@ -324,7 +325,8 @@ class SpanMapper:
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "cost_usd_estimate": usage.cost,
-            "artifact_refs": artifact_refs,
+            "artifact_refs": None,
+            "__content": content,
             "attributes": json.dumps(attributes, sort_keys=True, separators=(",", ":"),
                                      ensure_ascii=False),
         }
@@ -368,6 +370,10 @@ class SpanMapper:
                 if value is None:
                     value = fallback.get(col)
                 row[col] = value
+            content = row.pop("__content", None)
+            if content is not None and self.artifacts is not None:
+                row["artifact_refs"] = self.artifacts.put_span_content(
+                    content, tenant_id=row["tenant_id"])
             rows.append(row)
         columns = {f.name: [r.get(f.name) for r in rows] for f in SPANS_SCHEMA}
         return pa.Table.from_pydict(columns, schema=SPANS_SCHEMA)
