@@ -41,7 +41,9 @@ SEGMENT_KEY_PATTERN = r"^(?:all|[a-z_]+=[^|]+(?:\|[a-z_]+=[^|]+)*)$"
 # Marts that may legitimately be empty (no change detected, nothing to alert, no candidates).
 MAY_BE_EMPTY = ("alerts", "change_points", "fct_eval_candidates",
                 # no candidate eval run imported yet (`tracehouse eval import`)
-                "fct_eval_comparison", "agg_eval_comparison")
+                "fct_eval_comparison", "agg_eval_comparison",
+                # no tier-2 content read yet (the audit of `tracehouse trace --content`)
+                "fct_content_access")
 
 
 def _between(column: str, lo: float | None, hi: float | None, why: str) -> Check:
