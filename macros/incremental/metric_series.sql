@@ -325,8 +325,8 @@ select * from final
         Post-hook: a period none of whose traces is still there (its only trace moved to another
         period when its root landed late) is deleted; delete+insert alone would keep it.
     -#}
-    delete from {{ this }}
-    where period_start not in (
-        select distinct {{ truncate_to(grain, 'event_time') }} from {{ ref('fct_requests') }}
-    )
+    {{ delete_where(
+        "period_start not in (select distinct " ~ truncate_to(grain, 'event_time')
+        ~ " from " ~ ref('fct_requests') ~ ")"
+    ) }}
 {% endmacro %}

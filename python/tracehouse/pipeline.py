@@ -102,16 +102,19 @@ def step_land(lake: Path) -> str:
     )
 
 
-def step_build(lake: Path, warehouse: Path, full_refresh: bool, progress: bool) -> str:
+def step_build(
+    lake: Path, warehouse: Path, full_refresh: bool, progress: bool, engine: str = "duckdb"
+) -> str:
     """`dbt build` of the whole project; raises with every failing node's message."""
-    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress)
+    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, engine=engine)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
     if not res.success:
         detail = "; ".join(res.failures[:5]) or "dbt reported failure"
         more = f" (+{len(res.failures) - 5} more)" if len(res.failures) > 5 else ""
         raise PipelineError(f"dbt build failed: {detail}{more}")
     mode = "full refresh" if full_refresh else "incremental"
-    return f"dbt build ({mode}): {counts}"
+    on = f" on {engine}" if engine != "duckdb" else ""
+    return f"dbt build ({mode}{on}): {counts}"
 
 
 def step_detect(warehouse: Path, run_id: str, alert_lines: list[str]) -> str:
@@ -148,6 +151,7 @@ def run(
     full_refresh: bool = False,
     progress: bool = True,
     echo: Echo = print,
+    engine: str = "duckdb",
 ) -> RunResult:
     """Run the pipeline once on ``lake`` into ``warehouse``; return each step's result.
 
@@ -160,7 +164,7 @@ def run(
         _step(result, echo, "land", lambda: step_land(lake))
         _step(result, echo, "batches", lambda: step_check_batches(quality))
         _step(result, echo, "build",
-              lambda: step_build(lake, warehouse, full_refresh, progress))
+              lambda: step_build(lake, warehouse, full_refresh, progress, engine))
         alerts: list[str] = []
         _step(result, echo, "detect", lambda: step_detect(warehouse, result.run_id, alerts))
         try:

@@ -38,12 +38,24 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option(help="Show progress bars on long steps.")
         ] = True,
+        engine: Annotated[
+            str,
+            typer.Option(
+                "--engine",
+                envvar="TRACEHOUSE_ENGINE",
+                help="Build engine: duckdb (embedded) or spark (pip install '.[spark]'; "
+                "target `spark`, or $TRACEHOUSE_SPARK_TARGET). Env: TRACEHOUSE_ENGINE.",
+            ),
+        ] = "duckdb",
     ) -> None:
         """Validate new batches, build the warehouse, check it, detect changes, publish marts."""
         from tracehouse.pipeline import PipelineError, run
 
         try:
-            run(lake, warehouse, full_refresh=full_refresh, progress=progress, echo=typer.echo)
+            run(
+                lake, warehouse, full_refresh=full_refresh, progress=progress, echo=typer.echo,
+                engine=engine,
+            )
         except PipelineError as exc:
             typer.secho(f"tracehouse run failed: {exc}", err=True, fg="red")
             typer.secho("The previously published marts are unchanged.", err=True)
