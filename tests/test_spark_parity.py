@@ -35,14 +35,10 @@ from typing import Any
 import duckdb
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.spark,
-    pytest.mark.skipif(
-        os.environ.get("TRACEHOUSE_TEST_SPARK") != "1",
-        reason="Spark parity runs with `make test-spark` (TRACEHOUSE_TEST_SPARK=1)",
-    ),
-]
+needs_spark = pytest.mark.skipif(
+    os.environ.get("TRACEHOUSE_TEST_SPARK") != "1",
+    reason="Spark parity runs with `make test-spark` (TRACEHOUSE_TEST_SPARK=1)",
+)
 
 START = date(2026, 1, 1)
 FIRST_DAYS, TRACES_PER_DAY, SEED, BAD_ROWS = 2, 40, 11, 0.01
@@ -167,6 +163,9 @@ def _build(lake: Path, warehouse: Path, engine: str) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.slow
+@pytest.mark.spark
+@needs_spark
 def test_spark_marts_equal_duckdb_marts_full_and_incremental(
     lake_and_warehouses: dict[str, Path],
 ) -> None:
