@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
 LAKE_DATASETS: tuple[str, ...] = ("spans", "feedback", "annotations")
@@ -75,6 +76,22 @@ def prepare(engine: str, warehouse: Path | str) -> None:
         (Path(warehouse) / "spark").mkdir(parents=True, exist_ok=True)
 
 
+def _utc_select(con: Any, files: str) -> str:
+    """Select list over exported Parquet: a timestamp without time zone (INT96, or a writer that
+    does not mark UTC) is a UTC instant in Spark's UTC session: read it as TIMESTAMPTZ, the type
+    the DuckDB build gives it."""
+    items = []
+    for name, kind, *_ in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{files}')"
+    ).fetchall():
+        quoted = '"' + name.replace('"', '""') + '"'
+        if kind in ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S"):
+            items.append(f"CAST({quoted} AS TIMESTAMPTZ) AS {quoted}")
+        else:
+            items.append(quoted)
+    return ", ".join(items)
+
+
 def import_marts(warehouse: Path | str) -> dict[str, int]:
     """Load a Spark build's exported marts into ``<warehouse>/tracehouse.duckdb`` (schema marts).
 
@@ -106,7 +123,7 @@ def import_marts(warehouse: Path | str) -> dict[str, int]:
                 con.execute(f'DROP VIEW "{MARTS_SCHEMA}"."{mart.name}"')
             con.execute(
                 f'CREATE OR REPLACE TABLE "{MARTS_SCHEMA}"."{mart.name}" AS '
-                f"SELECT * FROM read_parquet('{files}')"
+                f"SELECT {_utc_select(con, files)} FROM read_parquet('{files}')"
             )
             row = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}"."{mart.name}"').fetchone()
             counts[mart.name] = int(row[0]) if row else 0
