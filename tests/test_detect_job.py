@@ -275,7 +275,10 @@ def test_score_definitions() -> None:
     s = score(cps, incidents, lake_end=_at(35), series_judged=100, days=35)
     assert s.recall == pytest.approx(2 / 3)
     assert s.precision == pytest.approx(5 / 7)
-    assert s.attribution == 1.0  # citation_mismatch was not found, so it is not judged
+    # top-1: the route downgrade's cause is listed, but second (citation_mismatch was not
+    # found, so it is not judged)
+    assert s.attribution == 0.0
+    assert s.cause_listed == 1.0
     by_name = {i.name: i for i in s.incidents}
     assert by_name["route_downgrade-1"].delay_hours == pytest.approx(9.0)
     assert by_name["route_downgrade-1"].change_points == 3

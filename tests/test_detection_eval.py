@@ -21,16 +21,16 @@ DAYS = 30
 TRACES_PER_DAY = 800
 START = date(2026, 4, 6)
 
-#: Measured on this lake: recall 1.00 (6 judged; the 3-day reranker degradation holds only two
-#: whole days and is "too short"), precision 1.00, attribution 1.00, control 0.010 false points
-#: per series-month; held-out seeds in docs/detection.md. Recall and attribution thresholds are
-#: the issue's targets: with 6 incidents judged, one miss fails.
+#: The issue's targets (docs/detection.md has the measured figures of every lake). Recall and
+#: top-1 attribution: with 6-7 incidents judged, one miss fails.
 MIN_RECALL = 0.95
-MIN_ATTRIBUTION = 0.9
+#: Top-1: the first suspect of the most certain finding change point, or its tied group, is the
+#: cause (the generator ships a harmless version minutes from every cause, half of them canaries).
+MIN_TOP1_ATTRIBUTION = 0.9
 #: Strict precision: a change point belongs if its metric is a primary movement or a listed side
 #: effect of an incident (docs/generator.md).
 MIN_PRECISION = 0.9
-MIN_EXPLAINED_PRECISION = 0.95
+MAX_MEDIAN_LOCATION_ERROR_HOURS = 2.0
 MAX_FALSE_PER_SERIES_MONTH = 0.02
 
 
@@ -46,21 +46,26 @@ def control_run(tmp_path_factory: pytest.TempPathFactory) -> EvalRun:
                          traces_per_day=TRACES_PER_DAY, start=START, incidents=False)
 
 
-def test_incidents_are_found_and_attributed(incidents_run: EvalRun) -> None:
+def test_incidents_are_found_located_and_attributed(incidents_run: EvalRun) -> None:
     s = incidents_run.score
     print(incidents_run.line())
     assert len(s.judged) >= 5
     assert sum(i.found for i in s.incidents) >= 6
     assert s.recall >= MIN_RECALL, s.as_dict()
-    assert s.attribution >= MIN_ATTRIBUTION, s.as_dict()
+    assert s.attribution >= MIN_TOP1_ATTRIBUTION, s.as_dict()
     assert s.precision >= MIN_PRECISION, s.as_dict()
-    assert s.explained_precision >= MIN_EXPLAINED_PRECISION, s.as_dict()
-    assert abs(s.median_delay_hours) <= 24.0
+    assert s.median_location_error_hours <= MAX_MEDIAN_LOCATION_ERROR_HOURS, s.as_dict()
+    # a daily change needs three whole days after its start day; nothing is later than that
+    assert all(i.time_to_alert_hours <= 4 * 24 for i in s.judged if i.found), s.as_dict()
     det = incidents_run.detection
     assert det.change_points.num_rows == s.change_points
     rules = set(det.alerts.column("rule").to_pylist())
     assert {"no_tool_for_required", "citation_mismatch_rising"} <= rules
-    assert det.seconds < 10.0
+    # every alert names its first suspect with the evidence
+    for msg, causes in zip(det.alerts.column("message").to_pylist(),
+                           det.alerts.column("suspected_causes").to_pylist(), strict=True):
+        if causes:
+            assert f"suspected: {causes[0]}" in msg and "without (n=" in causes[0]
 
 
 def test_control_lake_has_few_false_change_points(control_run: EvalRun) -> None:

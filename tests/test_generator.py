@@ -14,11 +14,16 @@ import pytest
 
 from tracehouse.contract.schemas import SPAN_TYPES
 from tracehouse.generator import GeneratorError, generate
+from tracehouse.generator.seeds import (
+    MODEL_PRICES_FILE,
+    TOOL_REQUIREMENTS_FILE,
+    SeedError,
+    read_model_prices,
+    read_tool_requirements,
+)
 from tracehouse.generator.world import (
     MODEL_PRICES,
     TOOL_REQUIREMENTS,
-    model_prices_csv,
-    tool_requirements_csv,
 )
 from tracehouse.lake import lake_status
 
@@ -138,12 +143,24 @@ def test_bad_rows_reach_the_quarantine_with_every_reason(tmp_path: Path) -> None
     assert any(r.startswith("uncastable") for r in reasons)
 
 
-def test_seed_csvs_equal_the_python_tables() -> None:
-    assert (ROOT / "seeds" / "model_prices.csv").read_text() == model_prices_csv()
-    assert (ROOT / "seeds" / "tool_requirements.csv").read_text() == tool_requirements_csv()
+def test_the_generator_reads_the_dbt_seeds(tmp_path: Path) -> None:
+    assert read_model_prices(ROOT / "seeds") == MODEL_PRICES
+    assert read_tool_requirements(ROOT / "seeds") == TOOL_REQUIREMENTS
     assert len({p.model_name for p in MODEL_PRICES}) < len(MODEL_PRICES)  # a price change
     assert {r.task_type for r in TOOL_REQUIREMENTS} <= {"support", "billing", "qa",
                                                         "summarization", "extraction"}
+    # another seed folder is read as it is: a price changed there is the generator's price
+    for name in (MODEL_PRICES_FILE, TOOL_REQUIREMENTS_FILE):
+        (tmp_path / name).write_text((ROOT / "seeds" / name).read_text())
+    prices = tmp_path / MODEL_PRICES_FILE
+    prices.write_text(prices.read_text() + "atlas-small,atlas-ai,2026-06-01,0.5,2,0.05\n")
+    cut = [p for p in read_model_prices(tmp_path) if p.effective_from == date(2026, 6, 1)]
+    assert [(p.model_name, p.input_usd_per_1m) for p in cut] == [("atlas-small", 0.5)]
+    prices.write_text(prices.read_text() + "atlas-small,atlas-ai,not-a-date,1,1,1\n")
+    with pytest.raises(SeedError, match="line 8"):
+        read_model_prices(tmp_path)
+    with pytest.raises(SeedError, match="not found"):
+        read_tool_requirements(tmp_path / "missing")
 
 
 # ------------------------------------------------------------------------------ structure

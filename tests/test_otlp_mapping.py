@@ -151,7 +151,12 @@ def test_openinference_convention(redactor: Redactor) -> None:
     assert root["tenant_id"] == "globex"  # tracehouse.tenant_id on the resource
     assert root["session_id"] == "sess-42"
     assert root["user_id_hash"] == redactor.hash_id(PII["user_id2"])
-    assert json.loads(root["attributes"])["user_query_redacted"] == (
+    # input.value is tier 3: withheld, no preview unless the operator opts in
+    assert "user_query_redacted" not in json.loads(root["attributes"])
+    assert "content_withheld" in root["privacy_tags"]
+    opted_in = spans_to_table(spans, redactor, defaults=MappingDefaults(query_preview=True))
+    root_in = next(r for r in opted_in.to_pylist() if r["span_type"] == "request")
+    assert json.loads(root_in["attributes"])["user_query_redacted"] == (
         "What is my IBAN [IBAN]? I am at [IP], ssn [NATIONAL_ID]")
 
     emb = by_type["embedding"]

@@ -31,6 +31,10 @@ COMMAND_MODULES = (
     "tracehouse.commands.detect",
     "tracehouse.commands.inspect",
     "tracehouse.commands.quality",
+    "tracehouse.commands.alerts",
+    "tracehouse.commands.semantic",
+    "tracehouse.commands.review",
+    "tracehouse.commands.evals",
 )
 
 for _name in COMMAND_MODULES:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,10 +30,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyarrow import ipc
 
 from tracehouse.contract import DATASETS, REJECT_REASON, DatasetSpec, validate_table
+from tracehouse.contract.validate import plausible_window, render_as_text
 
 QUARANTINE_DIR = "_quarantine"
+SPOOL_DIR = "_spool"  # rows a receiver acknowledged and has not landed yet (Arrow IPC files)
 ORIGINALS_DIR = "_originals"
 LEDGER_DIR = "_ledger"
 UNREGISTERED_SOURCE = "unregistered"
@@ -100,21 +104,16 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> Path:
     return path
 
 
-_US_PER_DAY = 86_400_000_000
-
-
 def _split_by_day(table: pa.Table, column: str) -> Iterator[tuple[str, pa.Table]]:
     """Yield (YYYY-MM-DD, rows) for each UTC date of ``column``, in date order.
 
-    Days are whole multiples of 86,400,000,000 microseconds since the epoch (UTC), so one integer
-    division and one stable sort split the batch; rows keep their order within a day.
+    The UTC date is Arrow's timestamp -> date32 cast (exact integer arithmetic, floor for
+    instants before 1970, any year a timestamp can hold); one stable sort splits the batch and
+    rows keep their order within a day.
     """
     if table.num_rows == 0:
         return
-    micros = table.column(column).combine_chunks().cast(pa.int64())
-    # float64 holds every microsecond timestamp until the year 2255 exactly; floor keeps
-    # instants before 1970 on the right day.
-    days = pc.floor(pc.divide(micros.cast(pa.float64()), float(_US_PER_DAY))).cast(pa.int64())
+    days = table.column(column).combine_chunks().cast(pa.date32()).cast(pa.int32())
     unique = sorted(pc.unique(days).to_pylist())
     if len(unique) == 1:
         yield _day_name(unique[0]), table
@@ -132,18 +131,24 @@ def _day_name(day: int) -> str:
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
 
 
-def _quarantine_days(rejected: pa.Table, spec: DatasetSpec, fallback_day: str) -> pa.Array:
-    """The dt of each rejected row: its time column's date where it parses, else the landing day."""
+def _quarantine_days(
+    rejected: pa.Table, spec: DatasetSpec, fallback_day: str, ingest_time: datetime
+) -> pa.Array:
+    """The dt of each rejected row: its time column's date where it parses and lies in the
+    plausible window, else the landing day (so no partition is named after the year 2500)."""
     if spec.time_column not in rejected.column_names:
         return pa.array([fallback_day] * rejected.num_rows, pa.string())
+    since, until = plausible_window(ingest_time)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("r", rejected.select([spec.time_column]))
         col = '"' + spec.time_column + '"'
         days = con.sql(
-            f"SELECT coalesce(strftime(TRY_CAST({col} AS TIMESTAMPTZ), '%Y-%m-%d'), "
-            f"'{fallback_day}') AS d FROM r"
+            f"SELECT coalesce(strftime(t, '%Y-%m-%d'), '{fallback_day}') AS d FROM ("
+            f"SELECT CASE WHEN TRY_CAST({col} AS TIMESTAMPTZ) BETWEEN "
+            f"'{since.isoformat()}'::TIMESTAMPTZ AND '{until.isoformat()}'::TIMESTAMPTZ "
+            f"THEN TRY_CAST({col} AS TIMESTAMPTZ) END AS t FROM r)"
         ).to_arrow_table()
     finally:
         con.close()
@@ -191,7 +196,7 @@ def write_batch(
     if result.rejected.num_rows:
         rejected = result.rejected
         landing_day = ingest_time.astimezone(UTC).strftime("%Y-%m-%d")
-        days = _quarantine_days(rejected, spec, landing_day)
+        days = _quarantine_days(rejected, spec, landing_day, ingest_time)
         n = rejected.num_rows
         rejected = rejected.append_column(
             "_quarantined_at", pa.array([ingest_time] * n, pa.timestamp("us", tz="UTC"))
@@ -211,6 +216,122 @@ def write_batch(
         per_day[ingest_time.astimezone(UTC).strftime("%Y-%m-%d")] = [0, 0]
     _write_ledger(lake, report, per_day, ingest_time)
     return report
+
+
+def combine_tables(tables: list[pa.Table]) -> pa.Table:
+    """One table of ``tables`` (several requests of one dataset), whatever their column types.
+
+    Columns of the same type are concatenated as they are; a column that arrives with
+    different types (a feedback ``value`` sent as ``1.0`` and as ``"4"``) is rendered as text
+    in every table, so that the validator casts each value to the contract type or rejects
+    that row alone with a reason. Never raises on a type conflict.
+    """
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for t in tables:
+        for f in t.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    conflicting = {name for name, ts in types.items() if len(ts) > 1}
+    fixed = []
+    for table in tables:
+        text = render_as_text(table.select([n for n in table.column_names if n in conflicting]))
+        out = table
+        for name in text.column_names:
+            out = out.set_column(out.schema.get_field_index(name), name, text.column(name))
+        fixed.append(out)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def quarantine_batch(
+    lake: Path | str,
+    dataset: str,
+    table: pa.Table,
+    *,
+    source: str,
+    reason: str,
+    batch_id: str | None = None,
+    ingest_time: datetime | None = None,
+) -> BatchReport:
+    """Move a whole batch that could not be written to the quarantine, with ``reason``.
+
+    For a batch that keeps failing in :func:`write_batch` (the writer gives up after a bounded
+    number of tries): every row goes to ``_quarantine/<dataset>/dt=<landing day>/`` rendered
+    as text (as is, if even that fails), and the ledger records it, so counts reconcile.
+    """
+    lake = Path(lake)
+    dataset_spec(dataset)
+    ingest_time = ingest_time or datetime.now(UTC)
+    batch_id = batch_id or new_batch_id(source, ingest_time)
+    if not _BATCH_ID.match(batch_id):
+        raise LakeError(f"batch id {batch_id!r} must match {_BATCH_ID.pattern}")
+    try:
+        rows = render_as_text(table)
+    except Exception:  # whatever broke the batch may break rendering too
+        rows = table
+    n = rows.num_rows
+    rows = rows.append_column(REJECT_REASON, pa.array([reason] * n, pa.string()))
+    rows = rows.append_column(
+        "_quarantined_at", pa.array([ingest_time] * n, pa.timestamp("us", tz="UTC"))
+    )
+    rows = rows.append_column("_batch_id", pa.array([batch_id] * n, pa.string()))
+    rows = rows.append_column("_landing_source", pa.array([source] * n, pa.string()))
+    day = ingest_time.astimezone(UTC).strftime("%Y-%m-%d")
+    path = lake / QUARANTINE_DIR / dataset / f"dt={day}" / f"{batch_id}.parquet"
+    report = BatchReport(dataset, batch_id, source, n, 0, n, reject_reasons={reason: n})
+    report.files.append(write_parquet_atomic(rows, path))
+    _write_ledger(lake, report, {day: [0, n]}, ingest_time)
+    return report
+
+
+def spool_file_name(dataset: str, source: str) -> str:
+    """A new spool file's name: ``<ns>-<random>.<dataset>.<source>.arrow`` (sorts by age)."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.{dataset}.{source}.arrow"
+
+
+def parse_spool_name(path: Path) -> tuple[str, str]:
+    """(dataset, source) of a spool file, or a :class:`ValueError`."""
+    parts = path.name.split(".")
+    if len(parts) != 4 or parts[-1] != "arrow":
+        raise ValueError(f"not a spool file name: {path.name}")
+    return parts[1], parts[2]
+
+
+def spool_status(lake: Path | str, spool_dir: Path | str | None = None) -> pa.Table:
+    """Rows acknowledged by a receiver and not yet in the lake, per dataset and source.
+
+    Columns: dataset, source, files, rows, oldest_age_s (seconds since the oldest file was
+    spooled). A file that cannot be read counts as a file (its rows unknown, 0) under dataset
+    ``unreadable``, so a broken spool is never reported as empty.
+    """
+    spool = Path(spool_dir) if spool_dir is not None else Path(lake) / SPOOL_DIR
+    now = time.time()
+    acc: dict[tuple[str, str], list[float]] = {}
+    for path in sorted(spool.glob("*.arrow")) if spool.is_dir() else []:
+        try:
+            dataset, source = parse_spool_name(path)
+            with pa.memory_map(str(path)) as source_file:
+                reader = ipc.open_file(source_file)
+                n = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        except (OSError, ValueError, pa.ArrowInvalid):
+            dataset, source, n = "unreadable", path.name, 0
+        age = max(0.0, now - path.stat().st_mtime)
+        entry = acc.setdefault((dataset, source), [0, 0, 0.0])
+        entry[0] += 1
+        entry[1] += n
+        entry[2] = max(entry[2], age)
+    keys = sorted(acc)
+    return pa.table(
+        {
+            "dataset": [k[0] for k in keys],
+            "source": [k[1] for k in keys],
+            "files": pa.array([int(acc[k][0]) for k in keys], pa.int64()),
+            "rows": pa.array([int(acc[k][1]) for k in keys], pa.int64()),
+            "oldest_age_s": pa.array([float(acc[k][2]) for k in keys], pa.float64()),
+        }
+    )
 
 
 def _registered_batches(lake: Path, dataset: str) -> set[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+
 from tracehouse.lake import adopt_unregistered
 from tracehouse.publish import Published, publish
 from tracehouse.quality import QualityRun
@@ -117,14 +119,34 @@ def step_build(
     return f"dbt build ({mode}{on}): {counts}"
 
 
-def step_detect(warehouse: Path, run_id: str, alert_lines: list[str]) -> str:
-    """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`."""
+def step_detect(
+    warehouse: Path, run_id: str, alert_lines: list[str], alert_state: list[pa.Table]
+) -> str:
+    """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`.
+
+    The `alerts` mart is the alert state across runs (:mod:`tracehouse.alerting.state`): this
+    run's alerts merged into the alerts known before, with first raised, last seen and status.
+    """
+    from tracehouse.alerting import track_alerts
     from tracehouse.detect.alerts import alert_lines as format_alerts
     from tracehouse.detect.job import run_detection
+    from tracehouse.warehouse import warehouse_db
 
     detection = run_detection(warehouse, run_id)
     alert_lines.extend(format_alerts(detection.alerts))
+    if detection.skipped_reason is None:
+        alert_state.append(track_alerts(warehouse, warehouse_db(warehouse), detection.alerts,
+                                        detection.change_points, run_id))
     return detection.summary()
+
+
+def step_notify(warehouse: Path, run_id: str, alert_state: list[pa.Table]) -> str:
+    """Send new and escalated alerts to the configured destinations; never fails the run."""
+    from tracehouse.alerting import notify
+
+    if not alert_state:
+        return "no alert state this run"
+    return notify(warehouse, alert_state[-1], run_id).summary()
 
 
 def step_check_batches(quality: QualityRun) -> str:
@@ -166,13 +188,16 @@ def run(
         _step(result, echo, "build",
               lambda: step_build(lake, warehouse, full_refresh, progress, engine))
         alerts: list[str] = []
-        _step(result, echo, "detect", lambda: step_detect(warehouse, result.run_id, alerts))
+        alert_state: list[pa.Table] = []
+        _step(result, echo, "detect",
+              lambda: step_detect(warehouse, result.run_id, alerts, alert_state))
         try:
             _step(result, echo, "marts", lambda: step_check_marts(quality))
         except PipelineError:
             echo(f"{'quality':<10} {quality.verdict()}")
             raise
         _step(result, echo, "publish", lambda: step_publish(warehouse, result.run_id, result))
+        _step(result, echo, "notify", lambda: step_notify(warehouse, result.run_id, alert_state))
     echo(f"{'run':<10} {result.seconds:6.1f}s  run {result.run_id} published")
     echo(f"alerts ({len(alerts)}):" if alerts else "alerts: none")
     for line in alerts:

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,100 +120,207 @@ def _ip_ok(candidate: str) -> bool:
     return not (addr.version == 6 and candidate.count(":") < 3 and "::" not in candidate[1:-1])
 
 
+# IBAN length per country (SWIFT IBAN registry); an unknown country tries 34 down to 15.
+IBAN_LENGTHS: Final[dict[str, int]] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+    "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24,
+    "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
+    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+
+def _iban_prefix(candidate: str) -> int:
+    """Length of the leading part of ``candidate`` that is a valid IBAN (spaces and dashes
+    allowed between characters), or 0. The pattern may run into the next word ("... 32 and");
+    the country's IBAN length says where the IBAN ends."""
+    country = candidate[:2].upper()
+    lengths = [IBAN_LENGTHS[country]] if country in IBAN_LENGTHS else range(34, 14, -1)
+    positions = [i for i, ch in enumerate(candidate) if ch.isalnum()]
+    for n in lengths:
+        if n <= len(positions):
+            chars = "".join(candidate[i] for i in positions[:n])
+            if iban_ok(chars):
+                return positions[n - 1] + 1
+    return 0
+
+
+def _ssn_ok(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return (area not in ("000", "666") and not area.startswith("9") and group != "00"
+            and serial != "0000")
+
+
 @dataclass(frozen=True)
 class Detector:
-    """One class of sensitive text: a pattern, an optional check, the mask and its tag."""
+    """One class of sensitive text: a pattern, an optional check, the mask and its tag.
+
+    ``group`` names the part of the match that is masked (0: all of it; a tuple: the first of
+    those groups that matched). ``check`` decides on the masked text; ``trim`` instead returns
+    how much of it to mask (0: nothing), for patterns that may run past the value.
+    """
 
     name: str
     pattern: re.Pattern[str]
     mask: str
     tag: str  # pii_masked or secret_masked
     check: Any = None  # callable(str) -> bool on the matched text (group "v" if present)
-    group: str | int = 0
+    group: str | int | tuple[str, ...] = 0
+    trim: Any = None  # callable(str) -> int
 
 
 _SECRET = "secret_masked"
 _PII = "pii_masked"
 
+# Every quantifier is bounded and every pattern starts at a boundary (a lookbehind), so a
+# detector does at most a constant amount of work per character: no catastrophic backtracking
+# on any input (tests/test_redaction_corpus.py feeds 64 KiB pathological strings).
+# Combining marks (Devanagari, Thai, Hebrew and Arabic vowel signs, diacritics) are letters'
+# parts in an internationalised address, though not ``\w`` to Python.
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u0610-\u061a\u064b-\u065f"
+    "\u0900-\u0dff\u0e00-\u0eff\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+)
+_EMAIL_AT = r"(?:@|%40|\s?[\[(](?i:at)[\])]\s?)"
+_EMAIL_DOT = r"(?:\.|\s?[\[(](?i:dot)[\])]\s?)"
+_SECRET_LABELS = (
+    r"api[_-]?key|apikey|x-api-key|api[_-]?secret|secret[_-]?key|secret|client[_-]?secret|"
+    r"access[_-]?key|access[_-]?token|refresh[_-]?token|auth[_-]?token|id[_-]?token|"
+    r"private[_-]?key|account[_-]?key|accountkey|sharedaccesskey|aws_secret_access_key|"
+    r"password|passwd|passphrase|pass|pwd|pin|credentials?|token"
+)
+
 # Order matters: credentials first (they contain digits and dots that look like other things),
 # then structured numbers with checksums, then the looser patterns.
 DETECTORS: Final[tuple[Detector, ...]] = (
     Detector(
-        "private_key",
-        re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
-                   re.S),
+        "private_key",  # PEM (RSA, EC, DSA, OPENSSH, ENCRYPTED, ...) and PGP private key blocks
+        re.compile(
+            r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
+            r"(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            re.S,
+        ),
         "[SECRET]", _SECRET,
     ),
     Detector(
+        "putty_key",
+        re.compile(r"PuTTY-User-Key-File-\d: .*?(?:Private-MAC: [0-9a-f]{1,128}|\Z)", re.S),
+        "[SECRET]", _SECRET,
+    ),
+    Detector(
+        "url_credentials",  # scheme://user:password@host (any host: localhost, an IP, a name)
+        re.compile(
+            r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,20}://[^\s:/@]{0,128}:"
+            r"(?P<v>[^\s/@]{1,256})@"
+        ),
+        "[SECRET]", _SECRET, group="v",
+    ),
+    Detector(
         "jwt",
-        re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),
+        re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,4096}\.eyJ[A-Za-z0-9_-]{5,8192}"
+                   r"\.[A-Za-z0-9_-]{5,4096}"),
         "[SECRET]", _SECRET,
     ),
     Detector(
         "bearer",
-        re.compile(r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{12,}"),
+        re.compile(r"(?i)(?<![\w-])(?:bearer|basic|token)\s{1,8}[A-Za-z0-9._~+/=-]{12,4096}"),
         "[SECRET]", _SECRET,
     ),
     Detector(
         "api_key",
         re.compile(
-            r"\b(?:"
-            r"sk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_-]{16,}"  # OpenAI, Anthropic
-            r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe
-            r"|(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}"  # AWS access key ids
-            r"|AIza[0-9A-Za-z_-]{35}"  # Google
-            r"|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}"  # GitHub
-            r"|xox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
-            r"|glpat-[A-Za-z0-9_-]{20,}"  # GitLab
-            r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
-            r")"
+            r"(?<![\w-])(?:"
+            r"sk-(?:proj-|ant-|live-|test-|svcacct-)?[A-Za-z0-9_-]{16,256}"  # OpenAI, Anthropic
+            r"|(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,256}"  # Stripe
+            r"|(?:AKIA|ASIA|AGPA|AIDA|AROA|ABIA|ACCA)[0-9A-Z]{16}"  # AWS access key ids
+            r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+            r"|ya29\.[0-9A-Za-z_-]{20,512}"  # Google OAuth access token
+            r"|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{40,255}"  # GitHub
+            r"|xox[abposr]-[A-Za-z0-9-]{10,255}"  # Slack tokens
+            r"|glpat-[A-Za-z0-9_-]{20,255}"  # GitLab
+            r"|hf_[A-Za-z0-9]{30,255}"  # Hugging Face
+            r"|npm_[A-Za-z0-9]{36}"  # npm
+            r"|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,512}"  # PyPI
+            r"|SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"  # SendGrid
+            r"|SK[0-9a-fA-F]{32}"  # Twilio API key
+            r"|key-[0-9a-zA-Z]{32}"  # Mailgun
+            r"|sq0(?:atp|csp)-[0-9A-Za-z_-]{22,43}"  # Square
+            r"|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"  # Shopify
+            r"|do[opr]_v1_[a-f0-9]{64}"  # DigitalOcean
+            r"|dapi[a-f0-9]{32}"  # Databricks
+            r")(?![\w-])"
+            r"|https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_-]{20,256}"
+            r"|(?<!\d)\d{8,10}:AA[A-Za-z0-9_-]{33}(?![\w-])"  # Telegram bot token
         ),
         "[SECRET]", _SECRET,
     ),
     Detector(
-        "labelled_secret",
+        "labelled_secret",  # password=..., "api_key": "...", pass: ..., AccountKey=...
         re.compile(
-            r"(?i)\b(?:api[_-]?key|apikey|secret|client[_-]?secret|access[_-]?token|"
-            r"auth[_-]?token|password|passwd|pwd|aws_secret_access_key)\b"
-            r"(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<v>[^\s\"',;]{6,})"
+            r"(?i)(?<![a-z0-9_-])(?:" + _SECRET_LABELS + r")"
+            r"[\"']?[ \t]{0,8}(?::|=>|=)[ \t]{0,8}"
+            r"(?:\"(?P<dq>[^\"\n]{1,256})\"|'(?P<sq>[^'\n]{1,256})'"
+            r"|(?P<v>[^\s\"',;&]{1,256}))"
         ),
+        "[SECRET]", _SECRET, group=("dq", "sq", "v"),
+    ),
+    Detector(
+        "password_phrase",  # "my password is hunter2"
+        re.compile(r"(?i)(?<![a-z0-9_-])(?:password|passwd|passphrase|pwd)\s{1,8}(?:is|was)"
+                   r"\s{1,8}(?P<v>[^\s\"',;&]{1,256})"),
         "[SECRET]", _SECRET, group="v",
     ),
     Detector(
-        "email",
-        re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        "email",  # any script (NFKC-normalised first), %40, [at] / (at) and [dot] spellings
+        re.compile(
+            r"(?<![\w" + _MARKS + r".%+-])[\w" + _MARKS + r".%+-]{1,64}" + _EMAIL_AT
+            + r"(?:[\w" + _MARKS + r"-]{1,63}" + _EMAIL_DOT + r"){1,10}"
+            r"(?:(?:[^\W\d_]|[" + _MARKS + r"]){2,63}|xn--[a-z0-9-]{1,59})"
+            r"(?![\w" + _MARKS + r"-])"
+        ),
         "[EMAIL]", _PII,
     ),
     Detector(
-        "iban",
-        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
-        "[IBAN]", _PII, check=iban_ok,
+        "iban",  # any case, spaces or dashes between characters; country length and mod-97
+        re.compile(r"(?i)(?<![a-z0-9])[a-z]{2}\d{2}(?:[ -]?[a-z0-9]){11,32}"),
+        "[IBAN]", _PII, trim=_iban_prefix,
     ),
     Detector(
-        "card",
-        re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])"),
+        "card",  # 13-19 digits, grouped by spaces, dashes or dots, Luhn-checked
+        re.compile(
+            r"(?<!\d)(?<!\d[.,])(?:"
+            r"\d{4}(?P<cs>[ .-]?)\d{4}(?P=cs)\d{4}(?P=cs)\d{1,7}"  # 4-4-4-4(-3)
+            r"|\d{4}[ .-]?\d{6}[ .-]?\d{4,5}"  # Amex 4-6-5, Diners 4-6-4
+            r"|\d{13,19}"
+            r")(?!\d)(?![.,]\d)"
+        ),
         "[CARD]", _PII, check=lambda s: luhn_ok(re.sub(r"\D", "", s)),
     ),
     Detector(
-        "ssn",
-        re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
-        "[NATIONAL_ID]", _PII,
+        "ssn",  # 219-09-9999, 219 09 9999, 078051120
+        re.compile(r"(?<![\w.-])\d{3}(?P<ss>[ -]?)\d{2}(?P=ss)\d{4}(?![\w-]|\.\d)"),
+        "[NATIONAL_ID]", _PII, check=_ssn_ok,
     ),
     Detector(
         "uk_nino",
-        re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-                   r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
+        re.compile(r"(?i)(?<![a-z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z]"
+                   r"[A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![a-z0-9])"),
         "[NATIONAL_ID]", _PII,
     ),
     Detector(
         "es_dni",
-        re.compile(r"\b[XYZ0-9]\d{7}[A-Z]\b"),
-        "[NATIONAL_ID]", _PII, check=_dni_ok,
+        re.compile(r"(?i)(?<![a-z0-9])[XYZ0-9]\d{7}-?[A-Z](?![a-z0-9])"),
+        "[NATIONAL_ID]", _PII, check=lambda s: _dni_ok(s.replace("-", "")),
     ),
     Detector(
         "ipv4",
-        re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
-                   r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\w.])"),
+        re.compile(r"(?<![\w.])(?<!\d\.)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
+                   r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\w|\.\d)"),
         "[IP]", _PII,
     ),
     Detector(
@@ -223,18 +331,31 @@ DETECTORS: Final[tuple[Detector, ...]] = (
     Detector(
         "phone",
         re.compile(
-            r"(?<![\w+])(?<!\d[ .-])(?:"
-            # +44 20 7946 0958
-            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-            r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}"  # (415) 555-0123
-            r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0123
-            r"|0\d{2,4}[ -]\d{3,4}[ -]?\d{3,4}"  # 020 7946 0958, 030-1234567
-            r")(?![\w])(?![ .-]\d)"
+            r"(?<![\w+(])(?<!\d[ .-])(?:"
+            # +44 20 7946 0958, 0044 20 7946 0958, +44 (0)20 7946 0958, +1-415-555-0199
+            r"(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
+            r"|\(\+[1-9]\d{0,2}\)[ .-]?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # (+44) 20 7946 0957
+            # North American: (415) 555-0123, 415-555-0123, 415 555 0177, 4155550199, 1 800 ...
+            r"|(?:1[ .-])?(?:\([2-9]\d{2}\)|[2-9]\d{2})[ .-]?[2-9]\d{2}[ .-]?\d{4}"
+            r"|0\d{2,4}[ /-]\d{3,4}[ -]?\d{3,4}"  # national: 020 7946 0958, 030-1234567
+            r")(?!\w)(?![ .-]\d)"
         ),
         "[PHONE]", _PII,
         check=lambda s: 8 <= len(re.sub(r"\D", "", s)) <= 15,
     ),
 )
+
+# Characters that hide text from a pattern without showing: zero-width spaces and joiners, the
+# soft hyphen, word joiner, BOM, Mongolian vowel separator, invisible operators.
+_INVISIBLE: Final = dict.fromkeys(
+    map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"), None
+)
+MAX_SCAN_CHARS: Final = 65_536  # longer text is cut (and tagged truncated) before scanning
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (a full-width e-mail address becomes ASCII), without invisible characters."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
 
 
 @dataclass
@@ -246,25 +367,51 @@ class MaskResult:
     found: dict[str, int] = field(default_factory=dict)
 
 
+def _masked_group(m: re.Match[str], group: str | int | tuple[str, ...]) -> str | int | None:
+    if not isinstance(group, tuple):
+        return group
+    return next((g for g in group if m.group(g) is not None), None)
+
+
 def mask_text(text: str) -> MaskResult:
-    """Mask every detected PII or secret span in ``text``; return the text and tags found."""
+    """Mask every detected PII or secret span in ``text``; return the text and tags found.
+
+    The text is NFKC-normalised and stripped of invisible characters first (so the result is
+    the normalised text), and cut to :data:`MAX_SCAN_CHARS`: every detector then runs in time
+    linear in the length.
+    """
     result = MaskResult(text)
     if not text:
         return result
+    if len(text) > MAX_SCAN_CHARS:
+        text = normalize_text(text[:MAX_SCAN_CHARS]) + "…"
+        result.tags.add("truncated")
+    else:
+        text = normalize_text(text)
+    result.text = text
     for det in DETECTORS:
 
         def repl(m: re.Match[str], det: Detector = det) -> str:
-            value = m.group(det.group)
-            if det.check is not None and not det.check(value):
+            group = _masked_group(m, det.group)
+            if group is None:
+                return m.group(0)
+            value = m.group(group)
+            keep_tail = ""
+            if det.trim is not None:
+                n = det.trim(value)
+                if not n:
+                    return m.group(0)
+                value, keep_tail = value[:n], value[n:]
+            elif det.check is not None and not det.check(value):
                 return m.group(0)
             result.tags.add(det.tag)
             result.found[det.name] = result.found.get(det.name, 0) + 1
-            if det.group == 0:
-                return det.mask
-            start, end = m.span(det.group)
+            if group == 0:
+                return det.mask + keep_tail
+            start, end = m.span(group)
             whole = m.group(0)
             off = m.start(0)
-            return whole[: start - off] + det.mask + whole[end - off :]
+            return whole[: start - off] + det.mask + keep_tail + whole[end - off :]
 
         result.text = det.pattern.sub(repl, result.text)
     return result
@@ -311,6 +458,9 @@ class Redactor:
         self.tool_args_allowlist = frozenset(tool_args_allowlist)
         self.preview_chars = preview_chars
         self.ephemeral = ephemeral
+        # Optional NER pass over tier-2 free text (tracehouse.ner.PresidioNer or any object
+        # with mask(text) -> (text, count)); None: the regular detectors only.
+        self.ner: Any = None
 
     @classmethod
     def from_env(
@@ -365,6 +515,38 @@ class Redactor:
             return self.hash_id(text)
         return text
 
+    def checked_id(self, value: Any, pattern: re.Pattern[str], tags: set[str]) -> str | None:
+        """A trace / span id: kept when it matches ``pattern`` (W3C lowercase hex), else
+        replaced by ``hmac:<32 hex>`` so that a malformed id (which the lake quarantines) is
+        never in clear in the spool, the quarantine or anywhere else."""
+        if value is None or value == "":
+            return None
+        text = str(value)
+        if pattern.fullmatch(text):
+            return text
+        tags.add("ids_hashed")
+        return "hmac:" + self.hash_id(text)[:32]
+
+    def json_key(self, key: Any, tags: set[str]) -> str:
+        """An object key of a JSON payload: masked like a value. A key that held something
+        sensitive becomes ``<masked>~<12 hex of its keyed hash>``, so keys stay distinct."""
+        text = str(key)
+        m = mask_text(text)
+        if not m.tags:
+            return text
+        tags |= m.tags
+        return f"{m.text}~{self.hash_id(text)[:12]}"
+
+    def json_value(self, value: Any, tags: set[str]) -> Any:
+        """A JSON document with every string value and every object key masked."""
+        if isinstance(value, str):
+            return self.metadata(value, tags)
+        if isinstance(value, list):
+            return [self.json_value(v, tags) for v in value]
+        if isinstance(value, dict):
+            return {self.json_key(k, tags): self.json_value(v, tags) for k, v in value.items()}
+        return value
+
     # ---- free text ---------------------------------------------------------------------
 
     def metadata(self, value: Any, tags: set[str]) -> str | None:
@@ -376,7 +558,8 @@ class Redactor:
         return m.text
 
     def free_text(self, value: Any, tags: set[str], *, limit: int | None = None) -> str | None:
-        """A tier-2 preview: masked, cut to ``limit`` (default: the preview length)."""
+        """A tier-2 preview: masked (and names / places masked by the NER pass, when one is set),
+        cut to ``limit`` (default: the preview length)."""
         if value is None:
             return None
         text = str(value)
@@ -387,6 +570,10 @@ class Redactor:
         tags |= m.tags
         tags.add("contains_user_text")
         out = m.text
+        if self.ner is not None:
+            out, found = self.ner.mask(out)
+            if found:
+                tags.add("pii_masked")
         if len(out) > limit:
             out = out[: limit - 1] + "…"
             tags.add("truncated")
@@ -427,7 +614,7 @@ class Redactor:
         def walk(obj: dict[str, Any]) -> dict[str, Any]:
             out: dict[str, Any] = {}
             for k, v in obj.items():
-                key = str(k)
+                key = self.json_key(k, tags)  # keys can hold PII too: {"to": {"bob@...": 1}}
                 if isinstance(v, dict):
                     out[key] = walk(v)
                 elif allowed(key):

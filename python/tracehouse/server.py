@@ -13,7 +13,8 @@ a bounded buffer (503 + ``Retry-After`` when full, never unbounded growth) drain
 thread into :func:`tracehouse.lake.write_batch` by size or age. Before a request gets its 2xx
 its rows are also written to a spool file (``<lake>/_spool``, fsynced); the spool file is removed
 once the rows are in the lake, and replayed at start-up if the process died first. SIGTERM
-stops accepting, flushes everything accepted, and exits 0.
+stops accepting, flushes everything accepted, and exits 0 (1 when acknowledged rows could not
+be landed; see :mod:`tracehouse.spool`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -35,9 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-from pyarrow import ipc
 
-from tracehouse.lake import write_batch
+from tracehouse.lake import SPOOL_DIR
 from tracehouse.otlp.decode import (
     OTLPDecodeError,
     PayloadTooLargeError,
@@ -47,12 +44,14 @@ from tracehouse.otlp.decode import (
 from tracehouse.otlp.mapping import MappingDefaults, SpanMapper
 from tracehouse.otlp.rows import RowsError, parse_rows, rows_to_table
 from tracehouse.redaction import ArtifactStore, Redactor
+from tracehouse.spool import BufferFullError, ClosingError, LakeWriter, ShutdownReport
+
+__all__ = ["BufferFullError", "ClosingError", "LakeWriter", "Receiver", "ServerConfig", "serve"]
 
 log = logging.getLogger(__name__)
 
 SOURCE_TRACES = "otlp-http"
 SOURCE_ROWS = "http-json"
-SPOOL_DIR = "_spool"
 _PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
 
@@ -73,192 +72,6 @@ class ServerConfig:
     spool_dir: Path | None = None  # default <lake>/_spool
     artifact_dir: Path | None = None  # tier-3 content store; None: content withheld
     defaults: MappingDefaults = field(default_factory=MappingDefaults)
-
-
-class BufferFullError(RuntimeError):
-    """The writer's buffer cannot take these rows now; retry later."""
-
-
-class ClosingError(RuntimeError):
-    """The writer is shutting down and takes nothing more."""
-
-
-@dataclass
-class _Item:
-    dataset: str
-    source: str
-    table: pa.Table
-    spool_path: Path | None
-    received_at: float
-
-
-class LakeWriter:
-    """A bounded buffer of redacted contract tables, drained into the lake by one thread."""
-
-    def __init__(
-        self,
-        lake: Path,
-        *,
-        batch_rows: int = 5_000,
-        flush_seconds: float = 2.0,
-        max_buffer_rows: int = 100_000,
-        spool_dir: Path | None = None,
-        write: Callable[..., Any] = write_batch,
-    ) -> None:
-        self.lake = Path(lake)
-        self.batch_rows = batch_rows
-        self.flush_seconds = flush_seconds
-        self.max_buffer_rows = max_buffer_rows
-        self.spool_dir = spool_dir
-        self._write = write
-        self._cond = threading.Condition()
-        self._items: list[_Item] = []
-        self._rows = 0  # buffered + being written: what bounds memory
-        self._pending = 0  # submits that reserved room and are still spooling
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="tracehouse-writer", daemon=True)
-        self.batches_written = 0
-        self.rows_written = 0
-        self.write_errors = 0
-
-    # ---- producer side -----------------------------------------------------------------
-
-    def start(self) -> None:
-        """Replay what a previous process spooled but never landed, then start writing."""
-        if self.spool_dir is not None:
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            for path in sorted(self.spool_dir.glob("*.arrow")):
-                try:
-                    dataset, source = path.name.split(".")[1:3]
-                    with ipc.open_file(path) as reader:
-                        table = reader.read_all()
-                except (OSError, ValueError, pa.ArrowInvalid) as exc:
-                    log.error("cannot replay spool file %s: %s (left in place)", path, exc)
-                    continue
-                log.warning("replaying %d %s rows from %s", table.num_rows, dataset, path)
-                self._items.append(_Item(dataset, source, table, path, time.monotonic()))
-                self._rows += table.num_rows
-        self._thread.start()
-
-    @property
-    def buffered_rows(self) -> int:
-        """Rows accepted and not yet in the lake."""
-        with self._cond:
-            return self._rows
-
-    def submit(self, dataset: str, table: pa.Table, *, source: str) -> None:
-        """Take ``table`` for landing, or raise :class:`BufferFullError` / :class:`ClosingError`.
-
-        When this returns, the rows are safe: they will be written to the lake (and, with a
-        spool, survive a crash of this process).
-        """
-        n = table.num_rows
-        if n == 0:
-            return
-        with self._cond:
-            if self._closing:
-                raise ClosingError("shutting down")
-            if self._rows > 0 and self._rows + n > self.max_buffer_rows:
-                raise BufferFullError(
-                    f"buffer full ({self._rows} of {self.max_buffer_rows} rows)"
-                )
-            self._rows += n
-            self._pending += 1
-        spool_path = None
-        try:
-            if self.spool_dir is not None:
-                spool_path = self._spool(dataset, source, table)
-        except BaseException:
-            with self._cond:
-                self._rows -= n
-                self._pending -= 1
-                self._cond.notify_all()
-            raise
-        with self._cond:
-            self._items.append(_Item(dataset, source, table, spool_path, time.monotonic()))
-            self._pending -= 1
-            self._cond.notify_all()
-
-    def _spool(self, dataset: str, source: str, table: pa.Table) -> Path:
-        assert self.spool_dir is not None
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.{dataset}.{source}.arrow"
-        path = self.spool_dir / name
-        tmp = self.spool_dir / f".{name}.tmp"
-        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
-        return path
-
-    # ---- writer side -------------------------------------------------------------------
-
-    def _due(self) -> bool:
-        if not self._items:
-            return False
-        if self._closing:
-            return True
-        buffered = sum(i.table.num_rows for i in self._items)
-        age = time.monotonic() - self._items[0].received_at
-        return buffered >= self.batch_rows or age >= self.flush_seconds
-
-    def _run(self) -> None:
-        failures = 0
-        while True:
-            with self._cond:
-                while not self._due():
-                    if self._closing and not self._items and self._pending == 0:
-                        return
-                    timeout = None
-                    if self._items:
-                        timeout = max(
-                            0.0,
-                            self._items[0].received_at + self.flush_seconds - time.monotonic(),
-                        )
-                    elif self._closing:
-                        timeout = 0.05
-                    self._cond.wait(timeout)
-                items, self._items = self._items, []
-            try:
-                self._land(items)
-                failures = 0
-            except Exception:
-                failures += 1
-                self.write_errors += 1
-                log.exception("writing %d buffered tables failed; will retry", len(items))
-                with self._cond:
-                    self._items[:0] = items
-                    if self._closing and failures >= 5:
-                        log.error("giving up at shutdown: %d rows stay in the spool", self._rows)
-                        return
-                time.sleep(min(0.2 * 2**failures, 5.0))
-
-    def _land(self, items: list[_Item]) -> None:
-        groups: dict[tuple[str, str], list[_Item]] = {}
-        for it in items:
-            groups.setdefault((it.dataset, it.source), []).append(it)
-        for (dataset, source), group in groups.items():
-            table = pa.concat_tables([g.table for g in group], promote_options="permissive")
-            self._write(self.lake, dataset, table, source=source)
-            n = table.num_rows
-            for g in group:
-                if g.spool_path is not None:
-                    g.spool_path.unlink(missing_ok=True)
-            with self._cond:
-                self._rows -= n
-                self.rows_written += n
-                self.batches_written += 1
-            # Landed groups must not be retried if a later group fails.
-            landed = {id(g) for g in group}
-            items[:] = [i for i in items if id(i) not in landed]
-
-    def close(self, timeout: float | None = 60.0) -> None:
-        """Take nothing more, land everything accepted, stop the thread."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,16 +282,18 @@ class Receiver:
         )
         self._serve_thread.start()
 
-    def stop(self) -> None:
-        """Stop accepting, land everything accepted, close the socket."""
+    def stop(self) -> ShutdownReport:
+        """Stop accepting, land everything accepted, close the socket; what was left."""
         self.httpd.shutdown()
-        self.writer.close()
+        self.shutdown_report = self.writer.close()
         self.httpd.server_close()
+        return self.shutdown_report
 
 
 def serve(config: ServerConfig, redactor: Redactor,
           *, ready: Callable[[Receiver], None] | None = None) -> int:
-    """Run the receiver until SIGTERM or SIGINT, then flush and return 0."""
+    """Run the receiver until SIGTERM or SIGINT, then flush; 0, or 1 when acknowledged rows
+    are not in the lake (they stay in the spool; the log says how many)."""
     receiver = Receiver(config, redactor)
     stop = threading.Event()
 
@@ -488,6 +303,7 @@ def serve(config: ServerConfig, redactor: Redactor,
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    report = None
     try:
         receiver.start()
         if ready is not None:
@@ -495,8 +311,8 @@ def serve(config: ServerConfig, redactor: Redactor,
         while not stop.wait(0.2):
             pass
     finally:
-        receiver.stop()
+        report = receiver.stop()
         for s, h in previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(s, h)
-    return 0
+    return report.exit_code

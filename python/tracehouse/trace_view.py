@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from tracehouse.redaction import mask_text
+from tracehouse.review.trace_section import annotation_extras, annotation_head
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
 Row = dict[str, Any]
@@ -610,9 +611,10 @@ def _annotation_lines(view: TraceView) -> list[str]:
             extra.append(f"required tools: {_fmt(_list(a['required_tools']))}")
         if _list(a.get("relevant_chunk_ids")):
             extra.append(f"relevant chunks: {_fmt(_list(a['relevant_chunk_ids']))}")
-        if a.get("eval_dataset_id"):
+        if a.get("eval_dataset_id") and a.get("annotation_kind") in (None, "label"):
             extra.append(f"promoted to eval set {a['eval_dataset_id']}")
-        lines.append(f"{_fmt(a.get('label_time'))}  {a.get('failure_category') or 'no failure'}"
+        extra += annotation_extras(a)  # review workflow: notes, reasons, eval results
+        lines.append(f"{_fmt(a.get('label_time'))}  {annotation_head(a)}"
                      + (f"; {scores}" if scores else "") + ("; " + "; ".join(extra)
                                                             if extra else ""))
     return lines

@@ -15,6 +15,7 @@
 -#}
 
 {%- set default_policy = {
+    'promoted':       {'rate': 1.0,  'cap': 100000, 'weight': 10},
     'failure':        {'rate': 1.0,  'cap': 200, 'weight': 5},
     'thumbs_down':    {'rate': 1.0,  'cap': 200, 'weight': 4},
     'escalation':     {'rate': 1.0,  'cap': 100, 'weight': 4},
@@ -35,7 +36,7 @@
     {%- do policy.update({reason: merged}) %}
 {%- endfor %}
 {%- set reason_order = [
-    'failure', 'thumbs_down', 'escalation', 'novel_version', 'rule_tag', 'high_cost',
+    'promoted', 'failure', 'thumbs_down', 'escalation', 'novel_version', 'rule_tag', 'high_cost',
     'long_latency', 'route_change', 'baseline',
 ] %}
 {#- baseline is a reason only for the traces it sampled; every other reason is a property -#}
@@ -66,6 +67,10 @@ requests as (
 
 spans as (
     select * from {{ ref('fct_spans') }}
+),
+
+reviews as (
+    select * from {{ ref('int_traces_joined_to_annotations') }}
 ),
 
 versions as (
@@ -128,6 +133,7 @@ flagged as (
     select
         requests.*,
         {{ hash_fraction('requests.trace_id', 'eval') }} as sample_key,
+        requests.eval_dataset_id is not null as is_promoted_reason,
         (
             coalesce(requests.is_error, false)
             or requests.final_status = 'failed'
@@ -260,12 +266,18 @@ final as (
         flagged.is_annotated,
         flagged.correctness,
         flagged.failure_category,
-        flagged.failure_tags
+        flagged.failure_tags,
+        flagged.eval_dataset_id,
+        reviews.promoted_at,
+        reviews.promotion_reason,
+        reviews.label_note
     from flagged
     inner join selected
         on flagged.trace_id = selected.trace_id
     left join artifacts
         on flagged.trace_id = artifacts.trace_id
+    left join reviews
+        on flagged.trace_id = reviews.trace_id
 )
 
 select * from final

@@ -23,6 +23,13 @@ final as (
         relevant_chunk_ids,
         required_tools,
         failure_category,
+        coalesce(annotation_kind, 'label') as annotation_kind,
+        note_redacted,
+        eval_run_id,
+        candidate_versions,
+        retrieval_hit,
+        cost_usd,
+        latency_ms,
         label_time,
         ingest_time
     from deduplicated

@@ -161,6 +161,37 @@ def handmade(rng: np.random.Generator) -> list[Series]:
     return out
 
 
+# --- public real-world series -------------------------------------------------------------
+
+
+def public_series() -> list[Series]:
+    """Return public real-world series with published change points, from installed packages.
+
+    Nothing is downloaded: each series ships inside a PyPI package (a dev dependency); one whose
+    package is missing is left out with a note on stderr.
+
+    * `nile`: annual flow of the Nile at Aswan, 1871-1970 (100 points), shipped as
+      `statsmodels.datasets.nile`. The change point is the one of Cobb, G. W. (1978), "The
+      problem of the Nile: conditional solution to a changepoint problem", *Biometrika* 65(2),
+      243-251: the mean flow drops after 1898 (the Aswan dam was begun in 1898), so the new
+      regime starts in 1899, index 28. Annual data: no seasonal period.
+    """
+    import sys
+
+    out: list[Series] = []
+    try:
+        from statsmodels.datasets import nile
+    except ImportError:
+        print("statsmodels not installed: the Nile series is left out", file=sys.stderr)
+    else:
+        data = nile.load().data
+        years = np.asarray(data["year"], dtype=np.int64)
+        flow = np.asarray(data["volume"], dtype=np.float64)
+        out.append(Series("nile (Cobb 1978)", "public", flow,
+                          (int(np.flatnonzero(years == 1899)[0]),), None, 1))
+    return out
+
+
 # --- detectors ----------------------------------------------------------------------------
 
 
@@ -295,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     handmade_part = [s for s in series if s.kind == "handmade"]
     print(table(f"Hand-made real-world-like series (n={len(handmade_part)})", run(handmade_part)))
     print()
-    for s in handmade_part:
+    public = public_series()
+    if public:
+        print(table(f"Public real-world series, published change points (n={len(public)})",
+                    run(public)))
+        print()
+    for s in [*handmade_part, *public]:
         found = {name: det(s) for name, det in DETECTORS.items()}
         print(f"{s.name:<26} truth={list(s.truth)}")
         for name, f in found.items():

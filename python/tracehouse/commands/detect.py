@@ -103,8 +103,9 @@ def register(app: typer.Typer) -> None:
         """Score the published change points against the injected incidents.
 
         Recall (incidents found within 1 day), precision (change points that belong to some
-        incident), attribution (incidents whose change points name their cause), median delay,
-        and false change points per series per month. Definitions: docs/detection.md.
+        incident), top-1 attribution (the first suspect, or its tied group, is the cause),
+        location error and time to alert in hours, and false change points per series per
+        month. Definitions: docs/detection.md.
         """
         from rich.console import Console
         from rich.table import Table
@@ -122,15 +123,17 @@ def register(app: typer.Typer) -> None:
         console = Console(width=max(Console().width, 150))
         if result.incidents:
             table = Table(title=f"incidents ({len(result.incidents)})")
-            for col in ("start", "incident", "segment", "found", "delay h", "cause",
-                        "attributed", "change points"):
+            for col in ("start", "incident", "segment", "found", "located h", "alert h",
+                        "cause", "first suspect", "top-1", "change points"):
                 table.add_column(col)
             for i in result.incidents:
                 table.add_row(
                     i.start.strftime("%Y-%m-%d %H:%M"), i.name, i.segment,
                     ("yes" if i.found else "NO") if i.judged else (i.unjudged or "not judged"),
-                    _fmt(i.delay_hours, "{:+.0f}"),
+                    _fmt(i.location_error_hours, "{:.1f}"),
+                    _fmt(i.time_to_alert_hours, "{:.0f}"),
                     i.cause or "-",
+                    i.first_suspect or "-",
                     "-" if i.attributed is None else ("yes" if i.attributed else "NO"),
                     str(i.change_points),
                 )
@@ -138,8 +141,10 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"recall {_fmt(result.recall)} ({len(result.judged)} incidents judged)  precision "
             f"{_fmt(result.precision)} (explained {_fmt(result.explained_precision)})  "
-            f"attribution {_fmt(result.attribution)}  median delay "
-            f"{_fmt(result.median_delay_hours, '{:+.1f}')} h",
+            f"top-1 attribution {_fmt(result.attribution)} (cause listed "
+            f"{_fmt(result.cause_listed)})  median location error "
+            f"{_fmt(result.median_location_error_hours, '{:.1f}')} h  median time to alert "
+            f"{_fmt(result.median_time_to_alert_hours, '{:.0f}')} h",
             highlight=False,
         )
         console.print(

@@ -45,6 +45,33 @@ DefaultTenantOption = Annotated[
     str, typer.Option(help="tenant_id of spans with no tracehouse.tenant_id anywhere.")
 ]
 
+NerOption = Annotated[
+    str,
+    typer.Option(
+        "--ner",
+        help="Optional NER pass over free text for names of people and places: 'presidio' "
+        "(needs `pip install 'tracehouse[ner]'` and an installed spaCy model) or 'none'.",
+    ),
+]
+NerModelOption = Annotated[
+    str,
+    typer.Option(
+        "--ner-model",
+        help="spaCy model package name or model folder for --ner presidio (never downloaded).",
+    ),
+]
+
+
+def _with_ner(redactor, ner: str, ner_model: str):
+    from tracehouse.ner import NerUnavailableError, load_ner
+
+    try:
+        redactor.ner = load_ner(ner, ner_model)
+    except NerUnavailableError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return redactor
+
 
 def _redactor(allow_ephemeral_key: bool):
     from tracehouse.redaction import MissingHashKeyError, Redactor
@@ -78,6 +105,9 @@ def register(app: typer.Typer) -> None:
     """Add the `ingest` command group and the `serve` command to ``app``."""
     ingest_app = typer.Typer(help="Land files in the lake: OTLP exports or contract Parquet.")
     app.add_typer(ingest_app, name="ingest")
+    from tracehouse.commands.history import register_history  # langfuse, phoenix
+
+    register_history(ingest_app)
 
     @ingest_app.command("otlp")
     def ingest_otlp(
@@ -92,13 +122,15 @@ def register(app: typer.Typer) -> None:
         artifact_dir: ArtifactDirOption = None,
         default_environment: DefaultEnvironmentOption = "dev",
         default_tenant: DefaultTenantOption = "unknown",
+        ner: NerOption = "none",
+        ner_model: NerModelOption = "en_core_web_lg",
     ) -> None:
         """Map OTLP spans (GenAI or OpenInference conventions) to contract rows, redact, land."""
         from tracehouse.otlp.decode import OTLPDecodeError
         from tracehouse.otlp.ingest import ingest_otlp_files
         from tracehouse.redaction import ArtifactStore
 
-        redactor = _redactor(allow_ephemeral_key)
+        redactor = _with_ner(_redactor(allow_ephemeral_key), ner, ner_model)
         artifacts = ArtifactStore(artifact_dir, lake=lake) if artifact_dir else None
         try:
             reports = ingest_otlp_files(
@@ -120,6 +152,8 @@ def register(app: typer.Typer) -> None:
             typer.Argument(help="Parquet files of contract rows.", exists=True, dir_okay=False),
         ],
         allow_ephemeral_key: EphemeralKeyOption = False,
+        ner: NerOption = "none",
+        ner_model: NerModelOption = "en_core_web_lg",
     ) -> None:
         """Land a producer's own contract Parquet files (redaction checked, columns validated)."""
         from tracehouse.contract import DATASETS
@@ -127,7 +161,7 @@ def register(app: typer.Typer) -> None:
 
         if dataset not in DATASETS:
             raise typer.BadParameter(f"must be one of {sorted(DATASETS)}", param_hint="--dataset")
-        redactor = _redactor(allow_ephemeral_key)
+        redactor = _with_ner(_redactor(allow_ephemeral_key), ner, ner_model)
         for report, dropped in ingest_parquet_files(lake, dataset, files, redactor):
             _print_report(report, f"; left out non-contract columns {dropped}" if dropped else "")
 
@@ -155,7 +189,8 @@ def register(app: typer.Typer) -> None:
 
         Point an OpenTelemetry SDK at it with
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4318/v1/traces.
-        SIGTERM flushes everything accepted and exits 0.
+        SIGTERM flushes everything accepted and exits 0 (1 if acknowledged rows could not be
+        landed: they stay in the spool).
         """
         from tracehouse.server import ServerConfig, serve
 
@@ -173,6 +208,8 @@ def register(app: typer.Typer) -> None:
                   f"(lake {lake})", flush=True)
 
         code = serve(config, redactor, ready=ready)
-        print("tracehouse serve: stopped, everything accepted is in the lake", flush=True)
+        print("tracehouse serve: stopped, " + ("everything accepted is in the lake" if code == 0
+              else "acknowledged rows are NOT in the lake (kept in the spool; see the log)"),
+              flush=True)
         sys.stdout.flush()
         raise typer.Exit(code)

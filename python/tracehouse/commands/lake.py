@@ -32,12 +32,20 @@ def register(app: typer.Typer) -> None:
                 "(as `tracehouse run` does)."
             ),
         ] = False,
+        spool_grace_seconds: Annotated[
+            float,
+            typer.Option(
+                help="Rows in <lake>/_spool older than this are reported as stuck (not "
+                "reconciled, exit 1); younger ones are in flight in a running receiver."
+            ),
+        ] = 60.0,
     ) -> None:
-        """Rows received, accepted and quarantined per dataset, day and source."""
+        """Rows received, accepted and quarantined per dataset, day and source; plus the rows
+        a receiver acknowledged that are not in the lake yet (its spool)."""
         from rich.console import Console
         from rich.table import Table
 
-        from tracehouse.lake import adopt_unregistered, lake_status
+        from tracehouse.lake import adopt_unregistered, lake_status, spool_status
 
         if not lake.is_dir():
             raise typer.BadParameter(f"no lake folder at {lake}", param_hint="--lake")
@@ -62,5 +70,23 @@ def register(app: typer.Typer) -> None:
             f"quarantined {totals['quarantined']:,}"
             + ("" if not bad else f"; {len(bad)} day(s) do NOT reconcile")
         )
-        if bad:
+        spool = spool_status(lake).to_pylist()
+        stuck = False
+        if spool:
+            spooled = sum(r["rows"] for r in spool)
+            files = sum(r["files"] for r in spool)
+            oldest = max(r["oldest_age_s"] for r in spool)
+            stuck = oldest > spool_grace_seconds or any(r["dataset"] == "unreadable"
+                                                        for r in spool)
+            by = ", ".join(f"{r['dataset']}/{r['source']}: {r['rows']:,} in {r['files']} "
+                           f"file(s)" for r in spool)
+            console.print(
+                f"spool: {spooled:,} row(s) acknowledged but not yet in the lake "
+                f"({files} file(s), oldest {oldest:,.0f} s; {by})"
+                + ("; NOT reconciled: the spool is stuck (a receiver that is not running "
+                   "replays it at start; see its log)" if stuck else "; in flight")
+            )
+        else:
+            console.print("spool: empty (every acknowledged row is in the lake)")
+        if bad or stuck:
             raise typer.Exit(1)

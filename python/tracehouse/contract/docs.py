@@ -61,6 +61,16 @@ COLUMN_DOCS: Final[dict[str, str]] = {
     "relevant_chunk_ids": "Chunks judged relevant: the ground truth for retrieval hit rate.",
     "required_tools": "Tools the answer needed.",
     "failure_category": "Failure taxonomy code, or null when the answer is good.",
+    "annotation_kind": "label (the default when null), promotion (into eval_dataset_id) or "
+    "eval_result (one example's result of a candidate eval run, never a production label).",
+    "note_redacted": "Free-text note of the annotator (the label's note, the promotion's reason), "
+    "personal data masked.",
+    "eval_run_id": "The candidate eval run an eval_result belongs to.",
+    "candidate_versions": "Versions the candidate run replayed, as dim=value (e.g. "
+    "prompt_version=support-v16).",
+    "retrieval_hit": "Eval result: a judged-relevant chunk reached the model.",
+    "cost_usd": "Eval result: cost of the candidate's answer in USD.",
+    "latency_ms": "Eval result: the candidate's end-to-end latency in ms.",
 }
 
 ATTRIBUTE_DOCS: Final[dict[str, str]] = {

@@ -68,6 +68,10 @@ FAILURE_CATEGORIES: Final = (
     "route_model_mismatch",
     "context_truncation",
 )
+# What an annotation is (additive optional column `annotation_kind`; null means `label`):
+# a label of the production answer, a promotion into an eval set, or one example's result of a
+# candidate eval run (never a label of the production answer).
+ANNOTATION_KINDS: Final = ("label", "promotion", "eval_result")
 # Enum-valued attribute keys (documented in the contract's span-type table).
 ENTRYPOINTS: Final = ("chat", "api", "workflow", "background")
 FINAL_STATUSES: Final = ("success", "degraded", "blocked", "failed")
@@ -321,6 +325,14 @@ ANNOTATIONS_SCHEMA: Final = pa.schema(
         _f("relevant_chunk_ids", pa.list_(pa.string()), False),
         _f("required_tools", pa.list_(pa.string()), False),
         _f("failure_category", pa.string(), False),
+        # Additive optional columns of v1 (review workflow and eval runs, docs/review.md).
+        _f("annotation_kind", pa.string(), False),
+        _f("note_redacted", pa.string(), False),
+        _f("eval_run_id", pa.string(), False),
+        _f("candidate_versions", pa.list_(pa.string()), False),
+        _f("retrieval_hit", pa.bool_(), False),
+        _f("cost_usd", pa.float64(), False),
+        _f("latency_ms", pa.float64(), False),
     ]
 )
 
@@ -366,7 +378,7 @@ ANNOTATIONS: Final = DatasetSpec(
     schema=ANNOTATIONS_SCHEMA,
     id_column="annotation_id",
     time_column="label_time",
-    enums={"failure_category": FAILURE_CATEGORIES},
+    enums={"failure_category": FAILURE_CATEGORIES, "annotation_kind": ANNOTATION_KINDS},
     unit_interval=("correctness", "groundedness", "citation_quality", "completeness"),
 )
 

@@ -1,6 +1,8 @@
 """Split an incoming Arrow table into contract-exact accepted rows and rejected rows.
 
-The checks run as one vectorised DuckDB query over the whole batch: every column is cast with
+The checks (types, required values, enums, ids, order of times, the plausible window of every
+timestamp: :data:`PLAUSIBLE_SINCE` to the landing time + :data:`PLAUSIBLE_AHEAD`) run as one
+vectorised DuckDB query over the whole batch: every column is cast with
 ``TRY_CAST`` once, every rule is a boolean expression, and each rejected row carries a
 ``reject_reason`` that lists every rule it broke, joined by ``"; "``.
 """
@@ -8,7 +10,7 @@ The checks run as one vectorised DuckDB query over the whole batch: every column
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -23,6 +25,18 @@ from tracehouse.contract.schemas import (
 )
 
 REJECT_REASON = "reject_reason"
+
+# The plausible window of every contract timestamp (event_time, end_time, label_time and a sent
+# ingest_time): from 2000-01-01 UTC to the landing time plus a week of clock skew. A row outside
+# it is quarantined with the reason "<column> outside the plausible window"; it could never be a
+# real LLM event, and far-future values would break the writer's day split and every mart.
+PLAUSIBLE_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+PLAUSIBLE_AHEAD = timedelta(days=7)
+
+
+def plausible_window(ingest_time: datetime) -> tuple[datetime, datetime]:
+    """(earliest, latest) timestamp a row landed at ``ingest_time`` may carry."""
+    return PLAUSIBLE_SINCE, ingest_time.astimezone(UTC) + PLAUSIBLE_AHEAD
 
 _DUCKDB_TYPES: dict[str, str] = {
     "string": "VARCHAR",
@@ -95,7 +109,9 @@ def _as_text(name: str, source_type: pa.DataType) -> str:
     return f"CAST({_q(name)} AS VARCHAR)"
 
 
-def _rules(spec: DatasetSpec, present: dict[str, pa.DataType]) -> list[tuple[str, str]]:
+def _rules(
+    spec: DatasetSpec, present: dict[str, pa.DataType], window: tuple[datetime, datetime]
+) -> list[tuple[str, str]]:
     """(condition that marks a row bad, reason) pairs over the cast columns ``__c_<name>``."""
     rules: list[tuple[str, str]] = []
     required = set(spec.required_columns)
@@ -139,6 +155,16 @@ def _rules(spec: DatasetSpec, present: dict[str, pa.DataType]) -> list[tuple[str
                     f"malformed {name}",
                 )
             )
+    since, until = (_lit(t.isoformat()) + "::TIMESTAMPTZ" for t in window)
+    for f in spec.schema:
+        if f.name in present and pa.types.is_timestamp(f.type):
+            rules.append(
+                (
+                    f"__c_{f.name} < {since} OR __c_{f.name} > {until}",
+                    f"{f.name} outside the plausible window "
+                    f"[{window[0]:%Y-%m-%d}, landing + {PLAUSIBLE_AHEAD.days} days]",
+                )
+            )
     if {"event_time", "end_time"} <= present.keys() and "end_time" in spec.schema.names:
         rules.append(("__c_end_time < __c_event_time", "end before start"))
     if "duration_ms" in present:
@@ -175,7 +201,7 @@ def validate_table(
     casts = [
         f"{_cast_expr(f.name, present.get(f.name), f.type)} AS __c_{f.name}" for f in spec.schema
     ]
-    rules = _rules(spec, present)
+    rules = _rules(spec, present, plausible_window(ingest_time))
     reason = (
         "concat_ws('; ', " + ", ".join(f"CASE WHEN {c} THEN {_lit(r)} END" for c, r in rules) + ")"
         if rules
@@ -243,3 +269,21 @@ def validate_table(
         rejected=rejected,
         dropped_columns=dropped,
     )
+
+
+def render_as_text(table: pa.Table) -> pa.Table:
+    """Every column of ``table`` rendered as text (JSON for nested values), as the quarantine
+    keeps rows whose types cannot be trusted; the column names and row order are kept."""
+    if table.num_columns == 0:
+        return table
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("t", table)
+        cols = [
+            f"{_as_text(n, t)} AS {_q(n)}"
+            for n, t in zip(table.schema.names, table.schema.types, strict=True)
+        ]
+        return con.sql(f"SELECT {', '.join(cols)} FROM t").to_arrow_table()
+    finally:
+        con.close()

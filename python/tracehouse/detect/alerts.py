@@ -35,6 +35,7 @@ import pyarrow as pa
 from tracehouse.contract.schemas import TIMESTAMP
 from tracehouse.detect.attribution import cause_name
 from tracehouse.detect.changes import Change
+from tracehouse.detect.evidence import top_group
 from tracehouse.detect.segments import ALL, overlaps, parse_segment
 
 ALERTS_SCHEMA = pa.schema(
@@ -46,6 +47,8 @@ ALERTS_SCHEMA = pa.schema(
         pa.field("grain", pa.string()),
         pa.field("segment_key", pa.string()),
         pa.field("change_at", TIMESTAMP),
+        pa.field("value_before", pa.float64()),
+        pa.field("value_after", pa.float64()),
         pa.field("relative_change", pa.float64()),
         pa.field("traffic_share", pa.float64()),
         pa.field("message", pa.string()),
@@ -110,7 +113,9 @@ def describe(c: Change) -> str:
     """Return `metric before -> after (+x%) in segment from <date>`."""
     rel = c.relative_change
     pct = f" ({rel:+.0%})" if math.isfinite(rel) else ""
-    when = c.change_at.strftime("%Y-%m-%d" if c.grain == "day" else "%Y-%m-%dT%H:%MZ")
+    at_midnight = (c.change_at.hour, c.change_at.minute) == (0, 0)
+    located = c.grain != "day" or not at_midnight  # a daily change located to the hour
+    when = c.change_at.strftime("%Y-%m-%dT%H:%MZ" if located else "%Y-%m-%d")
     return (
         f"{c.metric} {format_value(c.metric, c.value_before)} -> "
         f"{format_value(c.metric, c.value_after)}{pct} in {c.segment_key} from {when}"
@@ -118,8 +123,10 @@ def describe(c: Change) -> str:
 
 
 def _cause_with(c: Change, dims: Sequence[str]) -> str | None:
+    """The first suspect (or one tied with it) of one of these dimensions, if any."""
+    top = set(top_group(c.suspected_causes))
     for cause in c.suspected_causes:
-        if cause_name(cause).split("=", 1)[0] in dims:
+        if cause_name(cause) in top and cause_name(cause).split("=", 1)[0] in dims:
             return cause
     return None
 
@@ -246,6 +253,8 @@ def alerts_table(alerts: Sequence[Alert], run_id: str) -> pa.Table:
                 "grain": c.grain,
                 "segment_key": c.segment_key,
                 "change_at": c.change_at,
+                "value_before": c.value_before,
+                "value_after": c.value_after,
                 "relative_change": c.relative_change,
                 "traffic_share": a.traffic_share,
                 "message": a.message,

@@ -155,6 +155,47 @@ def _scope_rank(scope: str, segment: str) -> int | None:
     return 2 if overlaps(scope, segment) else None
 
 
+def prior_key(v: Version, segment_key: str, change_at: datetime, stage: frozenset[str],
+              period: timedelta) -> tuple[int, int, int, float, str, str] | None:
+    """The timing-and-stage prior's sort key of a candidate (None: its scope cannot apply)."""
+    rank = _scope_rank(v.scope_key, segment_key)
+    if rank is None:
+        return None
+    distance = abs((v.first_seen_at - change_at).total_seconds())
+    bucket = int(distance // period.total_seconds())
+    return (bucket, _stage_rank(v.dimension, stage), rank, distance, v.dimension, v.value)
+
+
+def candidates(
+    segment_key: str,
+    change_at: datetime,
+    versions: Sequence[Version],
+    *,
+    grain: str = "day",
+    metric: str | None = None,
+) -> list[tuple[tuple[int, int, int, float, str, str], Version]]:
+    """Return the versions first seen near the change in an overlapping scope, in prior order.
+
+    A version listed under several scopes appears once, at its best prior rank.
+    """
+    stage = stage_dimensions(metric, segment_key)
+    period = GRAIN_PERIOD.get(grain, timedelta(days=1))
+    if change_at.tzinfo is None:
+        change_at = change_at.replace(tzinfo=UTC)
+    lo, hi = change_at - PERIODS_BEFORE * period, change_at + PERIODS_AFTER * period
+    best: dict[tuple[str, str], tuple[tuple[int, int, int, float, str, str], Version]] = {}
+    for v in versions:
+        if not lo <= v.first_seen_at < hi:
+            continue
+        key = prior_key(v, segment_key, change_at, stage, period)
+        if key is None:
+            continue
+        name = (v.dimension, v.value)
+        if name not in best or key < best[name][0]:
+            best[name] = (key, v)
+    return sorted(best.values(), key=lambda kv: kv[0])
+
+
 def suspected_causes(
     segment_key: str,
     change_at: datetime,
@@ -164,29 +205,12 @@ def suspected_causes(
     limit: int = MAX_CAUSES,
     metric: str | None = None,
 ) -> list[str]:
-    """Return the ranked suspected causes of a change in `segment_key` starting at `change_at`.
+    """Return the suspected causes of a change in `segment_key` starting at `change_at`, in the
+    timing-and-stage prior's order (the job re-ranks them by evidence: `detect.evidence`).
 
     With `metric`, versions of the stage that produces it rank first among equally close ones.
     """
-    stage = stage_dimensions(metric, segment_key)
-    period = GRAIN_PERIOD.get(grain, timedelta(days=1))
-    if change_at.tzinfo is None:
-        change_at = change_at.replace(tzinfo=UTC)
-    lo, hi = change_at - PERIODS_BEFORE * period, change_at + PERIODS_AFTER * period
-    best: dict[tuple[str, str], tuple[tuple[int, int, int, float, str], Version]] = {}
-    for v in versions:
-        if not lo <= v.first_seen_at < hi:
-            continue
-        rank = _scope_rank(v.scope_key, segment_key)
-        if rank is None:
-            continue
-        distance = abs((v.first_seen_at - change_at).total_seconds())
-        bucket = int(distance // period.total_seconds())
-        key = (bucket, _stage_rank(v.dimension, stage), rank, distance, v.dimension)
-        name = (v.dimension, v.value)
-        if name not in best or key < best[name][0]:
-            best[name] = (key, v)
-    ranked = sorted(best.values(), key=lambda kv: (kv[0], kv[1].value))
+    ranked = candidates(segment_key, change_at, versions, grain=grain, metric=metric)
     return [format_cause(v) for _, v in ranked[:limit]]
 
 

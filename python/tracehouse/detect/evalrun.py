@@ -28,7 +28,9 @@ class EvalRun:
             head += (
                 f" recall {s.recall:.2f} ({len(s.judged)} incidents)"
                 f"  precision {s.precision:.2f} (explained {s.explained_precision:.2f})"
-                f"  attribution {s.attribution:.2f}  median delay {s.median_delay_hours:+.1f} h"
+                f"  top-1 {s.attribution:.2f} (listed {s.cause_listed:.2f})"
+                f"  location {s.median_location_error_hours:.1f} h"
+                f"  to alert {s.median_time_to_alert_hours:.0f} h"
             )
         return (
             f"{head}  {s.change_points} change points, {s.false_points} false over "

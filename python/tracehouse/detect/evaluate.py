@@ -22,8 +22,15 @@ Definitions (docs/detection.md):
   `side_effects` (a metric the injected mechanism also moves, in a segment overlapping the one
   it moves in: a smaller model is also faster). Side effects never *find* an incident.
   **Precision** = change points that belong to some incident / change points.
-* **Attribution** = found incidents with a cause, one of whose belonging change points names
-  the cause (`dim=value`) among its suspected causes / found incidents with a cause.
+* **Top-1 attribution** (`attribution`) = found incidents with a cause whose main finding
+  change point (`main_change_point`: of the paging metric, the first listed, if it finds the
+  incident; the highest `score`) names the cause first, or in the group tied first
+  (`evidence.top_group`) / found incidents with a cause. **Cause listed** (a diagnostic, the
+  former attribution): the cause is named anywhere among a belonging change point's suspects.
+* **Location error**: hours from that change point's `change_at` to the rollout
+  `[start, full_time]` of the truth (0 anywhere in a canary's ramp).
+* **Time to alert**: hours from the start to the earliest `alert_time` of a finding change
+  point: the end of the third period of its new regime (the detector's shortest regime).
 * **Delay** of a found incident: `change_at - start` of its earliest finding change point, in
   hours (a daily job reports the change once that period is complete, one day later at most).
 * **Explained precision** (a diagnostic, not a target): change points that belong to some
@@ -46,10 +53,12 @@ from pathlib import Path
 from typing import Any
 
 from tracehouse.detect.attribution import cause_name
+from tracehouse.detect.evidence import top_group
 from tracehouse.detect.segments import overlaps
 
 DAY = timedelta(days=1)
 MIN_DAYS_AFTER = 3
+MIN_REGIME = 3  # the detector's shortest regime, in periods
 PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 
 
@@ -65,6 +74,18 @@ class Incident:
     #: (segment, metric) pairs the mechanism also moves (the truth's `side_effects`): they
     #: belong to the incident (precision) but do not find it (recall).
     side_effects: list[tuple[str, str]] = field(default_factory=list)
+    #: When the cause reached all its traffic (a canary: hours after `start`; else `start`).
+    full: datetime | None = None
+    #: Versions that shipped within minutes of the cause and do nothing.
+    shipped_with: list[str] = field(default_factory=list)
+
+    def location_error_hours(self, at: datetime) -> float:
+        """Hours from `at` to the rollout `[start, full]` (0 inside: any point of a canary's
+        ramp is a right location)."""
+        full = self.full or self.start
+        if at < self.start:
+            return (self.start - at).total_seconds() / 3600.0
+        return max((at - full).total_seconds(), 0.0) / 3600.0
 
     @property
     def metrics(self) -> set[str]:
@@ -97,7 +118,9 @@ def incidents_from_truth(rows: Sequence[dict[str, Any]]) -> list[Incident]:
         if inc is None:
             start = _ts(r["start_time"])
             assert start is not None
-            inc = out[name] = Incident(name, start, _ts(r.get("end_time")), r.get("cause"))
+            inc = out[name] = Incident(name, start, _ts(r.get("end_time")), r.get("cause"),
+                                       full=_ts(r.get("full_time")) or start,
+                                       shipped_with=list(r.get("shipped_with") or []))
         inc.entries.append((str(r.get("segment") or "all"), direction))
         for side in r.get("side_effects") or []:
             inc.side_effects.append((str(side.get("segment") or "all"), str(side["metric"])))
@@ -154,6 +177,27 @@ def belongs(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
     return any(overlaps(cp["segment_key"], seg) for seg in inc.segments)
 
 
+def main_change_point(hits: Sequence[dict[str, Any]], inc: Incident) -> dict[str, Any] | None:
+    """The finding change point a person reads first: of the incident's paging metric (the
+    first metric of its first entry: what an on-call engineer is paged on) if one finds it,
+    else of any of its metrics; the most certain (highest `score`) of those."""
+    if not hits:
+        return None
+    paging = next(iter(inc.entries[0][1]), None) if inc.entries else None
+    pool = [cp for cp in hits if cp["metric"] == paging] or list(hits)
+    return max(pool, key=lambda cp: float(cp.get("score") or 0.0))
+
+
+def alert_time(cp: dict[str, Any]) -> datetime:
+    """When the change point could first be raised: the end of the `MIN_REGIME`-th period of
+    its new regime (the detector's shortest regime), periods of the series' grain (a daily
+    change located to the hour still needs its days)."""
+    period = PERIOD.get(cp.get("grain") or "day", DAY)
+    at = _at(cp)
+    at = _day_floor(at) if period == DAY else at.replace(minute=0, second=0, microsecond=0)
+    return at + MIN_REGIME * period
+
+
 def _day_floor(t: datetime) -> datetime:
     return t.replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -184,9 +228,17 @@ class IncidentScore:
     found: bool
     judged: bool
     delay_hours: float | None
-    attributed: bool | None  # None: no cause to attribute
+    attributed: bool | None  # None: no cause to attribute (top-1: see `score`)
     change_points: int
     unjudged: str | None = None  # "too recent" / "too short", or None when judged
+    #: The cause is named anywhere among the suspects of a belonging change point.
+    cause_listed: bool | None = None
+    #: Hours from the most certain finding change point's `change_at` to the rollout.
+    location_error_hours: float | None = None
+    #: Hours from the start until a detector could first raise it (see `alert_time`).
+    time_to_alert_hours: float | None = None
+    #: The first suspect (with its tied group) of the most certain finding change point.
+    first_suspect: str | None = None
 
 
 @dataclass
@@ -226,6 +278,26 @@ class DetectionScore:
         return sum(bool(i.attributed) for i in judged) / len(judged)
 
     @property
+    def cause_listed(self) -> float:
+        """Share of found incidents with a cause named anywhere among their suspects."""
+        judged = [i for i in self.judged if i.found and i.cause_listed is not None]
+        if not judged:
+            return math.nan
+        return sum(bool(i.cause_listed) for i in judged) / len(judged)
+
+    @property
+    def median_location_error_hours(self) -> float:
+        """Median location error of found incidents, in hours (NaN if none found)."""
+        errs = [i.location_error_hours for i in self.judged if i.location_error_hours is not None]
+        return statistics.median(errs) if errs else math.nan
+
+    @property
+    def median_time_to_alert_hours(self) -> float:
+        """Median time to alert of found incidents, in hours (NaN if none found)."""
+        t = [i.time_to_alert_hours for i in self.judged if i.time_to_alert_hours is not None]
+        return statistics.median(t) if t else math.nan
+
+    @property
     def median_delay_hours(self) -> float:
         """Median `change_at - start` of found incidents, in hours (NaN if none found)."""
         delays = [i.delay_hours for i in self.judged if i.delay_hours is not None]
@@ -260,6 +332,10 @@ class DetectionScore:
             "explained_precision": self.explained_precision,
             "collateral_points": self.collateral,
             "attribution": self.attribution,
+            "top1_attribution": self.attribution,
+            "cause_listed": self.cause_listed,
+            "median_location_error_hours": self.median_location_error_hours,
+            "median_time_to_alert_hours": self.median_time_to_alert_hours,
             "median_delay_hours": self.median_delay_hours,
             "change_points": self.change_points,
             "false_points": self.false_points,
@@ -277,6 +353,10 @@ class DetectionScore:
                     "unjudged": i.unjudged,
                     "delay_hours": i.delay_hours,
                     "attributed": i.attributed,
+                    "first_suspect": i.first_suspect,
+                    "cause_listed": i.cause_listed,
+                    "location_error_hours": i.location_error_hours,
+                    "time_to_alert_hours": i.time_to_alert_hours,
                     "change_points": i.change_points,
                 }
                 for i in self.incidents
@@ -306,16 +386,21 @@ def score(
     for inc in incidents:
         mine = per[inc.name]
         hits = [cp for cp in change_points if finds(cp, inc)]
-        delay = None
+        delay = location = to_alert = None
+        main = main_change_point(hits, inc)
         if hits:
             first = min(_at(cp) for cp in hits)
             delay = (first - inc.start).total_seconds() / 3600.0
+            location = inc.location_error_hours(_at(main))  # type: ignore[arg-type]
+            to_alert = min((alert_time(cp) - inc.start).total_seconds() / 3600.0 for cp in hits)
         reason = _unjudged(inc, lake_end)
-        attributed = None
+        attributed = listed = None
+        top = top_group(main["suspected_causes"] or []) if main is not None else []
         if inc.cause:
-            attributed = any(
+            listed = any(
                 cause_name(c) == inc.cause for cp in mine for c in (cp["suspected_causes"] or [])
             )
+            attributed = inc.cause in top
         rows.append(
             IncidentScore(
                 name=inc.name,
@@ -328,6 +413,10 @@ def score(
                 delay_hours=delay,
                 attributed=attributed,
                 change_points=len(mine),
+                cause_listed=listed,
+                location_error_hours=location,
+                time_to_alert_hours=to_alert,
+                first_suspect=" = ".join(top) or None,
             )
         )
     return DetectionScore(

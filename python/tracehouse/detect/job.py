@@ -39,16 +39,19 @@ import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import CHANGE_POINTS_SCHEMA
 from tracehouse.detect.alerts import ALERTS_SCHEMA, evaluate_alerts
-from tracehouse.detect.attribution import Version, suspected_causes, versions_from_rows
+from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versions_from_rows
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
 from tracehouse.detect.changes import Change
 from tracehouse.detect.dedup import deduplicate
+from tracehouse.detect.evidence import ranked_causes, release_order
+from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
 
 MARTS = "marts"
 SERIES_TABLES = {"day": "metric_daily", "hour": "metric_hourly"}
 PERIOD = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 SEASON = {"day": 7, "hour": 24}
+HourlyReader = Callable[[Sequence[tuple[str, str]]], "Panel | None"]
 #: Metrics that are counts (detected on log scale, unweighted) rather than rates or means.
 COUNT_METRICS = frozenset({"request_count"})
 
@@ -57,7 +60,12 @@ COUNT_METRICS = frozenset({"request_count"})
 class DetectConfig:
     """Knobs of the job; the defaults are the documented behaviour."""
 
-    grains: tuple[str, ...] = ("day",)
+    grains: tuple[str, ...] = ("day", "hour")
+    #: The fast operational metrics also judged hour by hour (a tool outage alerts within hours).
+    hourly_metrics: frozenset[str] = frozenset({
+        "latency_p50_ms", "latency_p95_ms", "error_rate", "tool_timeout_rate",
+        "tool_error_rate", "guardrail_block_rate",
+    })
     #: Skip a series whose median denominator per period is below this.
     min_median_n: float = 30.0
     #: Skip a series with fewer periods holding data than this many seasonal periods.
@@ -123,8 +131,6 @@ def panel_from_table(table: pa.Table, grain: str) -> Panel:
     step = int(PERIOD[grain].total_seconds() * 1_000_000)
     ts = table["period_start"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
     t = ts.to_numpy(zero_copy_only=False).astype(np.int64)
-    metrics = np.asarray(table["metric"].to_pylist(), dtype=str)
-    segments = np.asarray(table["segment_key"].to_pylist(), dtype=str)
     if t.size == 0:
         empty = np.zeros((0, 0))
         return Panel(grain, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0, object),
@@ -132,8 +138,14 @@ def panel_from_table(table: pa.Table, grain: str) -> Panel:
     t0 = (t.min() // step) * step
     col = (t - t0) // step
     length = int(col.max()) + 1
-    keys = np.char.add(np.char.add(metrics, "\x1f"), segments)
-    uniq, row = np.unique(keys, return_inverse=True)
+    keys = pc.binary_join_element_wise(table["metric"], table["segment_key"], "\x1f")
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    order = np.argsort(dictionary)
+    uniq = dictionary[order]
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    row = rank[encoded.indices.to_numpy(zero_copy_only=False)]
     value = np.full((uniq.size, length), np.nan)
     n = np.zeros((uniq.size, length))
     v = table["value"].to_numpy(zero_copy_only=False).astype(np.float64)
@@ -309,15 +321,95 @@ def segment_means(panel: Panel, metric: str) -> dict[str, float]:
 # --- the job -----------------------------------------------------------------------------
 
 
+def locate_hours(changes: Sequence[Change], hourly: Panel | None) -> int:
+    """Move each daily change's `change_at` to the hour it started, where the hourly series can
+    say it (`detect.locate`); return how many moved."""
+    if hourly is None or hourly.periods.size == 0:
+        return 0
+    rows = hourly.index_of()
+    moved = 0
+    for c in changes:
+        r = rows.get((c.metric, c.segment_key))
+        if c.grain != "day" or c.metric in COUNT_METRICS or r is None:
+            continue
+        at = refine(c, hourly.periods, hourly.value[r], hourly.n[r])
+        if at is not None:
+            c.change_at = at
+            moved += 1
+    return moved
+
+
+#: Quantile of each percentile metric: an hourly percentile is judged only where an hour holds
+#: `PERCENTILE_TAIL` observations beyond it (p95: 200 a hour), else it is mostly noise.
+PERCENTILES = {"latency_p95_ms": 0.95, "latency_p50_ms": 0.5}
+PERCENTILE_TAIL = 10.0
+
+
+def hourly_eligible(panel: Panel, config: DetectConfig) -> np.ndarray:
+    """The hourly series judged: fast operational metrics only, percentiles with enough tail."""
+    mask = np.isin(panel.metrics.astype(str), sorted(config.hourly_metrics))
+    if panel.n.size == 0:
+        return mask
+    med = np.median(panel.n, axis=1)
+    for metric, q in PERCENTILES.items():
+        rows = panel.metrics.astype(str) == metric
+        mask &= ~rows | (med * (1.0 - q) >= PERCENTILE_TAIL)
+    return mask
+
+
+#: An hourly and a daily change of one metric and direction this close are one change.
+SAME_CHANGE = timedelta(days=2)
+
+
+def merge_grains(changes: Sequence[Change]) -> list[Change]:
+    """Report a change found at both grains once.
+
+    In the same segment the hourly change is kept (it can alert within hours and is located
+    by its own grain) and the daily one dropped. Where they live in different segments both
+    stay: the hourly one is the early alert (often in a broad segment such as `all`, which has
+    the traffic to judge hour by hour), the daily one names the segment that drives it.
+    """
+    daily = [c for c in changes if c.grain == "day"]
+    drop: set[int] = set()
+    for h in (c for c in changes if c.grain == "hour"):
+        for d in daily:
+            if (d.metric == h.metric and d.direction == h.direction
+                    and abs(d.change_at - h.change_at) <= SAME_CHANGE
+                    and d.segment_key == h.segment_key):
+                drop.add(id(d))
+    return [c for c in changes if id(c) not in drop]
+
+
+def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object) -> None:
+    """Fill each change's suspected causes: the versions first seen near it (the timing prior),
+    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only)."""
+    releases = release_order(versions)
+    for c in changes:
+        # day-sized window at either grain: a canary starts hours before its step
+        cands = candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric)
+        c.suspected_causes = ranked_causes(con, c.metric, c.segment_key, c.change_at,
+                                           ranked_candidates=cands, releases=releases,
+                                           limit=MAX_CAUSES)
+
+
 def find_changes(
-    panels: list[Panel], versions: list[Version], config: DetectConfig | None = None
+    panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
+    *, hourly: Panel | HourlyReader | None = None, con: object = None,
 ) -> tuple[list[Change], int, int, int]:
-    """Return (distinct changes with causes, raw change count, series total, series judged)."""
+    """Return (distinct changes with causes, raw change count, series total, series judged).
+
+    `hourly` (the `metric_hourly` panel, or a function reading the hourly series of the given
+    (metric, segment) pairs; default: the hour panel among `panels`) locates daily changes to
+    the hour; `con` (a DuckDB
+    connection to the warehouse) gives the per-trace evidence that ranks suspected causes.
+    """
     config = config or DetectConfig()
     raw: list[Change] = []
     total = checked = 0
     for panel in panels:
         mask = eligible(panel, config)
+        if panel.grain == "hour":
+            mask &= hourly_eligible(panel, config)
         total += int(mask.size)
         checked += int(mask.sum())
         found = detect_panel(panel, mask, config)
@@ -331,9 +423,13 @@ def find_changes(
             decompose(panel, cluster, at)
 
     kept = deduplicate(raw, measure)
-    for c in kept:
-        c.suspected_causes = suspected_causes(c.segment_key, c.change_at, versions,
-                                               grain=c.grain, metric=c.metric)
+    if callable(hourly):  # read the hourly series of the daily changes only
+        hourly = hourly([(c.metric, c.segment_key) for c in kept if c.grain == "day"])
+    elif hourly is None:
+        hourly = by_grain.get("hour")
+    locate_hours(kept, hourly)
+    kept = merge_grains(kept)
+    attribute_changes(kept, versions, con)
     return kept, len(raw), total, checked
 
 
@@ -351,16 +447,35 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def read_panels(con: duckdb.DuckDBPyConnection, grains: tuple[str, ...]) -> list[Panel]:
-    """Return the panels of the grains whose series table exists in the warehouse."""
+def read_panels(
+    con: duckdb.DuckDBPyConnection, grains: tuple[str, ...], *,
+    metrics: dict[str, frozenset[str]] | None = None,
+    series: Sequence[tuple[str, str]] | None = None,
+) -> list[Panel]:
+    """Return the panels of the grains whose series table exists in the warehouse.
+
+    `metrics` narrows a grain to those metrics; `series` reads only these (metric, segment).
+    """
     panels = []
     for grain in grains:
         name = SERIES_TABLES[grain]
         if not _table_exists(con, name):
             continue
+        where = f"grain = '{grain}'"
+        only = (metrics or {}).get(grain)
+        if only is not None:
+            where += " and metric in (" + ", ".join(f"'{m}'" for m in sorted(only)) + ")"
+        if series is not None:
+            if not series:
+                continue
+            pairs = ", ".join(
+                "('" + m.replace("'", "''") + "', '" + g.replace("'", "''") + "')"
+                for m, g in sorted(set(series))
+            )
+            where += f" and (metric, segment_key) in ({pairs})"
         table = con.sql(
             f"select metric, grain, period_start, segment_key, value, n from {MARTS}.{name} "
-            f"where grain = '{grain}'"
+            f"where {where}"
         ).to_arrow_table()
         panels.append(panel_from_table(table, grain))
     return panels
@@ -382,10 +497,16 @@ def detect_tables(
     versions: list[Version],
     run_id: str,
     config: DetectConfig | None = None,
+    *,
+    hourly: Panel | HourlyReader | None = None,
+    con: object = None,
 ) -> DetectionResult:
-    """Run detection, dedup, attribution and alerting on in-memory panels; write nothing."""
+    """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
+
+    `hourly` and `con`: see `find_changes`.
+    """
     started = time.perf_counter()
-    changes, raw, total, checked = find_changes(panels, versions, config)
+    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con)
     day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
     alerts = evaluate_alerts(
         changes,
@@ -447,7 +568,7 @@ def run_detection(
     con = duckdb.connect(str(db), read_only=not write)
     try:
         con.execute("set TimeZone = 'UTC'").fetchall()
-        panels = read_panels(con, config.grains)
+        panels = read_panels(con, config.grains, metrics={"hour": config.hourly_metrics})
         if not panels:
             empty = DetectionResult(
                 run_id=run_id,
@@ -459,7 +580,13 @@ def run_detection(
                 write_tables(con, empty)
             return empty
         versions = read_versions(con)
-        result = detect_tables(panels, versions, run_id, config)
+        trace_reader = con if _table_exists(con, "fct_requests") else None
+
+        def hourly_of(series: Sequence[tuple[str, str]]) -> Panel | None:
+            return next(iter(read_panels(con, ("hour",), series=series)), None)
+
+        result = detect_tables(panels, versions, run_id, config, hourly=hourly_of,
+                               con=trace_reader)
         if write:
             write_tables(con, result)
     finally:

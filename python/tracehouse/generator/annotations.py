@@ -98,4 +98,6 @@ def build_annotations(world: World, tr: DayTraces) -> pa.Table:
         "required_tools": list_array(t_offs, labels(TOOL_NAMES, t_flat)),
         "failure_category": labels(CATEGORIES, np.maximum(cat, 0), wrong),
     }
-    return pa.table([cols[f.name] for f in ANNOTATIONS_SCHEMA], schema=ANNOTATIONS_SCHEMA)
+    # optional columns the generator does not produce (review workflow, eval runs) are null
+    return pa.table([cols.get(f.name, pa.nulls(k, f.type)) for f in ANNOTATIONS_SCHEMA],
+                    schema=ANNOTATIONS_SCHEMA)

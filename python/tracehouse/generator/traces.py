@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -93,8 +93,10 @@ AVAILABLE: Final = np.array(
 )
 N_AVAILABLE: Final = AVAILABLE.sum(axis=1)
 AVAILABLE_IDX: Final = np.array(
-    [[TOOL[x] for x in TOOLS_AVAILABLE[t]] + [0] * (len(TOOL_NAMES) - len(TOOLS_AVAILABLE[t]))
-     for t in TASK_TYPES]
+    [
+        [TOOL[x] for x in TOOLS_AVAILABLE[t]] + [0] * (len(TOOL_NAMES) - len(TOOLS_AVAILABLE[t]))
+        for t in TASK_TYPES
+    ]
 )
 SYSTEM_TOKENS: Final = np.array([520, 430, 560, 380, 450])  # per task type's template
 P_CALL: Final = np.array([MODELS[m].tool_call_prob for m in MODEL_NAMES])
@@ -103,8 +105,13 @@ MS_PER_TOKEN: Final = np.array([MODELS[m].ms_per_output_token for m in MODEL_NAM
 TTFT: Final = np.array([MODELS[m].ttft_ms for m in MODEL_NAMES])
 TOOL_MEDIAN: Final = np.array([TOOLS[t].median_ms for t in TOOL_NAMES])
 TOOL_TIMEOUT: Final = np.array([TOOLS[t].timeout_ms for t in TOOL_NAMES])
-VALIDATOR_MS: Final = {"policy": 35.0, "citation_check": 18.0, "json_schema": 4.0,
-                       "pii_filter": 16.0, "formatter": 3.0}
+VALIDATOR_MS: Final = {
+    "policy": 35.0,
+    "citation_check": 18.0,
+    "json_schema": 4.0,
+    "pii_filter": 16.0,
+    "formatter": 3.0,
+}
 
 
 @dataclass
@@ -119,13 +126,15 @@ class DayTraces:
         return self.v[key]
 
 
-def _lognormal(rng: np.random.Generator, median: float | np.ndarray, sigma: float,
-               size: int | tuple[int, ...]) -> np.ndarray:
+def _lognormal(
+    rng: np.random.Generator, median: float | np.ndarray, sigma: float, size: int | tuple[int, ...]
+) -> np.ndarray:
     return np.asarray(median) * np.exp(rng.normal(0.0, sigma, size))
 
 
-def incident_mask(world: World, kind: str, t0: np.ndarray, seg: dict[str, np.ndarray],
-                  value: str | None = None) -> np.ndarray:
+def incident_mask(
+    world: World, kind: str, t0: np.ndarray, seg: dict[str, np.ndarray], value: str | None = None
+) -> np.ndarray:
     """Traces affected by an active incident of ``kind`` (optionally only with this value)."""
     out = np.zeros(len(t0), bool)
     for inc in world.active_incidents():
@@ -138,9 +147,10 @@ def incident_mask(world: World, kind: str, t0: np.ndarray, seg: dict[str, np.nda
     return out
 
 
-def simulate_day(world: World, day: date, n: int) -> DayTraces:
-    """Draw ``n`` traces of ``day``: their routing, stages, timings, tokens and outcomes."""
-    rng = rng_for(world.seed, "traces", day.toordinal())
+def _population(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Who sends what (tenant, task, intent, route, entrypoint, locale, user) and the model the
+    route serves (a downgraded route serves the small model)."""
+    day, n = state["day"], state["n"]
     seed, dayk = world.seed, day.toordinal()
     idx = np.arange(n, dtype=np.int64)
     t0 = start_times(rng, day, n)
@@ -160,8 +170,29 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     model = ROUTE_MODEL[route].copy()
     downgrade = incident_mask(world, "route_downgrade", t0, seg)
     model[downgrade] = MODEL["atlas-small"]
+    state.update(
+        seed=seed,
+        dayk=dayk,
+        idx=idx,
+        t0=t0,
+        tenant=tenant,
+        tier=tier,
+        task=task,
+        intent=intent,
+        route=route,
+        entry=entry,
+        locale=locale,
+        user=user,
+        in_experiment=in_experiment,
+        seg=seg,
+        model=model,
+        downgrade=downgrade,
+    )
 
-    # ---- failures before or at the first model pass
+
+def _failures(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Failures before or at the first model pass, and which optional stages run."""
+    n, task = state["n"], state["task"]
     u = rng.random((n, 8))
     req_timeout = u[:, 0] < 0.002
     llm_error = ~req_timeout & (u[:, 1] < 0.004)
@@ -171,8 +202,29 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     has_retrieval = np.isin(task, [TASK[t] for t in RAG_TASKS]) | (u[:, 3] < 0.35)
     has_planning = (N_AVAILABLE[task] > 0) & ~failed
     emb_cache_hit = has_retrieval & (u[:, 4] < 0.3)
+    state.update(
+        req_timeout=req_timeout,
+        llm_error=llm_error,
+        failed=failed,
+        has_rewrite=has_rewrite,
+        has_retrieval=has_retrieval,
+        has_planning=has_planning,
+        emb_cache_hit=emb_cache_hit,
+    )
 
-    # ---- retrieval, rerank, context assembly
+
+def _retrieval(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Retrieval, rerank and context assembly: what was found, kept and fit in the budget."""
+    (t0, seg, n, has_retrieval, seed, dayk, idx, task) = (
+        state["t0"],
+        state["seg"],
+        state["n"],
+        state["has_retrieval"],
+        state["seed"],
+        state["dayk"],
+        state["idx"],
+        state["task"],
+    )
     creep = incident_mask(world, "cost_creep", t0, seg)
     top_k = np.where(creep, 20, BASE_TOP_K)
     top_n = np.where(creep, 10, BASE_TOP_N)
@@ -195,13 +247,15 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     col_k = np.arange(K_MAX)[None, :]
     shifted = np.concatenate([others[:, :1], others[:, :-1]], axis=1)
     retrieved = np.where(
-        found[:, None] & (col_k == p_ret[:, None]), relevant[:, None],
+        found[:, None] & (col_k == p_ret[:, None]),
+        relevant[:, None],
         np.where(found[:, None] & (col_k > p_ret[:, None]), shifted, others),
     )
     col_n = np.arange(N_MAX)[None, :]
     sh_n = shifted[:, :N_MAX]
     selected = np.where(
-        kept[:, None] & (col_n == p_sel[:, None]), relevant[:, None],
+        kept[:, None] & (col_n == p_sel[:, None]),
+        relevant[:, None],
         np.where(kept[:, None] & (col_n > p_sel[:, None]), sh_n, others[:, :N_MAX]),
     )
     sel_valid = col_n < n_sel[:, None]
@@ -238,8 +292,49 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     hit = kept & (rel_code == -1)
     lost_to_budget = kept & (rel_code == 0)
     tok_context = (chunk_tokens * included).sum(axis=1)
+    state.update(
+        top_k=top_k,
+        top_n=top_n,
+        zero=zero,
+        acl=acl,
+        returned=returned,
+        found=found,
+        kept=kept,
+        n_sel=n_sel,
+        p_sel=p_sel,
+        relevant=relevant,
+        second_relevant=second_relevant,
+        retrieved=retrieved,
+        selected=selected,
+        sel_valid=sel_valid,
+        tok_tools=tok_tools,
+        budget=budget,
+        tok_system=tok_system,
+        tok_user=tok_user,
+        tok_history=tok_history,
+        chunk_tokens=chunk_tokens,
+        code=code,
+        included=included,
+        truncated=truncated,
+        n_included=n_included,
+        hit=hit,
+        lost_to_budget=lost_to_budget,
+        tok_context=tok_context,
+    )
 
-    # ---- tools
+
+def _tools(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Tool planning and calls: which tools were called, timeouts, errors and their durations."""
+    (task, intent, n, failed, model, has_planning, t0, seg) = (
+        state["task"],
+        state["intent"],
+        state["n"],
+        state["failed"],
+        state["model"],
+        state["has_planning"],
+        state["t0"],
+        state["seg"],
+    )
     required = REQUIRED[task, intent]
     needs_tool = required.any(axis=1)
     tu = rng.random((n, len(TOOL_NAMES)))
@@ -282,14 +377,59 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     call_ms = np.where(timed_out, timeout_ms + rng.uniform(0, 40, (n, 2)), call_ms)
     tool_failed = (timed_out | call_error).any(axis=1)
     tool_timeout = timed_out.any(axis=1)
+    state.update(
+        required=required,
+        needs_tool=needs_tool,
+        called=called,
+        wrong=wrong,
+        n_calls=n_calls,
+        s=s,
+        missing_required=missing_required,
+        call_tool=call_tool,
+        call_valid=call_valid,
+        timed_out=timed_out,
+        call_error=call_error,
+        call_error_kind=call_error_kind,
+        call_retries=call_retries,
+        timeout_ms=timeout_ms,
+        call_ms=call_ms,
+        tool_failed=tool_failed,
+        tool_timeout=tool_timeout,
+    )
 
-    # ---- model passes: tokens
+
+def _model_tokens(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """The model passes' tokens (input, cached, reasoning, output)."""
+    (
+        route,
+        n,
+        tok_user,
+        tok_context,
+        tok_tools,
+        tok_system,
+        tok_history,
+        model,
+        n_calls,
+        failed,
+    ) = (
+        state["route"],
+        state["n"],
+        state["tok_user"],
+        state["tok_context"],
+        state["tok_tools"],
+        state["tok_system"],
+        state["tok_history"],
+        state["model"],
+        state["n_calls"],
+        state["failed"],
+    )
     max_tokens = np.array([2048, 1024, 1024])[route]
     cache_hit = rng.random(n) < 0.55
     in1 = tok_system + tok_history + tok_tools + tok_context + tok_user
     cached1 = np.where(cache_hit, tok_system + tok_tools, 0)
-    reasoning1 = np.where((model == MODEL["atlas-large"]) & (rng.random(n) < 0.3),
-                          _lognormal(rng, 180.0, 0.7, n), 0).astype(np.int64)
+    reasoning1 = np.where(
+        (model == MODEL["atlas-large"]) & (rng.random(n) < 0.3), _lognormal(rng, 180.0, 0.7, n), 0
+    ).astype(np.int64)
     answer = np.exp(rng.normal(5.02, 0.86, n)).astype(np.int64) + 4
     out1 = np.where(n_calls > 0, 22 + 18 * n_calls + rng.integers(0, 12, n), answer) + reasoning1
     length1 = out1 > max_tokens
@@ -303,8 +443,39 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     length2 = has_llm2 & (out2 > max_tokens)
     out2 = np.minimum(out2, max_tokens)
     out1 = np.where(failed, 0, out1)
+    state.update(
+        max_tokens=max_tokens,
+        cache_hit=cache_hit,
+        in1=in1,
+        cached1=cached1,
+        reasoning1=reasoning1,
+        out1=out1,
+        length1=length1,
+        has_llm2=has_llm2,
+        result_tokens=result_tokens,
+        in2=in2,
+        cached2=cached2,
+        out2=out2,
+        length2=length2,
+    )
 
-    # ---- postprocess
+
+def _postprocess(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Postprocess validators: blocks, citations, JSON repair, PII, formatting, latent failures."""
+    (n, t0, seg, failed, has_retrieval, n_included, task, entry, tier, model, needs_tool, route) = (
+        state["n"],
+        state["t0"],
+        state["seg"],
+        state["failed"],
+        state["has_retrieval"],
+        state["n_included"],
+        state["task"],
+        state["entry"],
+        state["tier"],
+        state["model"],
+        state["needs_tool"],
+        state["route"],
+    )
     p = rng.random((n, 8))
     overfire = incident_mask(world, "guardrail_overfire", t0, seg)
     blocked = ~failed & (p[:, 0] < np.where(overfire, 0.18, 0.01))
@@ -321,8 +492,72 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     has_fmt = ~failed & (entry == 0)
     latent = p[:, 6] < LATENT[model] + 0.03 * ((route == ROUTE["cheap"]) & needs_tool)
     has_delivery = (entry == 0) | (entry == 2)
+    state.update(
+        blocked=blocked,
+        blocked_fp=blocked_fp,
+        has_cite=has_cite,
+        cite_total=cite_total,
+        cite_mismatch=cite_mismatch,
+        cite_valid=cite_valid,
+        has_json=has_json,
+        json_repair=json_repair,
+        format_fail=format_fail,
+        has_pii=has_pii,
+        has_fmt=has_fmt,
+        latent=latent,
+        has_delivery=has_delivery,
+    )
 
-    # ---- stage presence and durations (ms)
+
+def _durations(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Which stages are present and how long each takes (ms)."""
+    (
+        n,
+        has_rewrite,
+        has_retrieval,
+        returned,
+        has_planning,
+        n_calls,
+        has_llm2,
+        failed,
+        has_cite,
+        has_json,
+        has_pii,
+        has_fmt,
+        has_delivery,
+        emb_cache_hit,
+        top_k,
+        model,
+        in1,
+        out1,
+        req_timeout,
+        call_ms,
+        in2,
+        out2,
+    ) = (
+        state["n"],
+        state["has_rewrite"],
+        state["has_retrieval"],
+        state["returned"],
+        state["has_planning"],
+        state["n_calls"],
+        state["has_llm2"],
+        state["failed"],
+        state["has_cite"],
+        state["has_json"],
+        state["has_pii"],
+        state["has_fmt"],
+        state["has_delivery"],
+        state["emb_cache_hit"],
+        state["top_k"],
+        state["model"],
+        state["in1"],
+        state["out1"],
+        state["req_timeout"],
+        state["call_ms"],
+        state["in2"],
+        state["out2"],
+    )
     present = np.zeros((n, N_SLOTS), bool)
     present[:, SLOT["request"]] = True
     present[:, SLOT["classify"]] = True
@@ -347,8 +582,9 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     dur = np.zeros((n, N_SLOTS))
     dur[:, SLOT["classify"]] = _lognormal(rng, 35.0, 0.35, n)
     dur[:, SLOT["query_rewrite"]] = _lognormal(rng, 220.0, 0.45, n)
-    dur[:, SLOT["embedding"]] = np.where(emb_cache_hit, _lognormal(rng, 3.0, 0.3, n),
-                                         _lognormal(rng, 25.0, 0.4, n))
+    dur[:, SLOT["embedding"]] = np.where(
+        emb_cache_hit, _lognormal(rng, 3.0, 0.3, n), _lognormal(rng, 25.0, 0.4, n)
+    )
     dur[:, SLOT["retrieval"]] = _lognormal(rng, 60.0 + 4.0 * top_k, 0.45, n)
     dur[:, SLOT["rerank"]] = _lognormal(rng, 40.0 + 9.0 * returned, 0.35, n)
     dur[:, SLOT["context_assembly"]] = _lognormal(rng, 6.0, 0.5, n)
@@ -374,7 +610,37 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     stream_started = _lognormal(rng, 45.0, 0.5, n)
     first_shown = stream_started + _lognormal(rng, 35.0, 0.5, n)
     dur[:, SLOT["delivery"]] = first_shown + _lognormal(rng, 250.0, 0.6, n)
+    state.update(
+        present=present,
+        dur=dur,
+        queue1=queue1,
+        ttft1=ttft1,
+        gen1=gen1,
+        plan_ms=plan_ms,
+        gaps=gaps,
+        queue2=queue2,
+        ttft2=ttft2,
+        gen2=gen2,
+        name=name,
+        stream_started=stream_started,
+        first_shown=first_shown,
+    )
 
+
+def _schedule(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Span start / end times: a sequential pipeline, tool calls inside tool planning."""
+    (n, dur, gaps, t0, name, present, s, plan_ms, n_calls, has_planning) = (
+        state["n"],
+        state["dur"],
+        state["gaps"],
+        state["t0"],
+        state["name"],
+        state["present"],
+        state["s"],
+        state["plan_ms"],
+        state["n_calls"],
+        state["has_planning"],
+    )
     # sequential pipeline: each present stage starts after the previous present one ends
     start = np.zeros((n, N_SLOTS), np.int64)
     end = np.zeros((n, N_SLOTS), np.int64)
@@ -397,53 +663,220 @@ def simulate_day(world: World, day: date, n: int) -> DayTraces:
     c1 = end[:, SLOT["tool_call0"]] + (gaps[:, -2] * 1000).astype(np.int64)
     start[:, SLOT["tool_call1"]] = np.where(n_calls > 1, c1, 0)
     end[:, SLOT["tool_call1"]] = np.where(n_calls > 1, c1 + dur_us[:, SLOT["tool_call1"]], 0)
-    plan_end = np.maximum(end[:, SLOT["tool_planning"]],
-                          np.maximum(end[:, SLOT["tool_call0"]], end[:, SLOT["tool_call1"]]) + 200)
+    plan_end = np.maximum(
+        end[:, SLOT["tool_planning"]],
+        np.maximum(end[:, SLOT["tool_call0"]], end[:, SLOT["tool_call1"]]) + 200,
+    )
     end[:, SLOT["tool_planning"]] = np.where(has_planning, plan_end, 0)
     root_end = np.maximum(cursor, end.max(axis=1)) + gap_us[:, 1]
     start[:, 0] = t0
     end[:, 0] = root_end
+    state.update(start=start, end=end, root_end=root_end)
 
+
+def _outcome(rng: np.random.Generator, world: World, state: dict[str, Any]) -> None:
+    """Root and final status, whether the answer went wrong and how badly, ingest time."""
+    (
+        req_timeout,
+        llm_error,
+        blocked,
+        tool_failed,
+        failed,
+        truncated,
+        format_fail,
+        latent,
+        cite_mismatch,
+        wrong,
+        has_retrieval,
+        missing_required,
+        hit,
+        n,
+    ) = (
+        state["req_timeout"],
+        state["llm_error"],
+        state["blocked"],
+        state["tool_failed"],
+        state["failed"],
+        state["truncated"],
+        state["format_fail"],
+        state["latent"],
+        state["cite_mismatch"],
+        state["wrong"],
+        state["has_retrieval"],
+        state["missing_required"],
+        state["hit"],
+        state["n"],
+    )
     root_status = np.select(
         [req_timeout, llm_error, blocked, tool_failed], [2, 1, 3, 4], 0
     )  # index into SPAN_STATUSES: ok, error, timeout, blocked, degraded
     final_status = np.select([failed, blocked, tool_failed], [3, 2, 1], 0)  # FINAL_STATUSES
-    bad = (failed | blocked | tool_failed | missing_required | wrong | (has_retrieval & ~hit)
-           | cite_mismatch | latent | format_fail | truncated)
-    # how badly the user was served, 0..1: drives feedback; a retrieval miss hurts most
-    severity = np.max(np.stack([
-        0.8 * failed, 0.7 * blocked, 0.5 * tool_failed, 0.7 * missing_required, 0.6 * wrong,
-        0.8 * (has_retrieval & ~hit), 0.35 * cite_mismatch, 0.5 * latent, 0.5 * format_fail,
-        0.4 * truncated,
-    ]), axis=0)
-    ingest_delay = np.minimum(_lognormal(rng, 20.0, 1.0, n), 7200.0)
-
-    out = DayTraces(day=day, n=n)
-    out.v.update(
-        idx=idx, t0=t0, root_end=root_end, start=start, end=end, present=present,
-        tenant=tenant, tier=tier, task=task, intent=intent, route=route, model=model,
-        entry=entry, locale=locale, user=user, in_experiment=in_experiment,
-        req_timeout=req_timeout, llm_error=llm_error, failed=failed, has_retrieval=has_retrieval,
-        emb_cache_hit=emb_cache_hit, top_k=top_k, top_n=top_n, zero=zero, acl=acl,
-        returned=returned, found=found, kept=kept, n_sel=n_sel, p_sel=p_sel,
-        relevant=relevant, second_relevant=second_relevant,
-        retrieved=retrieved, selected=selected, sel_valid=sel_valid, code=code,
-        included=included, n_included=n_included, truncated=truncated, hit=hit,
-        lost_to_budget=lost_to_budget, budget=budget, tok_system=tok_system,
-        tok_tools=tok_tools, tok_user=tok_user, tok_history=tok_history, tok_context=tok_context,
-        chunk_tokens=chunk_tokens, required=required, needs_tool=needs_tool, called=called,
-        n_calls=n_calls, wrong=wrong, missing_required=missing_required, call_tool=call_tool,
-        call_valid=call_valid, timed_out=timed_out, call_error=call_error,
-        call_error_kind=call_error_kind, call_retries=call_retries, timeout_ms=timeout_ms,
-        tool_failed=tool_failed, tool_timeout=tool_timeout, max_tokens=max_tokens,
-        cache_hit=cache_hit, in1=in1, cached1=cached1, out1=out1, reasoning1=reasoning1,
-        length1=length1, in2=in2, cached2=cached2, out2=out2, length2=length2,
-        queue1=queue1, ttft1=ttft1, gen1=gen1, queue2=queue2, ttft2=ttft2, gen2=gen2,
-        result_tokens=result_tokens, blocked=blocked, blocked_fp=blocked_fp, has_cite=has_cite,
-        cite_total=cite_total, cite_valid=cite_valid, cite_mismatch=cite_mismatch,
-        json_repair=json_repair, format_fail=format_fail, latent=latent,
-        stream_started=stream_started, first_shown=first_shown, root_status=root_status,
-        final_status=final_status, bad=bad, severity=severity, downgrade=downgrade,
-        ingest_us=root_end + (ingest_delay * US_PER_S).astype(np.int64),
+    bad = (
+        failed
+        | blocked
+        | tool_failed
+        | missing_required
+        | wrong
+        | (has_retrieval & ~hit)
+        | cite_mismatch
+        | latent
+        | format_fail
+        | truncated
     )
+    # how badly the user was served, 0..1: drives feedback; a retrieval miss hurts most
+    severity = np.max(
+        np.stack(
+            [
+                0.8 * failed,
+                0.7 * blocked,
+                0.5 * tool_failed,
+                0.7 * missing_required,
+                0.6 * wrong,
+                0.8 * (has_retrieval & ~hit),
+                0.35 * cite_mismatch,
+                0.5 * latent,
+                0.5 * format_fail,
+                0.4 * truncated,
+            ]
+        ),
+        axis=0,
+    )
+    ingest_delay = np.minimum(_lognormal(rng, 20.0, 1.0, n), 7200.0)
+    state.update(
+        root_status=root_status,
+        final_status=final_status,
+        bad=bad,
+        severity=severity,
+        ingest_delay=ingest_delay,
+    )
+
+
+#: The per-trace arrays a simulated day exposes (besides ``ingest_us``).
+DAY_ARRAYS: Final = (
+    "idx",
+    "t0",
+    "root_end",
+    "start",
+    "end",
+    "present",
+    "tenant",
+    "tier",
+    "task",
+    "intent",
+    "route",
+    "model",
+    "entry",
+    "locale",
+    "user",
+    "in_experiment",
+    "req_timeout",
+    "llm_error",
+    "failed",
+    "has_retrieval",
+    "emb_cache_hit",
+    "top_k",
+    "top_n",
+    "zero",
+    "acl",
+    "returned",
+    "found",
+    "kept",
+    "n_sel",
+    "p_sel",
+    "relevant",
+    "second_relevant",
+    "retrieved",
+    "selected",
+    "sel_valid",
+    "code",
+    "included",
+    "n_included",
+    "truncated",
+    "hit",
+    "lost_to_budget",
+    "budget",
+    "tok_system",
+    "tok_tools",
+    "tok_user",
+    "tok_history",
+    "tok_context",
+    "chunk_tokens",
+    "required",
+    "needs_tool",
+    "called",
+    "n_calls",
+    "wrong",
+    "missing_required",
+    "call_tool",
+    "call_valid",
+    "timed_out",
+    "call_error",
+    "call_error_kind",
+    "call_retries",
+    "timeout_ms",
+    "tool_failed",
+    "tool_timeout",
+    "max_tokens",
+    "cache_hit",
+    "in1",
+    "cached1",
+    "out1",
+    "reasoning1",
+    "length1",
+    "in2",
+    "cached2",
+    "out2",
+    "length2",
+    "queue1",
+    "ttft1",
+    "gen1",
+    "queue2",
+    "ttft2",
+    "gen2",
+    "result_tokens",
+    "blocked",
+    "blocked_fp",
+    "has_cite",
+    "cite_total",
+    "cite_valid",
+    "cite_mismatch",
+    "json_repair",
+    "format_fail",
+    "latent",
+    "stream_started",
+    "first_shown",
+    "root_status",
+    "final_status",
+    "bad",
+    "severity",
+    "downgrade",
+)
+
+#: The simulation stages, in the order they draw from the day's generator.
+STAGES: Final = (
+    _population,
+    _failures,
+    _retrieval,
+    _tools,
+    _model_tokens,
+    _postprocess,
+    _durations,
+    _schedule,
+    _outcome,
+)
+
+
+def simulate_day(world: World, day: date, n: int) -> DayTraces:
+    """Draw ``n`` traces of ``day``: their routing, stages, timings, tokens and outcomes.
+
+    The stages (`STAGES`) run in pipeline order on one random generator, each reading the
+    arrays of the stages before it from a shared dict and adding its own.
+    """
+    rng = rng_for(world.seed, "traces", day.toordinal())
+    v: dict[str, Any] = {"day": day, "n": n}
+    for stage in STAGES:
+        stage(rng, world, v)
+    out = DayTraces(day=day, n=n)
+    out.v.update({k: v[k] for k in DAY_ARRAYS})
+    out.v["ingest_us"] = v["root_end"] + (v["ingest_delay"] * US_PER_S).astype(np.int64)
     return out

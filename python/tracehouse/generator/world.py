@@ -1,8 +1,9 @@
 """The simulated world: tenants, task types, routes, models and prices, tools, the deploy timeline
 with its version changes, and the incidents injected into it.
 
-Static vocabulary (models, prices, tools, tool requirements) lives in module constants: it is the
-single source of truth for ``seeds/model_prices.csv`` and ``seeds/tool_requirements.csv``. The
+Static vocabulary (models, tools) lives in module constants; prices and tool requirements are
+read from the dbt seeds ``seeds/model_prices.csv`` and ``seeds/tool_requirements.csv``
+(`generator.seeds`), the one source of truth the warehouse also loads. The
 dynamic part (tenants' tiers, deploy times, version labels, incidents) is a pure function of the
 seed and the lake epoch (the first generated day), computed in 30-day cycles so that a longer
 horizon never changes what an earlier cycle looks like: appending equals generating in one go.
@@ -10,13 +11,14 @@ horizon never changes what an earlier cycle looks like: appending equals generat
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 import numpy as np
+
+from tracehouse.generator.ids import mix64
+from tracehouse.generator.seeds import read_model_prices, read_tool_requirements
 
 US_PER_S: Final = 1_000_000
 US_PER_DAY: Final = 86_400 * US_PER_S
@@ -81,26 +83,10 @@ ROUTE_BY_TIER: Final = {"enterprise": (0.75, 0.25, 0.0), "pro": (0.2, 0.65, 0.15
 ROUTE_MAX_TOKENS: Final = {"premium": 2048, "standard": 1024, "cheap": 1024}
 
 
-@dataclass(frozen=True)
-class ModelPrice:
-    """One row of the price table: USD per 1M tokens from ``effective_from`` on."""
-
-    model_name: str
-    model_provider: str
-    effective_from: date
-    input_usd_per_1m: float
-    output_usd_per_1m: float
-    cached_input_usd_per_1m: float
-
-
-MODEL_PRICES: Final = (
-    ModelPrice("atlas-large", "atlas-ai", date(2025, 6, 1), 3.00, 15.00, 0.30),
-    ModelPrice("atlas-small", "atlas-ai", date(2025, 6, 1), 0.80, 4.00, 0.08),
-    ModelPrice("nimbus-pro", "nimbus-labs", date(2025, 6, 1), 1.25, 10.00, 0.125),
-    ModelPrice("nimbus-mini", "nimbus-labs", date(2025, 6, 1), 0.15, 0.60, 0.075),
-    # a provider price cut: the warehouse must price by date
-    ModelPrice("nimbus-mini", "nimbus-labs", date(2026, 1, 15), 0.12, 0.60, 0.06),
-)
+#: The price table, read from ``seeds/model_prices.csv`` (`generator.seeds`): the warehouse
+#: prices spans from the same file. It holds a provider price cut (nimbus-mini from 2026-01-15)
+#: the warehouse must apply by date.
+MODEL_PRICES: Final = read_model_prices()
 
 
 @dataclass(frozen=True)
@@ -134,28 +120,8 @@ TOOLS_AVAILABLE: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-@dataclass(frozen=True)
-class ToolRequirement:
-    """A rule: requests of ``task_type`` (and ``intent``, empty = any) need ``tool_name``."""
-
-    task_type: str
-    intent: str
-    tool_name: str
-    description: str
-
-
-TOOL_REQUIREMENTS: Final = (
-    ToolRequirement("billing", "", "billing_lookup",
-                    "billing answers must quote the customer's invoices and plan"),
-    ToolRequirement("billing", "refund_request", "refund_create",
-                    "a refund request must open a refund, not just describe the policy"),
-    ToolRequirement("support", "account_issue", "account_lookup",
-                    "account questions need the account's current state"),
-    ToolRequirement("support", "order_issue", "order_status",
-                    "order questions need the order's live status"),
-    ToolRequirement("support", "bug_report", "ticket_create",
-                    "bug reports must be filed as a ticket"),
-)
+#: The tool-requirement rules, read from ``seeds/tool_requirements.csv``.
+TOOL_REQUIREMENTS: Final = read_tool_requirements()
 
 VALIDATORS: Final = ("policy", "citation_check", "json_schema", "pii_filter", "formatter")
 EMBEDDING_MODEL: Final = "embed-v3-small"
@@ -216,25 +182,67 @@ def _bump(value: str) -> str:
     return head + str(int(tail) + 1).zfill(len(tail) if tail.startswith("0") else 0)
 
 
+def rollout_u(t_us: np.ndarray, salt: int) -> np.ndarray:
+    """A per-trace uniform in [0, 1) from its root start time and a deploy's salt.
+
+    Every timeline a deploy changes uses the same salt, so a trace is on the canary release for
+    all of the deploy's components or for none, and the incident a canary ships reads the very
+    same draw (``Incident.active``).
+    """
+    h = mix64(np.asarray(t_us, np.int64), salt)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 @dataclass
 class Timeline:
-    """A step function of time: the label in force at each instant (µs since the Unix epoch)."""
+    """A step function of time: the label in force at each instant (µs since the Unix epoch).
+
+    A change can roll out as a canary: from ``times[i]`` to ``full[i]`` only the traces whose
+    ``rollout_u(t, salt[i]) < share[i]`` carry ``values[i]``; the others keep the label before.
+    """
 
     times: list[int] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
+    full: list[int] = field(default_factory=list)
+    share: list[float] = field(default_factory=list)
+    salt: list[int] = field(default_factory=list)
 
-    def set(self, t_us: int, value: str) -> None:
-        """Record a change to ``value`` at ``t_us`` (changes are recorded in time order)."""
+    def __post_init__(self) -> None:
+        k = len(self.times)
+        self.full = self.full or list(self.times)
+        self.share = self.share or [1.0] * k
+        self.salt = self.salt or [0] * k
+
+    def set(self, t_us: int, value: str, *, full_us: int | None = None, share: float = 1.0,
+            salt: int = 0) -> None:
+        """Record a change to ``value`` at ``t_us`` (in time order), on ``share`` of the traffic
+        until ``full_us`` (a canary) and on all of it afterwards."""
         self.times.append(t_us)
         self.values.append(value)
+        self.full.append(t_us if full_us is None else full_us)
+        self.share.append(share)
+        self.salt.append(salt)
 
     def current(self) -> str:
         """The latest recorded value."""
         return self.values[-1]
 
     def index_at(self, t_us: np.ndarray) -> np.ndarray:
-        """Index into ``values`` of the label in force at each time in ``t_us``."""
-        return np.searchsorted(np.asarray(self.times, np.int64), t_us, side="right") - 1
+        """Index into ``values`` of the label each trace (by root start time) carries."""
+        t_us = np.asarray(t_us, np.int64)
+        i = np.searchsorted(np.asarray(self.times, np.int64), t_us, side="right") - 1
+        if len(self.times) == 0 or all(f == t for f, t in zip(self.full, self.times, strict=True)):
+            return i
+        j = np.maximum(i, 0)
+        rolling = (i >= 0) & (t_us < np.asarray(self.full, np.int64)[j])
+        if rolling.any():
+            out = i.copy()
+            for k in np.unique(j[rolling]):
+                m = rolling & (j == k)
+                off = rollout_u(t_us[m], self.salt[k]) >= self.share[k]
+                out[np.flatnonzero(m)[off]] = k - 1
+            return out
+        return i
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,6 +283,17 @@ class Incident:
     value: str  # the selected value ('' for all)
     cause: str | None
     entries: list[TruthEntry] = field(default_factory=list)
+    #: A canary rollout of the cause: until ``full_us`` only traces with
+    #: ``rollout_u(t, rollout_salt) < rollout_share`` are affected (``full_us == start_us``:
+    #: the deploy reached all traffic at once).
+    full_us: int = 0
+    rollout_share: float = 1.0
+    rollout_salt: int = 0
+    #: ``dim=value`` of versions that shipped within minutes of the cause and do nothing.
+    shipped_with: list[str] = field(default_factory=list)
+    #: How the incident ended: ``fix`` (a new version), ``rollback`` (the previous version
+    #: again) or ``recovery`` (no deploy: a dependency recovered).
+    ended_by: str = "fix"
 
     @property
     def name(self) -> str:
@@ -287,8 +306,12 @@ class Incident:
         return "all" if self.dim == "all" else f"{self.dim}={self.value}"
 
     def active(self, t_us: np.ndarray) -> np.ndarray:
-        """Boolean mask: which times fall in the incident's window."""
-        return (t_us >= self.start_us) & (t_us < self.end_us)
+        """Boolean mask: which traces (by root start time) the incident affects."""
+        m = (t_us >= self.start_us) & (t_us < self.end_us)
+        canary = m & (t_us < self.full_us)
+        if canary.any():
+            m[canary] = rollout_u(t_us[canary], self.rollout_salt) < self.rollout_share
+        return m
 
 
 @dataclass
@@ -299,6 +322,16 @@ class Deploy:
     release_sha: str
     app_version: str
     changes: dict[str, str] = field(default_factory=dict)
+    #: A canary: until ``full_us`` the deploy serves only ``share`` of the traffic.
+    full_us: int | None = None
+    share: float = 1.0
+    #: A component deploy (one service): changes versions but not ``release_sha`` / ``app_version``.
+    component_only: bool = False
+
+    @property
+    def salt(self) -> int:
+        """The rollout salt shared by every timeline this deploy changes."""
+        return self.time_us & 0xFFFFFFFF
 
 
 @dataclass
@@ -605,6 +638,59 @@ def _primary_entries(inc: Incident) -> list[TruthEntry]:
     return [TruthEntry(inc.name, seg, {"citation_mismatch_rate": "up"})]
 
 
+@dataclass(frozen=True)
+class RolloutPlan:
+    """How an incident's cause ships: its canary, the component deploy minutes away, its end."""
+
+    canary: str  # "cause", "companion" or "" (both at once)
+    share: float  # canary share of traffic
+    canary_us: int  # canary duration
+    offset_us: int  # companion deploy time minus the cause deploy time (minutes, either side)
+    companion_dims: tuple[str, ...]
+    ended_by: str  # "fix" or "rollback"
+
+
+#: The harmless versions that ship within minutes of each kind's cause: in the same pipeline
+#: stage where one exists, so that the stage prior cannot tell them apart.
+COMPANION_DIMS: Final[dict[str, tuple[str, ...]]] = {
+    "reranker_degradation": ("embedding_version", "index_version"),
+    "cost_creep": ("index_version",),
+    "prompt_truncation": ("classifier_version",),
+    "route_downgrade": ("planner_version",),
+    "guardrail_overfire": ("validator_version:pii_filter",),
+    "citation_mismatch": ("validator_version:citation_check",),
+}
+
+
+def _rollout_plan(seed: int, t_us: int, inc: Incident) -> RolloutPlan:
+    """Draw how the deploy at ``t_us`` that starts ``inc`` rolls out (a function of both only).
+
+    Half of the causes ship as a canary (5-25% of traffic for 2-8 hours), a quarter of the
+    time the component deploy next to it is the canary instead; the component deploy lands 2-20
+    minutes before or after the cause; 40% of the fixes are rollbacks to the previous version.
+    """
+    rng = rng_for(seed, "rollout", t_us & 0xFFFFFFFF, t_us >> 32)
+    u = float(rng.random())
+    canary = "cause" if u < 0.5 else "companion" if u < 0.75 else ""
+    share = float(rng.uniform(0.05, 0.25))
+    hours = float(rng.uniform(2.0, 8.0))
+    minutes = float(rng.uniform(2.0, 20.0)) * (1 if rng.random() < 0.5 else -1)
+    rollback = rng.random() < 0.4
+    return RolloutPlan(canary, share, int(hours * 3600) * US_PER_S,
+                       int(minutes * 60) * US_PER_S, COMPANION_DIMS.get(inc.kind, ()),
+                       "rollback" if rollback else "fix")
+
+
+def _apply(dep: Deploy, timelines: dict[str, Timeline]) -> None:
+    """Record a deploy's changes in the timelines (a canary in each, with the deploy's salt)."""
+    kw = {"full_us": dep.full_us, "share": dep.share, "salt": dep.salt}
+    if not dep.component_only:
+        timelines["release_sha"].set(dep.time_us, dep.release_sha, **kw)  # type: ignore[arg-type]
+        timelines["app_version"].set(dep.time_us, dep.app_version, **kw)  # type: ignore[arg-type]
+    for dim, value in dep.changes.items():
+        timelines[dim].set(dep.time_us, value, **kw)  # type: ignore[arg-type]
+
+
 def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) -> World:
     """The world for a lake with this seed and epoch, covering at least up to ``until``.
 
@@ -640,10 +726,34 @@ def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) 
             roles.setdefault(di, []).extend((role, i + offset) for role, i in lst)
     deploy_times = sorted(set(deploy_times) | hotfixes)
 
+    starts = {t: ii for t, lst in roles.items() for role, ii in lst if role == "start"}
+    plans = {t: _rollout_plan(seed, t, all_incidents[ii]) for t, ii in starts.items()}
+    companions = {t + p.offset_us: t for t, p in plans.items()}
+
+    newest: dict[str, str] = {}  # the last label each dimension shipped (a rollback reuses one)
+
+    def bump(dim: str) -> str:
+        cur = newest.get(dim, timelines[dim].current())
+        newest[dim] = _bump_embedding(cur) if dim == "embedding_version" else _bump(cur)
+        return newest[dim]
+
     rng = rng_for(seed, "versions")
     deploys: list[Deploy] = []
     minor, patch = 12, 0
-    for t in deploy_times:
+    for t in sorted(set(deploy_times) | set(companions)):
+        if t in companions and t not in roles:  # a component deploy next to an incident's
+            cause_t = companions[t]
+            plan = plans[cause_t]
+            dep = Deploy(t, "", "", component_only=True)
+            for cdim in plan.companion_dims:
+                dep.changes[cdim] = bump(cdim)
+            if plan.canary == "companion":
+                dep.full_us, dep.share = t + plan.canary_us, plan.share
+            started = all_incidents[starts[cause_t]]
+            started.shipped_with = [f"{d.split(':')[0]}={v}" for d, v in dep.changes.items()]
+            _apply(dep, timelines)
+            deploys.append(dep)
+            continue
         patch += 1
         if rng.random() < 0.2:
             minor, patch = minor + 1, 0
@@ -653,30 +763,37 @@ def build_world(seed: int, epoch: date, until: date, *, incidents: bool = True) 
             inc = all_incidents[ii]
             dim = _incident_change(inc.kind, inc)
             if dim is not None:
-                dep.changes[dim] = _bump(timelines[dim].current())
+                if role == "fix" and inc.ended_by == "rollback":
+                    dep.changes[dim] = timelines[dim].values[-2]
+                else:
+                    dep.changes[dim] = bump(dim)
             if role == "start":
+                plan = plans[t]
+                if plan.canary == "cause":
+                    dep.full_us, dep.share = t + plan.canary_us, plan.share
+                inc.full_us = dep.full_us or t
+                inc.rollout_share, inc.rollout_salt = dep.share, dep.salt
+                inc.ended_by = plan.ended_by if dim is not None else "fix"  # a new release
                 if inc.kind == "route_downgrade":  # the route's model is what visibly changed
                     inc.cause = "model_name=atlas-small"
                 elif dim is not None:
                     inc.cause = f"{dim.split(':')[0]}={dep.changes[dim]}"
                 else:
                     inc.cause = f"release_sha={dep.release_sha}"
-            if dim == "retriever_version":
-                dep.changes["index_version"] = _bump(timelines["index_version"].current())
-                if role == "start" and inc.kind == "reranker_degradation":
-                    dep.changes["embedding_version"] = _bump_embedding(
-                        timelines["embedding_version"].current())
+            elif dim == "retriever_version":
+                dep.changes["index_version"] = bump("index_version")
         if not involved and rng.random() < 0.75:  # a no-effect deploy often changes something
             busy = {_incident_change(i.kind, i) for i in all_incidents
                     if i.start_us <= t < i.end_us}
             for dim in rng.choice(_HARMLESS_DIMS, size=int(rng.integers(1, 3)), replace=False):
                 if str(dim) not in busy:
-                    dep.changes[str(dim)] = _bump(timelines[str(dim)].current())
-        timelines["release_sha"].set(t, dep.release_sha)
-        timelines["app_version"].set(t, dep.app_version)
-        for dim, value in dep.changes.items():
-            timelines[dim].set(t, value)
+                    dep.changes[str(dim)] = bump(str(dim))
+        _apply(dep, timelines)
         deploys.append(dep)
+    for inc in all_incidents:
+        if inc.cause is None:
+            inc.ended_by = "recovery"
+        inc.full_us = max(inc.full_us, inc.start_us)
     for inc in all_incidents:
         inc.entries = _truth_entries(inc)
     return World(
@@ -719,6 +836,10 @@ def truth_records(world: World, until_us: int) -> list[dict[str, object]]:
                     "end_time": us_to_iso(inc.end_us) if inc.end_us < until_us else None,
                     "segment": e.segment,
                     "cause": inc.cause,
+                    "full_time": us_to_iso(inc.full_us),
+                    "rollout_share": round(inc.rollout_share, 4),
+                    "shipped_with": list(inc.shipped_with),
+                    "ended_by": inc.ended_by,
                     "metrics": list(e.direction),
                     "direction": dict(e.direction),
                     "side_effects": [{"segment": sg, "metric": m, "direction": d}
@@ -726,37 +847,6 @@ def truth_records(world: World, until_us: int) -> list[dict[str, object]]:
                 }
             )
     return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Seeds shared with dbt
-# --------------------------------------------------------------------------------------------
-
-MODEL_PRICES_COLUMNS: Final = ("model_name", "model_provider", "effective_from",
-                               "input_usd_per_1m", "output_usd_per_1m", "cached_input_usd_per_1m")
-TOOL_REQUIREMENTS_COLUMNS: Final = ("task_type", "intent", "tool_name", "description")
-
-
-def model_prices_csv() -> str:
-    """``seeds/model_prices.csv`` as text, rendered from :data:`MODEL_PRICES`."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(MODEL_PRICES_COLUMNS)
-    for p in MODEL_PRICES:
-        w.writerow([p.model_name, p.model_provider, p.effective_from.isoformat(),
-                    f"{p.input_usd_per_1m:g}", f"{p.output_usd_per_1m:g}",
-                    f"{p.cached_input_usd_per_1m:g}"])
-    return buf.getvalue()
-
-
-def tool_requirements_csv() -> str:
-    """``seeds/tool_requirements.csv`` as text, rendered from :data:`TOOL_REQUIREMENTS`."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(TOOL_REQUIREMENTS_COLUMNS)
-    for r in TOOL_REQUIREMENTS:
-        w.writerow([r.task_type, r.intent, r.tool_name, r.description])
-    return buf.getvalue()
 
 
 def price_arrays(model_idx: np.ndarray, t_us: np.ndarray) -> tuple[np.ndarray, ...]:

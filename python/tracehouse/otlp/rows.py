@@ -9,6 +9,7 @@ the quarantine keeps a rejected row's every column as text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from tracehouse.contract import DATASETS
+from tracehouse.contract.schemas import SPAN_ID_PATTERN, TRACE_ID_PATTERN
 from tracehouse.redaction import Redactor
 
 # Raw fields that producers may send instead of the contract's redacted column.
@@ -25,6 +27,12 @@ RAW_ALIASES: dict[str, dict[str, str]] = {
     "spans": {"user_id": "user_id_hash", "error_message": "error_message_redacted"},
 }
 FREE_TEXT_LIMIT = 2000  # longest comment / error message that lands, masked
+# Ids with a format: a value that breaks it is quarantined, so it is hashed before, never kept.
+ID_PATTERNS: dict[str, re.Pattern[str]] = {
+    "trace_id": re.compile(TRACE_ID_PATTERN),
+    "span_id": re.compile(SPAN_ID_PATTERN),
+    "parent_span_id": re.compile(SPAN_ID_PATTERN),
+}
 
 
 class RowsError(ValueError):
@@ -100,30 +108,23 @@ def rows_to_table(dataset: str, rows: Sequence[dict[str, Any]], redactor: Redact
 
 
 def _mask_json_text(text: str, redactor: Redactor) -> str:
-    """Mask every string inside a JSON document; mask the raw text if it does not parse."""
+    """Mask every string and every object key inside a JSON document; mask the raw text if it
+    does not parse."""
     tags: set[str] = set()
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return redactor.metadata(text, tags) or ""
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            return redactor.metadata(v, tags)
-        if isinstance(v, list):
-            return [walk(x) for x in v]
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        return v
-
-    return json.dumps(walk(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(redactor.json_value(doc, tags), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def redact_table(table: pa.Table, redactor: Redactor) -> pa.Table:
     """Every text value of a contract table checked before it lands.
 
     ``*_hash`` columns: kept if already a digest, else hashed. ``*_redacted`` columns: masked
-    and cut to :data:`FREE_TEXT_LIMIT`. ``attributes``: every string inside masked. Id columns
+    and cut to :data:`FREE_TEXT_LIMIT`. ``attributes``: every string and key inside masked.
+    ``trace_id``, ``span_id``, ``parent_span_id``: hashed unless well-formed. Other id columns
     (``*_id``): hashed if a detector fires. Any other text: masked. Lists of text: masked.
     """
     tags: set[str] = set()
@@ -132,7 +133,9 @@ def redact_table(table: pa.Table, redactor: Redactor) -> pa.Table:
         type_ = col.type
         if pa.types.is_string(type_) or pa.types.is_large_string(type_):
             values = col.to_pylist()
-            if name.endswith("_hash"):
+            if name in ID_PATTERNS:
+                new = [redactor.checked_id(v, ID_PATTERNS[name], tags) for v in values]
+            elif name.endswith("_hash"):
                 new = [redactor.id_hash_column(v) for v in values]
             elif name.endswith("_redacted"):
                 new = [redactor.free_text(v, tags, limit=FREE_TEXT_LIMIT) for v in values]

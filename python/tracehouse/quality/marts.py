@@ -39,7 +39,9 @@ DAY_COLUMNS = ("trace_date", "period_start", "change_at", "event_time", "label_t
                "detected_at", "created_at")
 SEGMENT_KEY_PATTERN = r"^(?:all|[a-z_]+=[^|]+(?:\|[a-z_]+=[^|]+)*)$"
 # Marts that may legitimately be empty (no change detected, nothing to alert, no candidates).
-MAY_BE_EMPTY = ("alerts", "change_points", "fct_eval_candidates")
+MAY_BE_EMPTY = ("alerts", "change_points", "fct_eval_candidates",
+                # no candidate eval run imported yet (`tracehouse eval import`)
+                "fct_eval_comparison", "agg_eval_comparison")
 
 
 def _between(column: str, lo: float | None, hi: float | None, why: str) -> Check:

@@ -1,0 +1,245 @@
+"""A Dagster code location for tracehouse: the pipeline's steps as assets, on an hourly schedule.
+
+Install the extra and start Dagster on it (paths from the usual environment variables)::
+
+    pip install 'tracehouse[dagster]'
+    export TRACEHOUSE_LAKE=/data/lake TRACEHOUSE_WAREHOUSE=/data/warehouse
+    dagster dev -m tracehouse.dagster_defs
+
+The asset graph is the graph of `tracehouse run`, and each asset calls the same library
+function as the step of the same name in :mod:`tracehouse.pipeline` (this module chains
+nothing of its own: Dagster orders the assets by their dependencies):
+
+* `lake/spans`, `lake/feedback`, `lake/annotations`: the landing step (validate and register
+  producer files), with a freshness asset check per dataset from the lake's ledger: it warns
+  when no batch of the dataset landed within `TRACEHOUSE_FRESHNESS_HOURS` (default 24);
+* the dbt project, one asset per model and seed, its tests as asset checks (dagster-dbt);
+* `change_points` and `alerts`: detection and the alert state;
+* `publication`: the mart checks, then the atomic publish; nothing is published when a check
+  fails;
+* `alert_notifications`: new and escalated alerts to the configured webhooks;
+* `regression_report`: the regression notebook as HTML (`W/report.html`).
+
+The schedule `tracehouse_hourly` materializes all of them at minute 0 of every hour; every op
+is in the concurrency pool `tracehouse` and every scheduled run carries the tag
+`tracehouse=pipeline`, so a deployment caps it at one run at a time (`tag_concurrency_limits:
+[{key: tracehouse, limit: 1}]` in the instance's run queue). Run one by hand with
+`dagster asset materialize -m tracehouse.dagster_defs --select '*'`.
+"""
+
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_dbt import DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
+
+from tracehouse.lake import LEDGER_DIR
+from tracehouse.warehouse import project_dir
+
+DATASETS = ("spans", "feedback", "annotations")
+FRESHNESS_ENV = "TRACEHOUSE_FRESHNESS_HOURS"
+#: Every op of the graph shares one concurrency pool: two runs never write the warehouse at once.
+CONCURRENCY = {"dagster/concurrency_key": "tracehouse"}
+#: Run tag for the instance's run queue (`tag_concurrency_limits: [{key: tracehouse, limit: 1}]`).
+RUN_TAGS = {"tracehouse": "pipeline"}
+
+
+class TracehouseResource(dg.ConfigurableResource):
+    """Where the lake and the warehouse are (defaults: TRACEHOUSE_LAKE, TRACEHOUSE_WAREHOUSE)."""
+
+    lake: str
+    warehouse: str
+
+    @property
+    def lake_path(self) -> Path:
+        """The lake folder, absolute."""
+        return Path(self.lake).resolve()
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The warehouse folder, absolute."""
+        return Path(self.warehouse).resolve()
+
+
+def _run_id(context: AssetExecutionContext) -> str:
+    return f"dagster-{context.run_id[:8]}"
+
+
+def _dbt_executable() -> str:
+    """The `dbt` beside this Python (a venv need not be on PATH), else `dbt` on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.is_file() else "dbt"
+
+
+def _prepared_project() -> DbtProject:
+    """The dbt project with a current `target/manifest.json` (parsed here when missing)."""
+    project = DbtProject(project_dir=project_dir(), profiles_dir=project_dir())
+    if not project.manifest_path.is_file():
+        env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+        env.pop("DBT_TARGET_PATH", None)
+        env.setdefault("TRACEHOUSE_WAREHOUSE", str(Path(env.get("TMPDIR", "/tmp"))))
+        subprocess.run([_dbt_executable(), "parse", "--quiet"],
+                       cwd=project.project_dir, env=env, check=True)
+    return project
+
+
+PROJECT = _prepared_project()
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(["lake", ds], group_name="landing",
+                        description=f"The lake's `{ds}` dataset: landed, validated batches.")
+           for ds in DATASETS],
+    check_specs=[dg.AssetCheckSpec("freshness", asset=["lake", ds],
+                                   description="A batch landed within the freshness window.")
+                 for ds in DATASETS],
+    op_tags=CONCURRENCY,
+)
+def lake(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Iterator[Any]:
+    """Validate and register the batches producers wrote into the lake since the last run."""
+    from tracehouse.pipeline import step_land
+
+    summary = step_land(tracehouse.lake_path)
+    context.log.info(summary)
+    landed = last_landed(tracehouse.lake_path)
+    hours = float(os.environ.get(FRESHNESS_ENV, "24"))
+    now = datetime.now(UTC)
+    for ds in DATASETS:
+        yield dg.MaterializeResult(asset_key=["lake", ds], metadata={"land": summary})
+        at = landed.get(ds)
+        fresh = at is not None and now - at <= timedelta(hours=hours)
+        yield dg.AssetCheckResult(
+            asset_key=["lake", ds], check_name="freshness", passed=fresh,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"last_landed_at": at.isoformat() if at else "never",
+                      "window_hours": hours},
+        )
+
+
+def last_landed(lake_folder: Path) -> dict[str, datetime]:
+    """Return when a batch of each dataset last landed (the ledger's newest `written_at`)."""
+    import duckdb
+
+    out: dict[str, datetime] = {}
+    for ds in DATASETS:
+        folder = lake_folder / LEDGER_DIR / ds
+        if not any(folder.glob("*.parquet")):
+            continue
+        row = duckdb.execute(
+            "select max(written_at) from read_parquet(?)", [str(folder / "*.parquet")]
+        ).fetchone()
+        if row and row[0] is not None:
+            out[ds] = row[0].astimezone(UTC)
+    return out
+
+
+@dbt_assets(manifest=PROJECT.manifest_path, project=PROJECT, op_tags=CONCURRENCY)
+def tracehouse_dbt_assets(
+    context: AssetExecutionContext, dbt: DbtCliResource, tracehouse: TracehouseResource
+) -> Iterator[Any]:
+    """`dbt build` of the selected models, seeds and tests on the lake into the warehouse."""
+    os.environ["TRACEHOUSE_LAKE"] = str(tracehouse.lake_path)
+    os.environ["TRACEHOUSE_WAREHOUSE"] = str(tracehouse.warehouse_path)
+    tracehouse.warehouse_path.mkdir(parents=True, exist_ok=True)
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+def _model(name: str) -> dg.AssetKey:
+    return get_asset_key_for_model([tracehouse_dbt_assets], name)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("change_points", group_name="detection",
+                      deps=[_model("metric_daily"), _model("dim_versions")],
+                      description="Change points in every metric x segment series."),
+        dg.AssetSpec("alerts", group_name="detection", deps=["change_points"],
+                     description="The alert state: every alert with its lifecycle."),
+    ],
+    op_tags=CONCURRENCY,
+)
+def detection(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Iterator[Any]:
+    """Detect changes, attribute them, and merge this run's alerts into the alert state."""
+    from tracehouse.pipeline import step_detect
+
+    lines: list[str] = []
+    state: list[Any] = []
+    summary = step_detect(tracehouse.warehouse_path, _run_id(context), lines, state)
+    context.log.info(summary)
+    yield dg.MaterializeResult(asset_key="change_points", metadata={"summary": summary})
+    yield dg.MaterializeResult(asset_key="alerts", metadata={"raised": len(lines)})
+
+
+@dg.asset(
+    group_name="publication",
+    deps=["alerts", *sorted(k for k in tracehouse_dbt_assets.keys if k.path[0] == "marts")],
+    op_tags=CONCURRENCY,
+)
+def publication(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Any:
+    """Check the marts, then publish them all atomically (nothing is published on a failure)."""
+    from tracehouse.pipeline import RunResult, step_check_marts, step_publish
+    from tracehouse.quality import QualityRun
+
+    run_id = _run_id(context)
+    quality = QualityRun(tracehouse.lake_path, tracehouse.warehouse_path, run_id)
+    checks = step_check_marts(quality)
+    result = RunResult(run_id=run_id)
+    published = step_publish(tracehouse.warehouse_path, run_id, result)
+    context.log.info(f"{checks}; {published}")
+    return dg.MaterializeResult(metadata={"checks": checks, "published": published})
+
+
+@dg.asset(group_name="publication", deps=["publication"], op_tags=CONCURRENCY)
+def alert_notifications(
+    context: AssetExecutionContext, tracehouse: TracehouseResource
+) -> Any:
+    """Send new and escalated alerts to the configured destinations (never fails)."""
+    from tracehouse.alerting import load_state, notify
+
+    result = notify(tracehouse.warehouse_path, load_state(tracehouse.warehouse_path),
+                    _run_id(context))
+    context.log.info(result.summary())
+    return dg.MaterializeResult(metadata={"summary": result.summary(), "due": result.due,
+                                          "sent": len(result.sent)})
+
+
+@dg.asset(group_name="publication", deps=["publication"])
+def regression_report(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Any:
+    """The regression notebook on the published marts, as self-contained HTML."""
+    from tracehouse.report import build_report
+
+    out = tracehouse.warehouse_path / "report.html"
+    result = build_report(tracehouse.warehouse_path, out)
+    context.log.info(f"report -> {out}")
+    return dg.MaterializeResult(metadata={"path": str(out), "images": result.images})
+
+
+hourly = dg.ScheduleDefinition(
+    name="tracehouse_hourly",
+    cron_schedule="0 * * * *",
+    target=dg.AssetSelection.all(),
+    tags=RUN_TAGS,
+)
+
+
+def resources() -> dict[str, Any]:
+    """The resources, from TRACEHOUSE_LAKE / TRACEHOUSE_WAREHOUSE."""
+    return {
+        "tracehouse": TracehouseResource(lake=dg.EnvVar("TRACEHOUSE_LAKE"),
+                                         warehouse=dg.EnvVar("TRACEHOUSE_WAREHOUSE")),
+        "dbt": DbtCliResource(project_dir=PROJECT, profiles_dir=str(project_dir()),
+                              dbt_executable=_dbt_executable()),
+    }
+
+
+ASSETS = [lake, tracehouse_dbt_assets, detection, publication, alert_notifications,
+          regression_report]
+
+defs = dg.Definitions(assets=ASSETS, schedules=[hourly], resources=resources())

@@ -1,0 +1,410 @@
+"""Evidence for suspected causes: the metric among the traces that carry a version and those that
+do not, and how much of a change each version explains.
+
+For a change of `metric` in `segment_key` at `change_at`, the traces of the segment in a window
+around it (`WINDOW_BEFORE` / `WINDOW_AFTER`) are read from `marts.fct_requests` with the metric's
+per-trace numerator and denominator (`TRACE_METRICS`) and one indicator per candidate version
+(does the trace carry it? For `release_sha` / `app_version`, which change at every deploy: does
+it carry that release or a later one, i.e. the code the release shipped).
+
+1. Candidates whose indicators are identical on every trace of the window always travel
+   together: they form one **group**, reported as a tie.
+2. A weighted linear model `y ~ 1 + x_1 + ... + x_k` (weights: the metric's denominator per
+   trace) estimates each group's effect with the others held fixed: a canary or a gradual
+   rollout separates versions within the same hours, a component shipped minutes or a day
+   apart by the traces in between.
+3. A group **explains** `effect * (share of traces carrying it after - before) / change` of
+   the change (before / after `change_at` in the window), with a standard error. Groups are
+   ranked by the lower bound `explained - 2 se` (how much, and how sure); groups without
+   positive evidence follow in the timing prior's order (`attribution.prior_key`).
+4. A group whose indicator is almost the same as a better-ranked group's (correlation ≥ 0.9)
+   and whose effect is not distinguishable from it (|difference| < 2 se) is **tied** with it:
+   the data cannot tell them apart, so they are not ranked by a coin flip.
+
+Latency percentiles are compared as the share of traces slower than the percentile before the
+change (a change of the p95 is a change of that share); `request_count` has no per-trace
+evidence and keeps the prior's order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tracehouse.detect.attribution import GENERIC_DIMENSIONS, Version
+
+WINDOW_BEFORE = timedelta(days=3)
+WINDOW_AFTER = timedelta(days=3)
+#: Indicators this correlated, with effects within 2 standard errors, are reported as a tie.
+TIE_CORRELATION = 0.9
+#: A trace-level definition per metric: (numerator SQL, denominator SQL) over fct_requests.
+TRACE_METRICS: dict[str, tuple[str, str]] = {
+    "error_rate": ("is_error::int", "1"),
+    "cost_per_request_usd": ("cost_usd", "1"),
+    "cost_usd_total": ("cost_usd", "1"),
+    "cost_per_successful_task_usd": ("cost_usd", "1"),
+    "task_success_rate": ("is_successful_task::int", "1"),
+    "thumbs_down_rate": ("has_thumbs_down::int", "1"),
+    "thumbs_up_rate": ("has_thumbs_up::int", "1"),
+    "escalation_rate": ("has_escalation::int", "1"),
+    "regenerate_rate": ("has_regenerate::int", "1"),
+    "tool_call_rate": ("has_tool_call::int", "1"),
+    "required_tool_missing_rate": ("is_required_tool_missing::int", "needs_tool::int"),
+    "tool_error_rate": ("tool_error_count", "tool_call_count"),
+    "tool_timeout_rate": ("tool_timeout_count", "tool_call_count"),
+    "retrieval_hit_rate": ("is_retrieval_hit::int", "is_retrieval_judged::int"),
+    "retrieval_zero_result_rate": ("retrieval_zero_result_span_count", "retrieval_span_count"),
+    "retrieval_score_mean": ("retrieval_score_sum", "retrieval_score_count"),
+    "context_truncation_rate": ("is_context_truncated::int", "1"),
+    "citation_mismatch_rate": ("is_citation_mismatch::int", "has_citation_check::int"),
+    "guardrail_block_rate": ("is_guardrail_blocked::int", "1"),
+    "format_parse_failure_rate": ("has_format_failure::int", "1"),
+}
+LATENCY_QUANTILE = {"latency_p95_ms": 0.95, "latency_p50_ms": 0.5}
+SPAN_TYPES = ("classify", "query_rewrite", "embedding", "retrieval", "rerank",
+              "context_assembly", "model_routing", "llm", "tool_planning", "tool_call",
+              "postprocess", "delivery")
+SCALAR_VERSION_COLUMNS = frozenset({
+    "release_sha", "app_version", "prompt_version", "retriever_version", "index_version",
+    "embedding_version", "reranker_version", "route_policy_version", "classifier_version",
+    "planner_version", "system_prompt_version", "model_name",
+})
+LIST_VERSION_COLUMNS = {"validator_version": "validator_versions", "tool_version": "tool_versions"}
+
+
+@dataclass
+class Evidence:
+    """One suspect group's evidence for one change."""
+
+    members: list[Version]
+    rank: int = 0
+    tied: bool = False
+    n_with: float = 0.0
+    n_without: float = 0.0
+    value_with: float = math.nan
+    value_without: float = math.nan
+    effect: float = math.nan
+    se: float = math.nan
+    explained: float = math.nan
+    explained_se: float = math.nan
+    prior: tuple[Any, ...] = field(default_factory=tuple)
+
+    @property
+    def lower(self) -> float:
+        """Lower bound of the share of the change explained (`explained - 2 se`)."""
+        if not (math.isfinite(self.explained) and math.isfinite(self.explained_se)):
+            return -math.inf
+        return self.explained - 2.0 * self.explained_se
+
+    def describe(self, label: str) -> str:
+        """The evidence clause of a formatted cause."""
+        head = f"#{self.rank}" + (" tied" if self.tied else "")
+        if not math.isfinite(self.value_with):
+            return f"{head} | no per-trace evidence"
+        return (
+            f"{head} | {label} {_num(self.value_with)} with (n={self.n_with:.0f}) vs "
+            f"{_num(self.value_without)} without (n={self.n_without:.0f}) | explains "
+            f"{self.explained:.0%} ± {2 * self.explained_se:.0%}"
+        )
+
+
+def _num(x: float) -> str:
+    if not math.isfinite(x):
+        return "-"
+    return f"{x:.3g}" if abs(x) >= 0.001 else f"{x:.2g}"
+
+
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def segment_filter(segment_key: str, metric: str) -> str | None:
+    """SQL condition selecting the segment's traces in fct_requests (None: cannot select)."""
+    if metric == "model_share" or segment_key == "all":
+        return "true"
+    conds = []
+    for part in segment_key.split("|"):
+        dim, _, value = part.partition("=")
+        if dim in ("route_name", "model_name", "task_type"):
+            conds.append(f"{dim} = {_quote(value)}")
+        elif dim == "span_type" and value in SPAN_TYPES:
+            conds.append(f"{value}_ms is not null")
+        elif dim == "tool_name":
+            conds.append(f"list_contains(tools_called, {_quote(value)})")
+        else:
+            return None
+    return " and ".join(conds) or "true"
+
+
+def metric_columns(metric: str, segment_key: str) -> tuple[str, str] | None:
+    """(numerator SQL, denominator SQL) per trace, or None when the metric has no per-trace form.
+
+    Latency metrics return the duration (the numerator is turned into 'slower than before'
+    once the window is read).
+    """
+    if metric in TRACE_METRICS:
+        return TRACE_METRICS[metric]
+    if metric == "model_share":
+        value = segment_key.partition("=")[2]
+        return f"(model_name = {_quote(value)})::int", "1"
+    if metric in LATENCY_QUANTILE:
+        col = "duration_ms"
+        for part in segment_key.split("|"):
+            dim, _, value = part.partition("=")
+            if dim == "span_type" and value in SPAN_TYPES:
+                col = f"{value}_ms"
+            elif dim == "tool_name":
+                col = "tool_call_ms"
+        return f"{col}::double", f"({col} is not null)::int"
+    return None
+
+
+def indicator_sql(v: Version, releases: dict[str, list[str]]) -> str | None:
+    """SQL for 'the trace carries version `v`' (a release: it or a later one); NULL when the
+    trace does not have that dimension at all (no retrieval, no policy validator run)."""
+    if v.dimension in GENERIC_DIMENSIONS and v.dimension in releases:
+        order = releases[v.dimension]
+        if v.value in order:
+            later = order[order.index(v.value):]
+            return f"{v.dimension} in ({', '.join(map(_quote, later))})"
+    if v.dimension in SCALAR_VERSION_COLUMNS:
+        return f"{v.dimension} = {_quote(v.value)}"
+    if v.dimension in LIST_VERSION_COLUMNS:
+        col = LIST_VERSION_COLUMNS[v.dimension]
+        name = v.scope_key.partition("=")[2]
+        item = _quote(f"{name}={v.value}")
+        has = f"strpos(',' || array_to_string({col}, ','), {_quote(',' + name + '=')}) > 0"
+        return f"case when coalesce({has}, false) then list_contains({col}, {item}) end"
+    return None
+
+
+@dataclass
+class Window:
+    """The traces of one change's window: time, per-trace metric and candidate indicators."""
+
+    t: np.ndarray  # µs
+    y: np.ndarray
+    w: np.ndarray
+    x: np.ndarray  # float [n, k]: 1 carries, 0 carries another value, NaN lacks the dimension
+
+
+def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
+                candidates: Sequence[Version], releases: dict[str, list[str]]) -> Window | None:
+    """Read the change's window from `marts.fct_requests` (None when it cannot be measured)."""
+    cols = metric_columns(metric, segment_key)
+    where = segment_filter(segment_key, metric)
+    if cols is None or where is None:
+        return None
+    inds = [indicator_sql(v, releases) or "false" for v in candidates]
+    lo = (change_at - WINDOW_BEFORE).astimezone(UTC).replace(tzinfo=None)
+    hi = (change_at + WINDOW_AFTER).astimezone(UTC).replace(tzinfo=None)
+    xs = "".join(f", ({s})::boolean as x{i}" for i, s in enumerate(inds))
+    sql = (
+        f"select epoch_us(event_time) as t, ({cols[0]})::double as num, "
+        f"({cols[1]})::double as den{xs} from marts.fct_requests "
+        f"where event_time >= timestamptz '{lo.isoformat()}+00' "
+        f"and event_time < timestamptz '{hi.isoformat()}+00' and ({where})"
+    )
+    tab = con.sql(sql).to_arrow_table()
+    if tab.num_rows == 0:
+        return None
+    t = tab["t"].to_numpy(zero_copy_only=False).astype(np.int64)
+    num = tab["num"].to_numpy(zero_copy_only=False).astype(float)
+    den = tab["den"].to_numpy(zero_copy_only=False).astype(float)
+    x = np.column_stack([
+        np.asarray(tab[f"x{i}"].cast(pa.float64()).to_numpy(zero_copy_only=False), float)
+        for i in range(len(inds))
+    ]) if inds else np.zeros((len(t), 0))
+    ok = np.isfinite(den) & (den > 0) & np.isfinite(num)
+    t, num, den, x = t[ok], num[ok], den[ok], x[ok]
+    if metric in LATENCY_QUANTILE:
+        before = t < _us(change_at)
+        if before.sum() < 20:
+            return None
+        q = float(np.quantile(num[before], LATENCY_QUANTILE[metric]))
+        return Window(t, (num > q).astype(float), np.ones_like(num), x)
+    return Window(t, num / den, den, x)
+
+
+def _us(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000)
+
+
+def _wmean(y: np.ndarray, w: np.ndarray) -> float:
+    s = float(w.sum())
+    return float((y * w).sum() / s) if s > 0 else math.nan
+
+
+def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
+          priors: Sequence[tuple[Any, ...]]) -> list[Evidence]:
+    """Group, estimate and rank the candidates on the window (see the module doc)."""
+    n, k = window.x.shape
+    if k == 0:
+        return []
+    # 1. groups: indicators that agree on every trace where both are defined (a trace without
+    #    retrieval carries no retriever, but the retriever shipped with its release)
+    groups: list[list[int]] = []
+    reps: list[np.ndarray] = []
+    for j in range(k):
+        col = window.x[:, j]
+        for g, rep in zip(groups, reps, strict=True):
+            both = np.isfinite(col) & np.isfinite(rep)
+            if both.any() and (col[both] == rep[both]).all():
+                g.append(j)
+                fill = ~np.isfinite(rep) & np.isfinite(col)
+                rep[fill] = col[fill]
+                break
+        else:
+            groups.append([j])
+            reps.append(col.copy())
+    ev = [Evidence([candidates[j] for j in g], tied=len(g) > 1, prior=min(priors[j] for j in g))
+          for g in groups]
+    xg = np.column_stack([_impute(rep, window.t) for rep in reps])
+    after = window.t >= _us(change_at)
+    y, w = window.y, window.w
+    change = _wmean(y[after], w[after]) - _wmean(y[~after], w[~after])
+    for e, col in zip(ev, xg.T, strict=True):
+        on = col > 0
+        e.n_with, e.n_without = float(w[on].sum()), float(w[~on].sum())
+        e.value_with, e.value_without = _wmean(y[on], w[on]), _wmean(y[~on], w[~on])
+    # 2. weighted least squares with every group held fixed; constant columns dropped
+    varying = [i for i in range(len(groups)) if 0 < xg[:, i].sum() < n]
+    beta = np.full(len(groups), math.nan)
+    cov = np.full((len(groups), len(groups)), math.nan)
+    if varying and n > len(varying) + 2 and math.isfinite(change) and change != 0:
+        design = np.column_stack([np.ones(n), xg[:, varying]])
+        sw = np.sqrt(w)
+        xtwx = (design * w[:, None]).T @ design
+        inv = np.linalg.pinv(xtwx)
+        b = inv @ ((design * w[:, None]).T @ y)
+        resid = (y - design @ b) * sw
+        dof = max(n - design.shape[1], 1)
+        sigma2 = float(resid @ resid) / dof
+        c = inv * sigma2
+        for a, i in enumerate(varying):
+            beta[i] = b[a + 1]
+            for bb, jj in enumerate(varying):
+                cov[i, jj] = c[a + 1, bb + 1]
+        # 3. share of the change each group explains
+        for i in varying:
+            shift = _wmean(xg[after, i], w[after]) - _wmean(xg[~after, i], w[~after])
+            ev[i].effect, ev[i].se = float(beta[i]), float(math.sqrt(max(cov[i, i], 0.0)))
+            ev[i].explained = float(beta[i] * shift / change)
+            ev[i].explained_se = float(abs(ev[i].se * shift / change))
+    order = sorted(range(len(ev)), key=lambda i: (
+        0 if ev[i].lower > 0 else 1,
+        -ev[i].lower if ev[i].lower > 0 else 0.0,
+        ev[i].prior,
+    ))
+    # 4. ties: near-identical indicators whose effects the data cannot tell apart
+    rank, ranked, seen = 0, [], set()
+    corr = _corr(xg)
+    for i in order:
+        if i in seen:
+            continue
+        rank += 1
+        seen.add(i)
+        ev[i].rank = rank
+        ranked.append(ev[i])
+        for j in order:
+            if j in seen or not corr[i, j] >= TIE_CORRELATION:
+                continue
+            diff_var = cov[i, i] + cov[j, j] - 2 * cov[i, j]
+            same = (not math.isfinite(diff_var)
+                    or abs(beta[i] - beta[j]) < 2.0 * math.sqrt(max(diff_var, 0.0)))
+            if same:
+                seen.add(j)
+                ev[j].rank, ev[j].tied, ev[i].tied = rank, True, True
+                ranked.append(ev[j])
+    return ranked
+
+
+def _impute(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Fill the traces that lack the dimension (NaN) with the share of the traces of the same
+    hour that carry the version: their expected exposure. Filling them with 0 would make the
+    indicator also mean 'has the dimension' (has retrieval), which the metric depends on."""
+    missing = ~np.isfinite(x)
+    if not missing.any():
+        return x
+    out = x.copy()
+    ok = ~missing
+    if not ok.any():
+        out[missing] = 0.0
+        return out
+    hour = (t - t.min()) // 3_600_000_000
+    sums = np.bincount(hour[ok], weights=x[ok], minlength=int(hour.max()) + 1)
+    counts = np.bincount(hour[ok], minlength=int(hour.max()) + 1)
+    have = np.flatnonzero(counts > 0)
+    means = sums[have] / counts[have]
+    out[missing] = np.interp(hour[missing], have, means)
+    return out
+
+
+def _corr(x: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.corrcoef(x, rowvar=False) if x.shape[1] > 1 else np.ones((1, 1))
+    return np.nan_to_num(np.atleast_2d(c), nan=0.0)
+
+
+def release_order(versions: Sequence[Version]) -> dict[str, list[str]]:
+    """Per whole-deploy dimension (`release_sha`, ...), its values in first-seen order."""
+    out: dict[str, list[tuple[datetime, str]]] = {}
+    for v in versions:
+        if v.dimension in GENERIC_DIMENSIONS and v.scope_key == "all":
+            out.setdefault(v.dimension, []).append((v.first_seen_at, v.value))
+    return {d: [val for _, val in sorted(items)] for d, items in out.items()}
+
+
+def ranked_causes(con: Any, metric: str, segment_key: str, change_at: datetime, *,
+                  ranked_candidates: Sequence[tuple[tuple[Any, ...], Version]],
+                  releases: dict[str, list[str]], limit: int = 6) -> list[str]:
+    """Return the suspected causes, best first, each with its evidence (see the module doc).
+
+    Without a trace reader (`con` None) or per-trace data, the prior's order is kept.
+    """
+    from tracehouse.detect.attribution import format_cause
+
+    cands = [v for _, v in ranked_candidates]
+    priors = [k for k, _ in ranked_candidates]
+    if not cands:
+        return []
+    window = None
+    if con is not None:
+        import duckdb
+
+        try:
+            window = read_window(con, metric, segment_key, change_at, candidates=cands,
+                                 releases=releases)
+        except duckdb.Error:  # a warehouse whose fct_requests lacks a column: prior order
+            window = None
+    if window is None or len(window.t) == 0:
+        return [format_cause(v) for v in cands[:limit]]
+    out: list[str] = []
+    for e in weigh(window, change_at, cands, priors):
+        for v in sorted(e.members, key=lambda v: priors[cands.index(v)]):
+            if len(out) >= limit and e.rank > 1:
+                return out
+            out.append(f"{format_cause(v)} | {e.describe(metric)}")
+    return out
+
+
+def top_group(causes: Sequence[str]) -> list[str]:
+    """The `dim=value` names of the first suspect and of the suspects tied with it."""
+    if not causes:
+        return []
+    from tracehouse.detect.attribution import cause_name
+
+    def rank(c: str) -> str | None:
+        parts = c.split(" | ")
+        return parts[1].split()[0] if len(parts) > 1 and parts[1].startswith("#") else None
+
+    first = rank(causes[0])
+    if first is None:
+        return [cause_name(causes[0])]
+    return [cause_name(c) for c in causes if rank(c) == first]
