@@ -44,8 +44,10 @@ test: venv
 test-spark: venv-spark
 	TRACEHOUSE_TEST_SPARK=1 $(BIN)/python -m pytest tests/test_spark_parity.py -s -p no:xdist $(PYTEST_ARGS)
 
+BENCH_SIZES ?= 1M
 bench: venv
-	$(BIN)/python -m tracehouse.bench
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	TRACEHOUSE_BENCH_SIZES=$(BENCH_SIZES) nice -n 10 $(BIN)/python -m tracehouse.bench
 
 lint: venv
 	$(BIN)/ruff check python tests

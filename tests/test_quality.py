@@ -161,7 +161,8 @@ def test_a_broken_mart_fails_the_run_and_previous_marts_stay(
     finally:
         con.close()
 
-    quality = QualityRun(lake_src, warehouse, run_id="test-broken")
+    # these rows were changed by hand, not by a build: only a check of every day sees them all
+    quality = QualityRun(lake_src, warehouse, run_id="test-broken", all_marts=True)
     with pytest.raises(QualityError, match="mart expectations failed"):
         quality.check_marts()
     failed = {(s.suite, o.check.column) for s in quality.mart_results for o in s.failed}
@@ -182,3 +183,38 @@ def test_a_broken_mart_fails_the_run_and_previous_marts_stay(
     assert (warehouse / "marts").resolve() == before_target
     assert {p.name: p.read_bytes() for p in (warehouse / "marts").glob("*.parquet")} == before
     assert "FAIL" in (warehouse / "quality" / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_mart_checks_look_at_the_days_a_build_rewrote(
+    small: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    from tracehouse.quality.touched import touched_days
+
+    lake_src, warehouse_src, lines = small
+    assert any("every day" in line for line in lines)  # the first run checks every day
+    warehouse = _copy(warehouse_src, tmp_path / "warehouse")
+    con = duckdb.connect(str(warehouse / "tracehouse.duckdb"))
+    try:
+        assert touched_days(con) == []  # checked, and nothing written since
+        # a build that rewrote one trace of 2026-01-03 (its spans stamped anew), badly
+        (trace_id,) = con.execute(
+            "SELECT trace_id FROM marts.fct_requests WHERE trace_date = DATE '2026-01-03' "
+            "ORDER BY trace_id LIMIT 1").fetchone()  # type: ignore[misc]
+        con.execute("UPDATE staging.base_lake__spans SET _loaded_at = now() WHERE trace_id = ?",
+                    [trace_id])
+        con.execute("UPDATE marts.fct_requests SET cost_usd = -1 WHERE trace_id = ?", [trace_id])
+        # a bad row on a day no build touched is not looked at row by row
+        con.execute("UPDATE marts.fct_requests SET cost_usd = -2 WHERE trace_id IN (SELECT "
+                    "trace_id FROM marts.fct_requests WHERE trace_date = DATE '2026-01-01' "
+                    "LIMIT 1)")
+        assert touched_days(con) == ["2026-01-03"]
+    finally:
+        con.close()
+    quality = QualityRun(lake_src, warehouse, run_id="test-touched")
+    with pytest.raises(QualityError, match="cost_usd"):
+        quality.check_marts()
+    assert quality.mart_days == ["2026-01-03"]
+    requests = next(s for s in quality.mart_results if s.suite == "marts.fct_requests")
+    (failed,) = [o for o in requests.failed if o.check.column == "cost_usd"]
+    assert failed.unexpected_targets == [trace_id]

@@ -29,10 +29,14 @@
 
 
 {% macro traces_touched_by_spans(spans_relation, this_column='last_span_ingest_at', span_types=none) %}
-    {#- The trace ids with a span landed after the watermark (optionally of some span types only). -#}
+    {#-
+        The trace ids with a span stamped (`_loaded_at`) in this model's load window
+        (macros/incremental/loaded.sql), optionally of some span types only. `this_column` is
+        kept for callers; the window no longer depends on ingest times.
+    -#}
     select distinct trace_id
     from {{ spans_relation }}
-    where {{ newer_than_watermark('ingest_time', this_column) }}
+    where {{ loaded_window(spans_relation, 'spans') }}
     {%- if span_types %}
         and span_type in ('{{ span_types | join("', '") }}')
     {%- endif %}

@@ -12,9 +12,9 @@
 
     A trace and all its spans belong to the period of the root's event_time.
 
-    Incremental (delete+insert on period_start): rebuild the periods of every trace whose
-    lineage (last span / feedback / annotation ingest) is newer than this model's watermark on
-    that source minus `lookback_days`, plus any period whose trace count differs from what is
+    Incremental (delete+insert on period_start): rebuild the periods of every trace that the
+    base tables wrote a span, feedback or annotation row of since this model's watermark
+    (macros/incremental/loaded.sql), plus any period whose trace count differs from what is
     stored (a trace whose root landed late and moved period). Each rebuilt period is computed
     from all of its traces, so it equals a full refresh.
 -#}
@@ -71,6 +71,7 @@
 
 
 {% macro metric_series(grain) %}
+{{- loaded_base_refs() }}
 {%- set segments = metric_trace_segments() -%}
 {%- set stats = [
     'traces', 'errors', 'latency_p95', 'latency_p50', 'latency_n', 'cost_usd', 'successes',
@@ -117,9 +118,7 @@ current_counts as (
 periods_to_build as (
     select period_start
     from requests_with_period
-    where {{ newer_than_watermark('last_span_ingest_at') }}
-        or {{ newer_than_watermark('last_feedback_ingest_at') }}
-        or {{ newer_than_watermark('last_annotation_ingest_at') }}
+    where trace_id in ({{ traces_loaded() }})
     union
     select coalesce(current_counts.period_start, stored_counts.period_start) as period_start
     from current_counts

@@ -90,10 +90,10 @@
 
 {#-
     Incremental daily marts (agg_*): the warehouse core's lineage pattern (macros/incremental/
-    lineage.sql) applied per day. Every row carries its day's lineage (the newest span /
-    feedback / annotation ingest of the day's traces) and the day's trace count. A run rebuilds,
-    from all their traces, the days of every trace whose lineage is newer than the model's
-    watermark minus `lookback_days`, plus every stored day whose trace count changed (a trace
+    lineage.sql, loaded.sql) applied per day. Every row carries its day's lineage (the newest
+    span / feedback / annotation ingest of the day's traces) and the day's trace count. A run
+    rebuilds, from all their traces, the days of every trace that the base tables wrote a row of
+    since the model's watermark (loaded.sql), plus every stored day whose trace count changed (a trace
     whose root landed late moved to another day), and replaces them (delete+insert on
     trace_date). A stored day with no trace left is deleted by the post-hook
     `delete_vanished_days()`. ANSI SQL. Each model states its own config:
@@ -107,9 +107,7 @@
     {#- The body of a CTE: the trace_dates an incremental run must rebuild. -#}
     select trace_date
     from {{ requests_relation }}
-    where {{ newer_than_watermark('last_span_ingest_at') }}
-        or {{ newer_than_watermark('last_feedback_ingest_at') }}
-        or {{ newer_than_watermark('last_annotation_ingest_at') }}
+    where trace_id in ({{ traces_loaded() }})
     union
     select stored.trace_date
     from (
@@ -130,6 +128,7 @@
 
 {% macro mart_requests_in_scope(requests_relation) %}
     {#- The body of a CTE: the requests of the days this run builds (all of them on a full build). -#}
+    {{- loaded_base_refs() }}
     select *
     from {{ requests_relation }}
     {%- if is_incremental() %}

@@ -14,8 +14,8 @@
     tokens, estimate, start; from base_lake__spans), llm `cached_tokens` and embedding
     `input_tokens` (an attribute that fills the envelope column), so llm and embedding spans come
     from their staging views and every other span type straight from base_lake__spans.
-    Incremental per span: a run prices the spans landed since the newest ingest_time it has minus
-    the lookback, and replaces them by span_id (a span's row depends only on the span and the
+    Incremental per span: a run prices the spans base_lake__spans wrote since this model's
+    watermark (macros/incremental/loaded.sql), and replaces them by span_id (a span's row depends only on the span and the
     price seed; change model_prices -> run with --full-refresh).
 -#}
 
@@ -36,7 +36,7 @@ other_spans as (
     from {{ ref('base_lake__spans') }}
     where span_type not in ('llm', 'embedding')
     {%- if is_incremental() %}
-        and {{ newer_than_watermark('ingest_time') }}
+        and span_id in ({{ loaded_span_ids() }})
     {%- endif %}
 ),
 
@@ -54,7 +54,7 @@ llm_spans as (
         cost_usd_estimate
     from {{ ref('stg_lake__llm_spans') }}
     {%- if is_incremental() %}
-    where {{ newer_than_watermark('ingest_time') }}
+    where span_id in ({{ loaded_span_ids(['llm']) }})
     {%- endif %}
 ),
 
@@ -72,7 +72,7 @@ embedding_spans as (
         cost_usd_estimate
     from {{ ref('stg_lake__embedding_spans') }}
     {%- if is_incremental() %}
-    where {{ newer_than_watermark('ingest_time') }}
+    where span_id in ({{ loaded_span_ids(['embedding']) }})
     {%- endif %}
 ),
 

@@ -499,10 +499,13 @@ def lake_status(lake: Path | str) -> pa.Table:
             ):
                 if any(root.glob("dt=*/*.parquet")):
                     glob = str(root / "dt=*" / "*.parquet").replace("'", "''")
+                    batch_of_file = "regexp_extract(filename, '([^/]+)\\.parquet$', 1)"
+                    if any(root.glob("dt=*/compacted-*.parquet")):  # rows keep their batch
+                        batch_of_file = f"coalesce(_batch_id, {batch_of_file})"
                     parts.append(
                         f"SELECT '{dataset}' AS dataset, '{kind}' AS kind, "
                         f"regexp_extract(filename, 'dt=([0-9-]+)', 1) AS dt, "
-                        f"regexp_extract(filename, '([^/]+)\\.parquet$', 1) AS batch_id, "
+                        f"{batch_of_file} AS batch_id, "
                         f"count(*) AS n FROM read_parquet('{glob}', filename = true, "
                         f"union_by_name = true) GROUP BY ALL"
                     )

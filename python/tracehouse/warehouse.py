@@ -103,6 +103,7 @@ def dbt_invoke(
     from dbt.cli.main import dbtRunner
 
     from tracehouse import engines
+    from tracehouse.resources import duckdb_env
 
     engines.check_engine(engine)
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
@@ -115,6 +116,7 @@ def dbt_invoke(
         "DBT_TARGET_PATH": str(target_path),
         "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **duckdb_env(),  # DuckDB memory limit and threads from the machine (perf)
     }
     cli_args = [
         *args,

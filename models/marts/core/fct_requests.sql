@@ -12,11 +12,12 @@
     warehouse's rule-based failure tags.
 
     Incremental (delete+insert on trace_id): a run rebuilds, from all their rows, the traces
-    touched by a span, feedback or annotation row that landed after this model's watermark on
-    that source (max last_span_ingest_at / last_feedback_ingest_at / last_annotation_ingest_at
-    already built) minus `lookback_days`. Late feedback days after its trace rebuilds the trace.
+    touched by a span, feedback or annotation row that the base tables wrote since this model's
+    watermark on that source (macros/incremental/loaded.sql). Late feedback days after its
+    trace rebuilds the trace.
 -#}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
+{{ loaded_base_refs() }}
 
 with
 
@@ -62,14 +63,7 @@ model_prices as (
 
 {% if is_incremental() %}
 touched_traces as (
-    select trace_id from traces
-    where {{ newer_than_watermark('last_span_ingest_at') }}
-    union
-    select trace_id from feedback
-    where {{ newer_than_watermark('last_feedback_ingest_at') }}
-    union
-    select trace_id from annotations
-    where {{ newer_than_watermark('last_annotation_ingest_at') }}
+    {{ traces_loaded() }}
 ),
 
 {% endif %}

@@ -1,11 +1,7 @@
 with
 
-landed as (
-    select * from {{ source('lake', 'annotations') }}
-),
-
-deduplicated as (
-    {{ latest_per_id('landed', 'annotation_id', 'label_time desc, correctness desc, failure_category, dt desc') }}
+landed_once as (
+    select * from {{ ref('base_lake__annotations') }}
 ),
 
 final as (
@@ -32,7 +28,7 @@ final as (
         latency_ms,
         label_time,
         ingest_time
-    from deduplicated
+    from landed_once
 )
 
 select * from final

@@ -1,11 +1,7 @@
 with
 
-landed as (
-    select * from {{ source('lake', 'feedback') }}
-),
-
-deduplicated as (
-    {{ latest_per_id('landed', 'feedback_id', 'event_time desc, feedback_type, value desc, dt desc') }}
+landed_once as (
+    select * from {{ ref('base_lake__feedback') }}
 ),
 
 final as (
@@ -22,7 +18,7 @@ final as (
         source,
         event_time,
         ingest_time
-    from deduplicated
+    from landed_once
 )
 
 select * from final

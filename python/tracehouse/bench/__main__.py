@@ -6,8 +6,8 @@ import importlib
 import sys
 
 BENCHMARKS = (
+    "tracehouse.bench.run_bench",
     "tracehouse.bench.generator_bench",
-    "tracehouse.bench.warehouse_bench",
     "tracehouse.bench.changepoint_bench",
     "tracehouse.bench.detect_bench",
     "tracehouse.bench.load_bench",

@@ -93,6 +93,38 @@ def register(app: typer.Typer) -> None:
         if bad or stuck:
             raise typer.Exit(1)
 
+    @lake_app.command("compact")
+    def compact(
+        lake: LakeOption,
+        dataset: Annotated[
+            list[str] | None,
+            typer.Option("--dataset", help="Only this dataset (repeatable): spans, feedback, "
+                         "annotations. Default: all."),
+        ] = None,
+        day: Annotated[
+            list[str] | None,
+            typer.Option("--day", help="Only this day folder, YYYY-MM-DD (repeatable)."),
+        ] = None,
+        min_files: Annotated[
+            int, typer.Option(help="Compact a day folder only if it has this many batch files.")
+        ] = 2,
+    ) -> None:
+        """Merge each day's batch files into one file per dataset and day, atomically.
+
+        Every row keeps its batch (`lake status` still reconciles); a reader sees the day's old
+        files or the merged one, never both or neither. The warehouse rebuilds nothing for it.
+        """
+        from tracehouse.compaction import compact_lake
+
+        if not lake.is_dir():
+            raise typer.BadParameter(f"no lake folder at {lake}", param_hint="--lake")
+        reports = compact_lake(lake, datasets=dataset or None, days=day or None,
+                               min_files=min_files)
+        files = sum(len(r.inputs) for r in reports)
+        rows = sum(r.rows for r in reports)
+        typer.echo(f"compacted {len(reports)} day folder(s): {files} files -> {len(reports)}, "
+                   f"{rows:,} rows")
+
     @lake_app.command("expire")
     def expire(
         lake: LakeOption,

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(exc.exit_code) from None
         try:
             q = QualityRun(lake=lake.resolve(), warehouse=warehouse.resolve(), run_id=run_id,
-                           all_batches=all_batches)
+                           all_batches=all_batches, all_marts=True)
             typer.echo(f"{'batches':<10} {q.check_batches()}")
             failed = False
             if marts:

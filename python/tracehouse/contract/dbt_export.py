@@ -6,6 +6,7 @@ it is stale. Regenerate with ``python -m tracehouse.contract.dbt_export``.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -159,13 +160,22 @@ def _envelope_columns(with_attributes: bool) -> list[dict[str, object]]:
     return columns
 
 
+_LOADED_AT: dict[str, object] = {
+    "name": "_loaded_at",
+    "description": "The build that wrote this row (a build stamp, not an ingest time): "
+    "incremental models downstream rebuild what was stamped after their own watermark.",
+    "data_tests": ["not_null"],
+}
+
+
 def render_models() -> str:
     """The staging models' YAML: descriptions, keys and enum tests for every column."""
     models: list[dict[str, object]] = [
         {
             "name": "base_lake__spans",
             "description": "Every span once: the landed copy with the latest ingest_time per "
-            "span_id. Incremental on ingest_time with the `lookback_days` margin.",
+            "span_id. Incremental by lake file: a run reads only the files not loaded yet "
+            "(macros/incremental/loaded.sql).",
             "columns": [
                 *[
                     c if c["name"] != "span_type" else {**c, "data_tests": [
@@ -173,6 +183,7 @@ def render_models() -> str:
                     for c in _envelope_columns(with_attributes=True)
                 ],
                 {"name": "schema_version", "description": COLUMN_DOCS["schema_version"]},
+                copy.deepcopy(_LOADED_AT),
             ],
         },
         {
@@ -221,6 +232,19 @@ def render_models() -> str:
             elif f.name == "trace_id":
                 column["data_tests"] = ["not_null"]
             columns.append(column)
+        models.append(
+            {
+                "name": f"base_lake__{dataset}",
+                "description": f"Every {dataset} row once (latest ingest_time per {id_column}), "
+                "stamped `_loaded_at`; incremental by lake file, like base_lake__spans.",
+                "columns": [
+                    *[{"name": c["name"], "description": c["description"]}
+                      if c["name"] == enum_column else copy.deepcopy(c) for c in columns],
+                    {"name": "schema_version", "description": COLUMN_DOCS["schema_version"]},
+                    copy.deepcopy(_LOADED_AT),
+                ],
+            }
+        )
         models.append(
             {
                 "name": f"stg_lake__{dataset}",

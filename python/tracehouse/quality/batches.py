@@ -18,7 +18,9 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
+from tracehouse.compaction import COMPACTED_PREFIX
 from tracehouse.lake import LEDGER_DIR
 from tracehouse.quality.engine import WARN, Check, GxSession, SuiteResult
 
@@ -125,16 +127,37 @@ def mark_checked(
 
 
 def _batch_files(lake: Path, dataset: str, batch_ids: list[str]) -> list[str]:
+    """The files holding rows of ``batch_ids``: their own, or a compacted file of their days."""
     wanted = set(batch_ids)
-    return [str(p) for p in sorted((lake / dataset).glob("dt=*/*.parquet")) if p.stem in wanted]
+    days: set[str] = set()
+    for batch_id in wanted:  # the ledger says on which days each batch has rows
+        entry = lake / LEDGER_DIR / dataset / f"{batch_id}.parquet"
+        if entry.exists():
+            days.update(pq.read_table(entry, columns=["dt"]).column("dt").to_pylist())
+    return [
+        str(p) for p in sorted((lake / dataset).glob("dt=*/*.parquet"))
+        if p.stem in wanted
+        or (p.stem.startswith(COMPACTED_PREFIX) and p.parent.name.removeprefix("dt=") in days)
+    ]
 
 
-_BATCH_OF_FILE = r"regexp_extract(filename, '([^/]+)\.parquet$', 1)"
+# a row's batch: its file's name, or the `_batch_id` a compacted file keeps per row
+_BATCH_OF_FILE = r"coalesce(_batch_id, regexp_extract(filename, '([^/]+)\.parquet$', 1))"
+
+
+def _rows_of(files_sql: str) -> str:
+    """Rows of the given files with `filename` and `_batch_id` always present."""
+    return (
+        "(SELECT * FROM (SELECT NULL::VARCHAR AS _batch_id WHERE false) UNION ALL BY NAME "
+        f"SELECT * FROM read_parquet({files_sql}, filename = true, union_by_name = true))"
+    )
 
 _SPANS_STATS = f"""
 WITH rows AS (
-    SELECT {_BATCH_OF_FILE} AS batch_id, *, parent_span_id IS NULL AS is_root
-    FROM read_parquet($files, filename = true, union_by_name = true)
+    SELECT * FROM (
+        SELECT {_BATCH_OF_FILE} AS batch_id, *, parent_span_id IS NULL AS is_root
+        FROM {_rows_of("$files")}
+    ) WHERE batch_id IN (SELECT unnest($batches))
 )
 SELECT
     batch_id,
@@ -167,8 +190,10 @@ GROUP BY batch_id
 
 _FEEDBACK_STATS = f"""
 WITH rows AS (
-    SELECT {_BATCH_OF_FILE} AS batch_id, *
-    FROM read_parquet($files, filename = true, union_by_name = true)
+    SELECT * FROM (
+        SELECT {_BATCH_OF_FILE} AS batch_id, *
+        FROM {_rows_of("$files")}
+    ) WHERE batch_id IN (SELECT unnest($batches))
 )
 SELECT
     batch_id,
@@ -183,8 +208,10 @@ GROUP BY batch_id
 
 _ANNOTATIONS_STATS = f"""
 WITH rows AS (
-    SELECT {_BATCH_OF_FILE} AS batch_id, *
-    FROM read_parquet($files, filename = true, union_by_name = true)
+    SELECT * FROM (
+        SELECT {_BATCH_OF_FILE} AS batch_id, *
+        FROM {_rows_of("$files")}
+    ) WHERE batch_id IN (SELECT unnest($batches))
 )
 SELECT
     batch_id,
@@ -289,8 +316,9 @@ def batch_stats(
                                ["batch_id", "received", "accepted", "quarantined"]]
     files = _batch_files(lake, dataset, list(ledger["batch_id"]))
     if files:
-        stats = con.execute(_STATS[dataset], {"files": files}).df()
-        redelivered = _redelivered(con, lake, dataset, files)
+        wanted = list(ledger["batch_id"])
+        stats = con.execute(_STATS[dataset], {"files": files, "batches": wanted}).df()
+        redelivered = _redelivered(con, lake, dataset, files, wanted)
         stats = stats.merge(redelivered, on="batch_id", how="left")
     else:
         stats = pd.DataFrame(columns=["batch_id", "rows", "redelivered_share"])
@@ -304,21 +332,23 @@ def batch_stats(
 
 
 def _redelivered(
-    con: duckdb.DuckDBPyConnection, lake: Path, dataset: str, files: list[str]
+    con: duckdb.DuckDBPyConnection, lake: Path, dataset: str, files: list[str],
+    batch_ids: list[str],
 ) -> pd.DataFrame:
     """Per new batch, the share of its ids that another batch file of the lake holds too."""
     id_col = _ID_COLUMN[dataset]
     all_files = [str(p) for p in sorted((lake / dataset).glob("dt=*/*.parquet"))]
     # On a first check every file is new: read the ids once instead of twice.
     source = "new_rows" if set(all_files) == set(files) else \
-        f"read_parquet({_q(lake / dataset / 'dt=*' / '*.parquet')}, filename = true)"
+        _rows_of(_q(lake / dataset / "dt=*" / "*.parquet"))
     return con.execute(
         f"""
         WITH new_rows AS (
-            SELECT * FROM read_parquet($files, filename = true)
+            SELECT * FROM {_rows_of("$files")}
         ),
         new_ids AS (
             SELECT DISTINCT {_BATCH_OF_FILE} AS batch_id, {id_col} AS id FROM new_rows
+            WHERE {_BATCH_OF_FILE} IN (SELECT unnest($batches))
         ),
         everywhere AS (
             SELECT {id_col} AS id, count(DISTINCT {_BATCH_OF_FILE}) AS batches
@@ -330,7 +360,7 @@ def _redelivered(
         FROM new_ids LEFT JOIN everywhere USING (id)
         GROUP BY batch_id
         """,
-        {"files": files},
+        {"files": files, "batches": batch_ids},
     ).df()
 
 

@@ -86,16 +86,30 @@ def _day_expr(columns: dict[str, str]) -> str:
     return "'all'"
 
 
+def _day_filter(columns: dict[str, str], days: list[str] | None) -> str:
+    """A WHERE clause keeping the rows of ``days`` (None: every row; a table without a day
+    column is always checked whole)."""
+    if days is None:
+        return ""
+    for name in DAY_COLUMNS:
+        if name in columns:
+            listed = ", ".join(f"DATE '{d}'" for d in days) or "NULL"
+            return f'WHERE CAST("{name}" AS DATE) IN ({listed})'
+    return ""
+
+
 def _generic(
-    con: duckdb.DuckDBPyConnection, table: str, session: GxSession
+    con: duckdb.DuckDBPyConnection, table: str, session: GxSession,
+    days: list[str] | None = None,
 ) -> SuiteResult:
-    """Per-day minimum and maximum of the mart's rate and amount columns, validated."""
+    """Per-day minimum and maximum of the mart's rate and amount columns, validated (on the
+    given days only, plus one whole-table row that keeps the not-empty check)."""
     columns = _columns(con, table)
     rates, amounts = rate_columns(columns), amount_columns(columns)
     selects = [f"{_day_expr(columns)} AS day", "count(*)::BIGINT AS rows"]
     checks = [] if table in MAY_BE_EMPTY else [
-        Check("ExpectTableRowCountToBeBetween", {"min_value": 1},
-              "A published mart is never empty: an empty one means an upstream join lost rows."),
+        _between("rows", 1, None,
+                 "A published mart is never empty: an empty one means an upstream join lost rows."),
     ]
     for c in rates:
         selects += [f'min("{c}")::DOUBLE AS "min_{c}"', f'max("{c}")::DOUBLE AS "max_{c}"']
@@ -108,31 +122,64 @@ def _generic(
             continue
         selects.append(f'min("{c}")::DOUBLE AS "min_{c}"')
         checks.append(_between(f"min_{c}", 0, None, f"{c} is a cost, count or duration: >= 0."))
+    relation = f'"{MARTS_SCHEMA}"."{table}"'
+    total = ", ".join(["'(table)' AS day", "count(*)::BIGINT AS rows",
+                       *[f"NULL::DOUBLE AS {sel.rsplit(' AS ', 1)[1]}" for sel in selects[2:]]])
     frame = con.execute(
-        f'SELECT {", ".join(selects)} FROM "{MARTS_SCHEMA}"."{table}" GROUP BY ALL ORDER BY 1'
+        f"SELECT * FROM (SELECT {', '.join(selects)} FROM {relation} "
+        f"{_day_filter(columns, days)} GROUP BY ALL) "
+        f"UNION ALL SELECT {total} FROM {relation} ORDER BY 1"
     ).df()
     return session.validate(f"marts.{table}", frame, checks, stage="mart", target=table,
                             severity=FAIL, index_column="day")
 
 
-def _fct_requests(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult:
+def _fct_requests_table(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult:
+    """Whole-table invariants of fct_requests, cheap at any size: rows, one row per trace."""
+    frame = con.execute(
+        f"""
+        SELECT 'fct_requests' AS mart, count(*)::BIGINT AS rows,
+               (count(*) - count(DISTINCT trace_id))::BIGINT AS duplicate_trace_ids,
+               count(*) FILTER (WHERE trace_id IS NULL)::BIGINT AS null_trace_ids,
+               count(*) FILTER (WHERE trace_date IS NULL)::BIGINT AS undated_traces
+        FROM "{MARTS_SCHEMA}".fct_requests
+        """
+    ).df()
+    checks = [
+        _between("rows", 1, None, "The warehouse has requests."),
+        _between("duplicate_trace_ids", 0, 0,
+                 "One row per trace: a duplicate double-counts every metric."),
+        _between("null_trace_ids", 0, 0, "Every request is a trace."),
+        _between("undated_traces", 0, 0,
+                 "Every trace belongs to a day (its root span's event time)."),
+    ]
+    return session.validate("marts.fct_requests.table", frame, checks, stage="mart",
+                            target="fct_requests", severity=FAIL, index_column="mart")
+
+
+def _fct_requests(
+    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None
+) -> SuiteResult:
     columns = _columns(con, "fct_requests")
     rates, amounts = rate_columns(columns), amount_columns(columns)
     wanted = ["trace_id", "trace_date", *[c for c in (*rates, *amounts) if c not in
                                           ("trace_id", "trace_date")]]
     wanted = list(dict.fromkeys(c for c in wanted if c in columns))
-    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}".fct_requests').fetchone()[0]  # type: ignore[index]
+    where = _day_filter(columns, days)
+    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}".fct_requests {where}').fetchone()[0]  # type: ignore[index]
     if n > ROW_LEVEL_LIMIT:
-        return _generic(con, "fct_requests", session)
+        return _generic(con, "fct_requests", session, days)
     frame = con.execute(
         f'SELECT {", ".join(chr(34) + c + chr(34) for c in wanted)} '
-        f'FROM "{MARTS_SCHEMA}".fct_requests'
+        f'FROM "{MARTS_SCHEMA}".fct_requests {where}'
     ).df()
     if "trace_date" in frame:
         frame["trace_date"] = frame["trace_date"].astype("string")
-    checks = [
+    checks = [] if days is not None else [
         Check("ExpectTableRowCountToBeBetween", {"min_value": 1},
               "The warehouse has requests."),
+    ]
+    checks += [
         Check("ExpectColumnValuesToNotBeNull", {"column": "trace_id"},
               "Every request is a trace."),
         Check("ExpectColumnValuesToBeUnique", {"column": "trace_id"},
@@ -186,8 +233,9 @@ def _calendar(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteResult
 
 
 def _metric_series(con: duckdb.DuckDBPyConnection, table: str, grain: str,
-                   session: GxSession) -> SuiteResult:
-    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}"."{table}"').fetchone()[0]  # type: ignore[index]
+                   session: GxSession, days: list[str] | None = None) -> SuiteResult:
+    where = _day_filter({"period_start": "TIMESTAMP WITH TIME ZONE"}, days)
+    n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}"."{table}" {where}').fetchone()[0]  # type: ignore[index]
     rate = "(metric LIKE '%\\_rate' ESCAPE '\\' OR metric LIKE '%\\_share' ESCAPE '\\')"
     derived = f"""
         CASE WHEN {rate} THEN value END AS rate_value,
@@ -200,11 +248,13 @@ def _metric_series(con: duckdb.DuckDBPyConnection, table: str, grain: str,
                        strftime(period_start, '%Y-%m-%dT%H:%M') AS key,
                    metric, grain, segment_key, period_start IS NULL AS no_period,
                    value, n::DOUBLE AS n, {derived}
-            FROM "{MARTS_SCHEMA}"."{table}"
+            FROM "{MARTS_SCHEMA}"."{table}" {where}
             """
         ).df()
-        checks = [
+        checks = [] if days is not None else [
             Check("ExpectTableRowCountToBeBetween", {"min_value": 1}, "The series exist."),
+        ]
+        checks += [
             Check("ExpectColumnValuesToNotBeNull", {"column": "metric"},
                   "Every row names its metric."),
             Check("ExpectColumnValuesToBeInSet", {"column": "grain", "value_set": [grain]},
@@ -225,12 +275,14 @@ def _metric_series(con: duckdb.DuckDBPyConnection, table: str, grain: str,
         SELECT metric, count(*)::BIGINT AS rows, min(rate_value) AS min_rate_value,
                max(rate_value) AS max_rate_value, min(amount_value) AS min_amount_value,
                min(n)::DOUBLE AS min_n, count(*) FILTER (WHERE grain <> '{grain}') AS wrong_grain
-        FROM (SELECT metric, grain, n, {derived} FROM "{MARTS_SCHEMA}"."{table}")
+        FROM (SELECT metric, grain, n, {derived} FROM "{MARTS_SCHEMA}"."{table}" {where})
         GROUP BY metric ORDER BY metric
         """
     ).df()
-    checks = [
+    checks = [] if days is not None else [
         Check("ExpectTableRowCountToBeBetween", {"min_value": 1}, "The series exist."),
+    ]
+    checks += [
         _between("min_rate_value", 0, None, "Rates and shares are >= 0."),
         _between("max_rate_value", None, 1, "Rates and shares are <= 1."),
         _between("min_amount_value", 0, None, "Counts, costs, latencies and scores are >= 0."),
@@ -263,8 +315,15 @@ def _change_points(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteR
                             target="change_points", severity=FAIL, index_column="key")
 
 
-def check_marts(con: duckdb.DuckDBPyConnection, session: GxSession) -> list[SuiteResult]:
+def check_marts(
+    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None
+) -> list[SuiteResult]:
     """Validate every table of the ``marts`` schema; one suite result per suite.
+
+    ``days`` (YYYY-MM-DD; from :func:`tracehouse.quality.touched.touched_days`) narrows the
+    row-level and per-day checks to the days the build rewrote; whole-table invariants (not
+    empty, one row per trace, the calendar of fct_requests against metric_daily) always run.
+    None checks every day.
 
     A core mart (``fct_requests``, ``metric_daily``) that does not exist yields a warning-level
     result with a note, not a failure: dbt fails the build when a model cannot be built.
@@ -286,15 +345,16 @@ def check_marts(con: duckdb.DuckDBPyConnection, session: GxSession) -> list[Suit
                                        note=f"mart {core} is not built: not checked"))
     for table in tables:
         if table == "fct_requests":
-            results.append(_fct_requests(con, session))
+            results.append(_fct_requests(con, session, days))
+            results.append(_fct_requests_table(con, session))
         elif table == "metric_daily":
-            results.append(_metric_series(con, table, "day", session))
+            results.append(_metric_series(con, table, "day", session, days))
         elif table == "metric_hourly":
-            results.append(_metric_series(con, table, "hour", session))
+            results.append(_metric_series(con, table, "hour", session, days))
         elif table == "change_points":
             results.append(_change_points(con, session))
         else:
-            results.append(_generic(con, table, session))
+            results.append(_generic(con, table, session, days))
     if "fct_requests" in tables and "metric_daily" in tables:
         results.append(_calendar(con, session))
     return results

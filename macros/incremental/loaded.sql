@@ -1,0 +1,329 @@
+{#-
+    Incremental by what was loaded, not by a lookback window.
+
+    1. The base tables (`base_lake__spans`, `base_lake__feedback`, `base_lake__annotations`) read
+       only the lake files they have not loaded yet (a snapshot of the lake's files, by path, size
+       and modification time, is kept next to each base table; `tracehouse lake compact`'s merged
+       file is such a new file). The rows of those files are ranked together with the stored row
+       of the same id (the latest copy already loaded), so the winner is the latest copy among
+       every file ever loaded, whatever the ingest_time order. Only ids whose winner changed
+       are written, stamped with `_loaded_at` (this build, strictly after any stamp already
+       stored). No lookback: a file that lands late with old ingest times is still new.
+    2. Every other incremental model rebuilds the keys (traces; days; periods) touched by base
+       rows stamped after its own watermark, and no others. A model's watermark is the newest
+       `_loaded_at` of each base table it has consumed; the window is (watermark, newest stamp at
+       compile time], the upper bound is recorded as pending at compile time and becomes the
+       watermark in the post-hook `record_watermarks()`, i.e. only once the model succeeded. A
+       model that failed, or was never built with watermarks, simply looks further back.
+    With nothing new, no base row is written and every window is empty: the run rewrites nothing.
+-#}
+
+{% macro watermark_table(kind='done') %}
+    {#- The watermark table (`done`) or the compile-time upper bounds (`pending`). -#}
+    {{ return(target.schema ~ '.tracehouse_watermarks' ~ ('_pending' if kind == 'pending' else '')) }}
+{% endmacro %}
+
+
+{% macro stamp_literal(value) %}
+    {#- A timestamp literal from a Python datetime (UTC). -#}
+    {{ return(timestamp_literal(value.strftime('%Y-%m-%d %H:%M:%S.%f') ~ '+00')) }}
+{% endmacro %}
+
+
+{% macro load_stamp() %}
+    {#-
+        The `_loaded_at` of the rows a base table writes in this build: the run's start, and
+        strictly after every stamp already stored (so a clock set back cannot hide rows).
+    -#}
+    {%- set stamp = run_started_at -%}
+    {%- if execute and is_incremental() -%}
+        {%- set names = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+        {%- if '_loaded_at' in names -%}
+            {%- set stored = run_query('select max(_loaded_at) from ' ~ this).columns[0].values()[0] -%}
+            {%- if stored is not none -%}
+                {%- set floor = stored + modules.datetime.timedelta(microseconds=1) -%}
+                {%- if floor > stamp -%}{%- set stamp = floor -%}{%- endif -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    {{ return(stamp_literal(stamp)) }}
+{% endmacro %}
+
+
+{% macro lake_files_to_load(dataset) %}
+    {#-
+        The lake files of `dataset` this base table has not loaded yet (a list of paths), or
+        none when the engine cannot list files (then the whole dataset is read: still exact,
+        because rows are ranked against the stored ones, only slower). Also snapshots the files
+        seen, which the post-hook `record_lake_files()` records as loaded once the model succeeded.
+    -#}
+    {{ return(adapter.dispatch('lake_files_to_load', 'tracehouse')(dataset)) }}
+{% endmacro %}
+
+{% macro duckdb__lake_files_to_load(dataset) %}
+    {%- if not execute -%}{{ return([]) }}{%- endif -%}
+    {%- set seen = this.schema ~ '.' ~ this.identifier ~ '__lake_files_seen' -%}
+    {%- set loaded = this.schema ~ '.' ~ this.identifier ~ '__lake_files_loaded' -%}
+    {%- set glob = lake_path() ~ '/' ~ dataset ~ '/dt=*/*.parquet' -%}
+    {%- set n_files = run_query("select count(*) from glob('" ~ glob ~ "')").columns[0].values()[0] -%}
+    {%- do run_query("create schema if not exists " ~ this.schema) -%}
+    {%- if n_files > 0 -%}
+        {%- do run_query(
+            "create or replace table " ~ seen ~ " as select filename, size, last_modified from read_blob('"
+            ~ glob ~ "')"
+        ) -%}
+    {%- else -%}
+        {%- do run_query(
+            "create or replace table " ~ seen ~ " (filename varchar, size bigint, last_modified timestamptz)"
+        ) -%}
+    {%- endif -%}
+    {%- do run_query(
+        "create table if not exists " ~ loaded ~ " (filename varchar, size bigint, last_modified timestamptz)"
+    ) -%}
+    {%- set new_files = run_query(
+        "select filename from " ~ seen ~ " anti join " ~ loaded
+        ~ " using (filename, size, last_modified) order by filename"
+    ) -%}
+    {{ return(new_files.columns[0].values() | list) }}
+{% endmacro %}
+
+{% macro default__lake_files_to_load(dataset) %}
+    {{ return(none) }}
+{% endmacro %}
+
+
+{% macro record_lake_files() %}
+    {#- Post-hook of a base table: the files seen at compile time are now loaded. -#}
+    {{ return(adapter.dispatch('record_lake_files', 'tracehouse')()) }}
+{% endmacro %}
+
+{% macro duckdb__record_lake_files() %}
+    create or replace table {{ this.schema }}.{{ this.identifier }}__lake_files_loaded as
+    select * from {{ this.schema }}.{{ this.identifier }}__lake_files_seen
+{% endmacro %}
+
+{% macro default__record_lake_files() %}
+    select 1
+{% endmacro %}
+
+
+{% macro lake_rows_from_files(dataset, files) %}
+    {#- The contract columns of `dataset` read from exactly these lake files (none: no row). -#}
+    {{ return(adapter.dispatch('lake_rows_from_files', 'tracehouse')(dataset, files)) }}
+{% endmacro %}
+
+{% macro duckdb__lake_rows_from_files(dataset, files) %}
+    {%- set columns = contract_columns(dataset) -%}
+    {%- set typed_empty -%}
+        select
+        {%- for column, logical in columns %}
+            cast(null as {{ sql_type(logical) }}) as {{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+        where false
+    {%- endset -%}
+    select
+    {%- for column, logical in columns %}
+        cast({{ column }} as {{ sql_type(logical) }}) as {{ column }}{{ "," if not loop.last }}
+    {%- endfor %}
+    from (
+        {{ typed_empty }}
+        {%- if files %}
+        union all by name
+        select * from read_parquet(
+            ['{{ files | join("', '") }}'], hive_partitioning = false, union_by_name = true
+        )
+        {%- endif %}
+    ) as landed_files
+{% endmacro %}
+
+
+{% macro lake_base(dataset, id_column, tie_breakers) %}
+    {#-
+        The body of a base table: every row of `dataset` once (the contract's dedup rule: the
+        latest ingest_time per id, ties broken by `tie_breakers`, the row's own content), plus
+        `_loaded_at`. A full build deduplicates the whole lake; an incremental build reads only
+        the files not loaded yet, ranks their rows with the stored row of the same id, and
+        writes the ids whose winner is a new row (a re-read identical row keeps the stored one).
+        Configure the model with unique_key = id_column, delete+insert, and the post-hook
+        `record_lake_files()`.
+    -#}
+    {%- set columns = contract_columns(dataset) | map('first') | list -%}
+    {%- set files = lake_files_to_load(dataset) -%}
+with
+
+{% if is_incremental() %}
+landed as (
+    {%- if files is none %}
+    select * from {{ source('lake', dataset) }}
+    {%- else %}
+    {{ lake_rows_from_files(dataset, files) }}
+    {%- endif %}
+),
+
+stored as (
+    select {{ columns | join(', ') }}
+    from {{ this }}
+    where {{ id_column }} in (select {{ id_column }} from landed)
+),
+
+candidates as (
+    select {{ columns | join(', ') }}, false as _is_stored
+    from landed
+    union all
+    select {{ columns | join(', ') }}, true as _is_stored
+    from stored
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by {{ id_column }}
+            order by ingest_time desc nulls last, {{ tie_breakers }}, _is_stored desc
+        ) as _row_rank
+    from candidates
+),
+
+deduplicated as (
+    select * from ranked
+    where _row_rank = 1 and not _is_stored
+),
+{% else %}
+landed as (
+    select * from {{ source('lake', dataset) }}
+),
+
+deduplicated as (
+    {{ latest_per_id('landed', id_column, tie_breakers) }}
+),
+{% endif %}
+
+final as (
+    select
+        {%- for column in columns %}
+        {{ column }},
+        {%- endfor %}
+        {{ load_stamp() }} as _loaded_at
+    from deduplicated
+)
+
+select * from final
+{% endmacro %}
+
+
+{% macro create_watermark_tables() %}
+    {#- on-run-start: the watermark tables exist before any model compiles. -#}
+    create table if not exists {{ watermark_table() }} (model_name varchar, upstream varchar, loaded_at timestamptz);
+    create table if not exists {{ watermark_table('pending') }} (model_name varchar, upstream varchar, loaded_at timestamptz)
+{% endmacro %}
+
+
+{% macro loaded_window(base_relation, upstream) %}
+    {#-
+        A predicate on `_loaded_at`: the rows of `base_relation` stamped after this model's
+        watermark on `upstream` (spans / feedback / annotations) and up to the newest stamp now.
+        Records that newest stamp as pending; `record_watermarks()` makes it the watermark.
+    -#}
+    {%- if not execute -%}{{ return('true') }}{%- endif -%}
+    {%- set key = "model_name = '" ~ this.identifier ~ "' and upstream = '" ~ upstream ~ "'" -%}
+    {%- set bounds = run_query(
+        "select (select max(loaded_at) from " ~ watermark_table() ~ " where " ~ key ~ "), "
+        ~ "(select max(_loaded_at) from " ~ base_relation ~ ")"
+    ) -%}
+    {%- set done = bounds.columns[0].values()[0] -%}
+    {%- set newest = bounds.columns[1].values()[0] -%}
+    {%- if newest is none -%}
+        {{ return('false') }}
+    {%- endif -%}
+    {%- do run_query(
+        "delete from " ~ watermark_table('pending') ~ " where " ~ key ~ "; insert into "
+        ~ watermark_table('pending') ~ " values ('" ~ this.identifier ~ "', '" ~ upstream ~ "', "
+        ~ stamp_literal(newest) ~ ")"
+    ) -%}
+    {%- if done is none -%}
+        {{ return('_loaded_at <= ' ~ stamp_literal(newest)) }}
+    {%- endif -%}
+    {{ return('_loaded_at > ' ~ stamp_literal(done) ~ ' and _loaded_at <= ' ~ stamp_literal(newest)) }}
+{% endmacro %}
+
+
+{% macro record_watermarks() %}
+    {#-
+        Post-hook of every incremental model downstream of the base tables (dbt_project.yml):
+        the pending upper bounds of this build become the model's watermarks. A full build
+        recorded none (it read everything): its watermark is the newest stamp of every base table.
+    -#}
+    {%- if model.config.materialized != 'incremental' or this.identifier.startswith('base_lake__') -%}
+        {{ return('') }}
+    {%- endif -%}
+    {%- set bases = [] -%}
+    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
+        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.base_lake__' ~ upstream) -%}
+        {%- if node is not none and adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias) is not none -%}
+            {%- do bases.append((upstream, node.schema ~ '.' ~ node.alias)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    create table if not exists {{ watermark_table() }} (model_name varchar, upstream varchar, loaded_at timestamptz);
+    create table if not exists {{ watermark_table('pending') }} (model_name varchar, upstream varchar, loaded_at timestamptz);
+    {%- if bases %}
+    insert into {{ watermark_table('pending') }}
+    select * from (
+        {%- for upstream, relation in bases %}
+        select '{{ this.identifier }}' as model_name, '{{ upstream }}' as upstream, max(_loaded_at) as loaded_at
+        from {{ relation }}
+        {{ "union all" if not loop.last }}
+        {%- endfor %}
+    ) as newest
+    where loaded_at is not null
+        and not exists (
+            select 1 from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}'
+        );
+    {%- endif %}
+    delete from {{ watermark_table() }}
+    where model_name = '{{ this.identifier }}'
+        and upstream in (select upstream from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}');
+    insert into {{ watermark_table() }}
+    select model_name, upstream, loaded_at from {{ watermark_table('pending') }}
+    where model_name = '{{ this.identifier }}';
+    delete from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}'
+{% endmacro %}
+
+
+{% macro loaded_span_ids(span_types=none) %}
+    {#- The span ids stamped in this model's window (optionally of some span types only). -#}
+    select span_id
+    from {{ ref('base_lake__spans') }}
+    where {{ loaded_window(ref('base_lake__spans'), 'spans') }}
+    {%- if span_types %}
+        and span_type in ('{{ span_types | join("', '") }}')
+    {%- endif %}
+{% endmacro %}
+
+
+{% macro traces_loaded(sources=['spans', 'feedback', 'annotations'], span_types=none) %}
+    {#-
+        The trace ids with a row stamped in this model's window, in the base tables of
+        `sources` (span rows optionally of some span types only).
+    -#}
+    {%- for source_name in sources %}
+    select trace_id
+    from {{ ref('base_lake__' ~ source_name) }}
+    where {{ loaded_window(ref('base_lake__' ~ source_name), source_name) }}
+    {%- if source_name == 'spans' and span_types %}
+        and span_type in ('{{ span_types | join("', '") }}')
+    {%- endif %}
+    {{ "union" if not loop.last }}
+    {%- endfor %}
+{% endmacro %}
+
+
+{% macro loaded_base_refs() %}
+    {#-
+        Render at parse time so dbt knows a model reads the three base tables (only in its
+        incremental branch; a unit test, which builds the model in full, has no fixture for them).
+    -#}
+    {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
+    {%- set relations = [ref('base_lake__spans'), ref('base_lake__feedback'), ref('base_lake__annotations')] -%}
+    {{ return('') }}
+{% endmacro %}
