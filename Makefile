@@ -52,6 +52,7 @@ bench: venv
 lint: venv
 	$(BIN)/ruff check python tests
 	$(BIN)/mypy python/tracehouse
+	@mkdir -p var/lint/lake
 	TRACEHOUSE_WAREHOUSE=var/lint TRACEHOUSE_LAKE=var/lint/lake $(BIN)/sqlfluff lint models macros
 
 docs: venv
