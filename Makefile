@@ -9,7 +9,7 @@ DEMO_DAYS ?= 30
 DEMO_TRACES ?= 2000
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test bench lint docs clean
+.PHONY: venv venv-spark demo test test-spark bench lint docs clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# The Spark engine's optional packages (dbt-spark session, pyspark; Java 17 must be on PATH).
+SPARK_STAMP := $(VENV)/.installed-spark
+venv-spark: $(SPARK_STAMP)
+
+$(SPARK_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	@touch $(SPARK_STAMP)
 
 demo: venv
 	@rm -rf $(DEMO_DIR)
@@ -31,6 +39,11 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# DuckDB and a local SparkSession build the same lake; every mart must be equal (one process,
+# one SparkSession: no -n). Spark's metastore_db/derby.log go into the test's warehouse folder.
+test-spark: venv-spark
+	TRACEHOUSE_TEST_SPARK=1 $(BIN)/python -m pytest tests/test_spark_parity.py -s -p no:xdist $(PYTEST_ARGS)
+
 BENCH_SIZES ?= 1M
 bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -39,6 +52,8 @@ bench: venv
 lint: venv
 	$(BIN)/ruff check python tests
 	$(BIN)/mypy python/tracehouse
+	@mkdir -p var/lint/lake
+	TRACEHOUSE_WAREHOUSE=var/lint TRACEHOUSE_LAKE=var/lint/lake $(BIN)/sqlfluff lint models macros
 
 docs: venv
 	TRACEHOUSE_LAKE=$(DEMO_DIR)/lake TRACEHOUSE_WAREHOUSE=$(DEMO_DIR)/warehouse \

@@ -7,9 +7,9 @@ import re
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from tracehouse.publication import connect
 from tracehouse.semantic import query, run_mf
 
 pytestmark = pytest.mark.slow
@@ -42,11 +42,11 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _metric_daily(warehouse: Path, segment_prefix: str) -> dict[tuple[str, str, str], float]:
-    con = duckdb.connect(str(warehouse / "tracehouse.duckdb"), read_only=True)
+    con = connect(warehouse)
     try:
         rows = con.execute(
             "select metric, strftime(period_start, '%Y-%m-%d'), segment_key, value "
-            "from marts.metric_daily where value is not null and "
+            "from metric_daily where value is not null and "
             f"(segment_key = 'all' or segment_key like '{segment_prefix}=%')"
         ).fetchall()
     finally:
@@ -97,3 +97,15 @@ def test_metrics_by_route_equal_the_route_segments(warehouse: Path) -> None:
             if want is not None:
                 assert _close(float(got), want), (mf_name, day, route, got, want)
     assert len(routes) >= 2
+
+
+def test_mf_reads_the_publication_not_the_build_database(warehouse: Path) -> None:
+    build_db = warehouse / "tracehouse.duckdb"
+    aside = warehouse / "tracehouse.duckdb.aside"
+    build_db.rename(aside)
+    try:
+        table = query(["requests"], ["metric_time__day"], warehouse)
+    finally:
+        aside.rename(build_db)
+    assert table.num_rows == 3 and sum(table.column("requests").to_pylist()) > 0
+    assert not (warehouse / "tracehouse.duckdb.aside").exists()

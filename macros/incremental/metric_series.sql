@@ -324,9 +324,8 @@ final as (
         Post-hook: a period none of whose traces is still there (its only trace moved to another
         period when its root landed late) is deleted; delete+insert alone would keep it.
     -#}
-    delete from {{ this }}
-    where period_start not in (
-        select distinct {{ truncate_to(grain, 'event_time') }} from {{ ref('fct_requests') }}
-    )
-    {{ and_not_archived(utc_date('period_start')) }}
+    {{ delete_where(
+        "period_start not in (select distinct " ~ truncate_to(grain, 'event_time')
+        ~ " from " ~ ref('fct_requests') ~ ") " ~ and_not_archived(utc_date('period_start'))
+    ) }}
 {% endmacro %}

@@ -47,6 +47,46 @@
     {{ return(statements | join(";\n")) }}
 {% endmacro %}
 
+{% macro spark__create_lake_views() %}
+    {#-
+        Spark: a persistent view per dataset over `parquet.`<lake>/<dataset>``, which discovers
+        the `dt=` partitions (a date column) and, with spark.sql.parquet.mergeSchema (set in the
+        profile), unions files written with and without newer optional columns. Spark cannot
+        test for a folder from SQL: the caller says which datasets have no file yet with var
+        `lake_missing_datasets` (tracehouse.engines passes it; by hand, default: none missing).
+    -#}
+    {%- if not execute -%}{{ return('') }}{%- endif -%}
+    {%- set missing = var('lake_missing_datasets', []) -%}
+    {%- set statements = ["create schema if not exists lake_raw"] -%}
+    {%- for dataset in ['spans', 'feedback', 'annotations'] -%}
+        {%- set location = "parquet.`" ~ lake_path() ~ "/" ~ dataset ~ "`" -%}
+        {%- set present = [] -%}
+        {%- if dataset not in missing -%}
+            {%- set described = run_query("describe query select * from " ~ location) -%}
+            {%- for name in described.columns[0].values() -%}{%- do present.append(name) -%}{%- endfor -%}
+        {%- endif -%}
+        {%- set items = [] -%}
+        {%- for column, logical in contract_columns(dataset) -%}
+            {%- if column in present -%}
+                {%- do items.append("cast(`" ~ column ~ "` as " ~ sql_type(logical) ~ ") as `" ~ column ~ "`") -%}
+            {%- else -%}
+                {%- do items.append("cast(null as " ~ sql_type(logical) ~ ") as `" ~ column ~ "`") -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if present -%}
+            {%- do items.append("cast(dt as date) as dt") -%}
+            {%- set body = "select " ~ items | join(", ") ~ " from " ~ location -%}
+        {%- else -%}
+            {%- do items.append("cast(null as date) as dt") -%}
+            {%- set body = "select " ~ items | join(", ") ~ " where false" -%}
+        {%- endif -%}
+        {%- do statements.append("create or replace view lake_raw." ~ dataset ~ " as " ~ body) -%}
+    {%- endfor -%}
+    {#- Spark SQL runs one statement per call: run them here, leave the hook a no-op. -#}
+    {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+    {{ return('select 1') }}
+{% endmacro %}
+
 {% macro default__create_lake_views() %}
     {{ exceptions.raise_compiler_error(
         "tracehouse has no lake views for adapter '" ~ adapter.type() ~ "' yet: add a macro `"

@@ -6,8 +6,12 @@
 {% macro duckdb__percentile(expression, fraction) -%}
     quantile_cont({{ expression }}, {{ fraction }})
 {%- endmacro %}
-{% macro default__percentile(expression, fraction) -%}
+{% macro spark__percentile(expression, fraction) -%}
     percentile({{ expression }}, {{ fraction }})
+{%- endmacro %}
+{% macro default__percentile(expression, fraction) -%}
+    {#- ANSI SQL. -#}
+    percentile_cont({{ fraction }}) within group (order by {{ expression }})
 {%- endmacro %}
 
 
@@ -18,9 +22,10 @@
 {% macro duckdb__truncate_to(grain, expression) -%}
     date_trunc('{{ grain }}', {{ expression }})
 {%- endmacro %}
-{% macro default__truncate_to(grain, expression) -%}
+{% macro spark__truncate_to(grain, expression) -%}
     date_trunc('{{ grain }}', {{ expression }})
 {%- endmacro %}
+{% macro default__truncate_to(grain, expression) %}{{ not_ported('truncate_to') }}{% endmacro %}
 
 
 {% macro list_length(expression) %}
@@ -29,9 +34,10 @@
 {% macro duckdb__list_length(expression) -%}
     len({{ expression }})
 {%- endmacro %}
-{% macro default__list_length(expression) -%}
+{% macro spark__list_length(expression) -%}
     size({{ expression }})
 {%- endmacro %}
+{% macro default__list_length(expression) %}{{ not_ported('list_length') }}{% endmacro %}
 
 
 {% macro list_contains(list_expression, value_expression) %}
@@ -40,9 +46,10 @@
 {% macro duckdb__list_contains(list_expression, value_expression) -%}
     list_contains({{ list_expression }}, {{ value_expression }})
 {%- endmacro %}
-{% macro default__list_contains(list_expression, value_expression) -%}
+{% macro spark__list_contains(list_expression, value_expression) -%}
     array_contains({{ list_expression }}, {{ value_expression }})
 {%- endmacro %}
+{% macro default__list_contains(list_expression, value_expression) %}{{ not_ported('list_contains') }}{% endmacro %}
 
 
 {% macro lists_overlap(left_list, right_list) %}
@@ -52,9 +59,10 @@
 {% macro duckdb__lists_overlap(left_list, right_list) -%}
     list_has_any({{ left_list }}, {{ right_list }})
 {%- endmacro %}
-{% macro default__lists_overlap(left_list, right_list) -%}
+{% macro spark__lists_overlap(left_list, right_list) -%}
     arrays_overlap({{ left_list }}, {{ right_list }})
 {%- endmacro %}
+{% macro default__lists_overlap(left_list, right_list) %}{{ not_ported('lists_overlap') }}{% endmacro %}
 
 
 {% macro json_extract_string(column, key) %}
@@ -63,8 +71,12 @@
 {% macro duckdb__json_extract_string(column, key) -%}
     json_extract_string({{ column }}, '$.{{ key }}')
 {%- endmacro %}
-{% macro default__json_extract_string(column, key) -%}
+{% macro spark__json_extract_string(column, key) -%}
     get_json_object({{ column }}, '$.{{ key }}')
+{%- endmacro %}
+{% macro default__json_extract_string(column, key) -%}
+    {#- ANSI SQL. -#}
+    json_value({{ column }}, '$.{{ key }}')
 {%- endmacro %}
 
 
@@ -84,6 +96,23 @@
 {% macro duckdb__days_before(expression, days) -%}
     ({{ expression }} - to_days(cast({{ days }} as integer)))
 {%- endmacro %}
-{% macro default__days_before(expression, days) -%}
+{% macro spark__days_before(expression, days) -%}
     ({{ expression }} - make_interval(0, 0, 0, {{ days }}))
 {%- endmacro %}
+{% macro default__days_before(expression, days) -%}
+    {#- ANSI SQL. -#}
+    ({{ expression }} - interval '{{ days }}' day)
+{%- endmacro %}
+
+
+{% macro not_ported(name) %}
+    {#-
+        The `default__` of a dispatched macro with no portable SQL spelling: a compile error that
+        names the adapter and the macro to add, rather than another engine's syntax.
+    -#}
+    {{ exceptions.raise_compiler_error(
+        "tracehouse: macro '" ~ name ~ "' has no version for adapter '" ~ adapter.type()
+        ~ "' (there are duckdb__ and spark__ versions): add a macro `" ~ adapter.type() ~ "__"
+        ~ name ~ "` in macros/portable/"
+    ) }}
+{% endmacro %}

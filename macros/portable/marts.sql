@@ -1,7 +1,7 @@
 {#-
     Portable helpers for the question marts (cost, latency, retrieval, tools, context, quality,
     failures, evals). Same convention as functions.sql: `duckdb__` for the embedded default,
-    `default__` written for Spark SQL.
+    `spark__` for Spark SQL, `default__` ANSI SQL or a compile error (`not_ported`).
 -#}
 
 {% macro hash_fraction(expression, salt='') %}
@@ -15,9 +15,10 @@
 {% macro duckdb__hash_fraction(expression, salt) -%}
     (cast(cast(('0x' || substr(md5(cast({{ expression }} as varchar) || '{{ salt }}'), 1, 8)) as bigint) as double) / 4294967296.0)
 {%- endmacro %}
-{% macro default__hash_fraction(expression, salt) -%}
+{% macro spark__hash_fraction(expression, salt) -%}
     (cast(conv(substr(md5(concat(cast({{ expression }} as string), '{{ salt }}')), 1, 8), 16, 10) as double) / 4294967296.0)
 {%- endmacro %}
+{% macro default__hash_fraction(expression, salt) %}{{ not_ported('hash_fraction') }}{% endmacro %}
 
 
 {% macro unnest_join(list_expression, alias) %}
@@ -31,8 +32,13 @@
 {% macro duckdb__unnest_join(list_expression, alias) -%}
     cross join unnest({{ list_expression }}) as {{ alias }}(value)
 {%- endmacro %}
+{% macro spark__unnest_join(list_expression, alias) -%}
+    {#- A lateral generator, so other joins may follow (LATERAL VIEW must come after them). -#}
+    cross join lateral explode({{ list_expression }}) as {{ alias }}(value)
+{%- endmacro %}
 {% macro default__unnest_join(list_expression, alias) -%}
-    lateral view explode({{ list_expression }}) {{ alias }} as value
+    {#- ANSI SQL. -#}
+    cross join unnest({{ list_expression }}) as {{ alias }}(value)
 {%- endmacro %}
 
 
@@ -43,10 +49,15 @@
 {% macro duckdb__flatten_list_agg(expression, order_by) -%}
     flatten(list({{ expression }} order by {{ order_by }}) filter (where {{ expression }} is not null))
 {%- endmacro %}
-{% macro default__flatten_list_agg(expression, order_by) -%}
-    {#- collect_list has no ORDER BY in Spark: order is not guaranteed there. -#}
-    flatten(collect_list({{ expression }}))
+{% macro spark__flatten_list_agg(expression, order_by) -%}
+    {#- collect_list has no ORDER BY: sort (order key struct, list) pairs, then concatenate. -#}
+    {#- NULL when no row has a list, as DuckDB's filtered list() gives. -#}
+    case when count({{ expression }}) > 0 then flatten(transform(
+        array_sort(collect_list(case when {{ expression }} is not null then struct(struct({{ order_by }}) as k, {{ expression }} as v) end)),
+        x -> x.v
+    )) end
 {%- endmacro %}
+{% macro default__flatten_list_agg(expression, order_by) %}{{ not_ported('flatten_list_agg') }}{% endmacro %}
 
 
 {% macro days_between(start_date, end_date) %}
@@ -56,9 +67,10 @@
 {% macro duckdb__days_between(start_date, end_date) -%}
     date_diff('day', cast({{ start_date }} as date), cast({{ end_date }} as date))
 {%- endmacro %}
-{% macro default__days_between(start_date, end_date) -%}
+{% macro spark__days_between(start_date, end_date) -%}
     datediff(cast({{ end_date }} as date), cast({{ start_date }} as date))
 {%- endmacro %}
+{% macro default__days_between(start_date, end_date) %}{{ not_ported('days_between') }}{% endmacro %}
 
 
 {% macro safe_divide(numerator, denominator) -%}
@@ -151,9 +163,10 @@
 
 {% macro delete_vanished_days() %}
     {#- Post-hook: delete the stored days none of whose traces is still in fct_requests. -#}
-    delete from {{ this }}
-    where trace_date not in (select distinct trace_date from {{ ref('fct_requests') }})
-    {{ and_not_archived('trace_date') }}
+    {{ delete_where(
+        "trace_date not in (select distinct trace_date from " ~ ref('fct_requests') ~ ") "
+        ~ and_not_archived('trace_date')
+    ) }}
 {% endmacro %}
 
 

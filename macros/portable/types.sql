@@ -1,6 +1,7 @@
 {#-
     Engine-specific SQL lives behind these dispatched macros: `duckdb__` for the embedded
-    default, `default__` written for Spark SQL. Another engine only needs its own versions.
+    default, `spark__` for Spark SQL; a `default__` is ANSI SQL or a compile error naming the
+    adapter that lacks a version (`not_ported`). Another engine only needs its own versions.
 -#}
 
 {% macro sql_type(logical) %}
@@ -18,7 +19,7 @@
     {{ return(types[logical]) }}
 {% endmacro %}
 
-{% macro default__sql_type(logical) %}
+{% macro spark__sql_type(logical) %}
     {%- set types = {
         'str': 'string', 'num': 'double', 'int': 'bigint', 'bool': 'boolean',
         'timestamp': 'timestamp', 'obj': 'string',
@@ -28,6 +29,7 @@
     } -%}
     {{ return(types[logical]) }}
 {% endmacro %}
+{% macro default__sql_type(logical) %}{{ not_ported('sql_type') }}{% endmacro %}
 
 
 {% macro parse_span_attributes(column, span_type) %}
@@ -48,13 +50,14 @@
     json_transform({{ column }}, '{{ "{" ~ fields | join(", ") ~ "}" }}')
 {%- endmacro %}
 
-{% macro default__parse_span_attributes(column, span_type) %}
+{% macro spark__parse_span_attributes(column, span_type) %}
     {%- set fields = [] -%}
     {%- for key, logical in contract_attribute_keys(span_type) -%}
         {%- do fields.append('`' ~ key ~ '` ' ~ sql_type(logical)) -%}
     {%- endfor -%}
     from_json({{ column }}, '{{ fields | join(", ") }}')
 {%- endmacro %}
+{% macro default__parse_span_attributes(column, span_type) %}{{ not_ported('parse_span_attributes') }}{% endmacro %}
 
 
 {% macro span_attribute_columns(span_type, struct_column='attrs', skip=[]) %}

@@ -1,6 +1,7 @@
 {#-
     Portable functions the warehouse core (intermediate, core and metric marts) needs beyond
-    `functions.sql`. Same rule: `duckdb__` for the embedded default, `default__` in Spark SQL.
+    `functions.sql`. Same rule: `duckdb__` for the embedded default, `spark__` for Spark SQL,
+    `default__` ANSI SQL or a compile error (`not_ported`).
 -#}
 
 {% macro duration_ms_between(start_expression, end_expression) %}
@@ -10,9 +11,10 @@
 {% macro duckdb__duration_ms_between(start_expression, end_expression) -%}
     ((epoch_us({{ end_expression }}) - epoch_us({{ start_expression }})) / 1000.0)
 {%- endmacro %}
-{% macro default__duration_ms_between(start_expression, end_expression) -%}
+{% macro spark__duration_ms_between(start_expression, end_expression) -%}
     ((unix_micros({{ end_expression }}) - unix_micros({{ start_expression }})) / 1000.0)
 {%- endmacro %}
+{% macro default__duration_ms_between(start_expression, end_expression) %}{{ not_ported('duration_ms_between') }}{% endmacro %}
 
 
 {% macro utc_date(expression) %}
@@ -22,8 +24,12 @@
 {% macro duckdb__utc_date(expression) -%}
     cast({{ expression }} as date)
 {%- endmacro %}
-{% macro default__utc_date(expression) -%}
+{% macro spark__utc_date(expression) -%}
     to_date({{ expression }})
+{%- endmacro %}
+{% macro default__utc_date(expression) -%}
+    {#- ANSI SQL. -#}
+    cast({{ expression }} as date)
 {%- endmacro %}
 
 
@@ -46,9 +52,13 @@
 {% macro duckdb__list_agg_ordered(expression, order_by) -%}
     list({{ expression }} order by {{ order_by }})
 {%- endmacro %}
-{% macro default__list_agg_ordered(expression, order_by) -%}
+{% macro spark__list_agg_ordered(expression, order_by) -%}
     {#- Spark: sort (order key struct, value) pairs, then keep the values; ascending keys only. -#}
     transform(array_sort(collect_list(struct(struct({{ order_by }}) as k, {{ expression }} as v))), x -> x.v)
+{%- endmacro %}
+{% macro default__list_agg_ordered(expression, order_by) -%}
+    {#- ANSI SQL. -#}
+    array_agg({{ expression }} order by {{ order_by }})
 {%- endmacro %}
 
 
@@ -59,9 +69,10 @@
 {% macro duckdb__list_concat_agg(list_expression) -%}
     flatten(list({{ list_expression }}))
 {%- endmacro %}
-{% macro default__list_concat_agg(list_expression) -%}
+{% macro spark__list_concat_agg(list_expression) -%}
     flatten(collect_list({{ list_expression }}))
 {%- endmacro %}
+{% macro default__list_concat_agg(list_expression) %}{{ not_ported('list_concat_agg') }}{% endmacro %}
 
 
 {% macro list_join(list_expression, separator) %}
@@ -70,9 +81,10 @@
 {% macro duckdb__list_join(list_expression, separator) -%}
     array_to_string({{ list_expression }}, '{{ separator }}')
 {%- endmacro %}
-{% macro default__list_join(list_expression, separator) -%}
+{% macro spark__list_join(list_expression, separator) -%}
     array_join({{ list_expression }}, '{{ separator }}')
 {%- endmacro %}
+{% macro default__list_join(list_expression, separator) %}{{ not_ported('list_join') }}{% endmacro %}
 
 
 {% macro list_first(list_expression) %}
@@ -82,9 +94,10 @@
 {% macro duckdb__list_first(list_expression) -%}
     ({{ list_expression }})[1]
 {%- endmacro %}
-{% macro default__list_first(list_expression) -%}
+{% macro spark__list_first(list_expression) -%}
     try_element_at({{ list_expression }}, 1)
 {%- endmacro %}
+{% macro default__list_first(list_expression) %}{{ not_ported('list_first') }}{% endmacro %}
 
 
 {% macro list_except(left_list, right_list) %}
@@ -94,9 +107,10 @@
 {% macro duckdb__list_except(left_list, right_list) -%}
     list_filter({{ left_list }}, lambda x: not coalesce(list_contains({{ right_list }}, x), false))
 {%- endmacro %}
-{% macro default__list_except(left_list, right_list) -%}
+{% macro spark__list_except(left_list, right_list) -%}
     filter({{ left_list }}, x -> not coalesce(array_contains({{ right_list }}, x), false))
 {%- endmacro %}
+{% macro default__list_except(left_list, right_list) %}{{ not_ported('list_except') }}{% endmacro %}
 
 
 {% macro list_of_present(expressions) %}
@@ -106,9 +120,10 @@
 {% macro duckdb__list_of_present(expressions) -%}
     list_filter([{{ expressions | join(', ') }}], lambda x: x is not null)
 {%- endmacro %}
-{% macro default__list_of_present(expressions) -%}
+{% macro spark__list_of_present(expressions) -%}
     filter(array({{ expressions | join(', ') }}), x -> x is not null)
 {%- endmacro %}
+{% macro default__list_of_present(expressions) %}{{ not_ported('list_of_present') }}{% endmacro %}
 
 
 {% macro empty_list(logical='list_str') %}
@@ -117,9 +132,10 @@
 {% macro duckdb__empty_list(logical='list_str') -%}
     cast([] as {{ sql_type(logical) }})
 {%- endmacro %}
-{% macro default__empty_list(logical='list_str') -%}
+{% macro spark__empty_list(logical='list_str') -%}
     cast(array() as {{ sql_type(logical) }})
 {%- endmacro %}
+{% macro default__empty_list(logical='list_str') %}{{ not_ported('empty_list') }}{% endmacro %}
 
 
 {% macro explode_list(list_expression) %}
@@ -129,9 +145,10 @@
 {% macro duckdb__explode_list(list_expression) -%}
     unnest({{ list_expression }})
 {%- endmacro %}
-{% macro default__explode_list(list_expression) -%}
+{% macro spark__explode_list(list_expression) -%}
     explode({{ list_expression }})
 {%- endmacro %}
+{% macro default__explode_list(list_expression) %}{{ not_ported('explode_list') }}{% endmacro %}
 
 
 {% macro timestamp_literal(text) %}
@@ -140,8 +157,12 @@
 {% macro duckdb__timestamp_literal(text) -%}
     cast('{{ text }}' as timestamptz)
 {%- endmacro %}
-{% macro default__timestamp_literal(text) -%}
+{% macro spark__timestamp_literal(text) -%}
     cast('{{ text }}' as timestamp)
+{%- endmacro %}
+{% macro default__timestamp_literal(text) -%}
+    {#- ANSI SQL. -#}
+    cast('{{ text }}' as timestamp with time zone)
 {%- endmacro %}
 
 
@@ -152,9 +173,10 @@
 {% macro duckdb__list_sorted_distinct(list_expression) -%}
     list_sort(list_distinct({{ list_expression }}))
 {%- endmacro %}
-{% macro default__list_sorted_distinct(list_expression) -%}
+{% macro spark__list_sorted_distinct(list_expression) -%}
     array_sort(array_distinct(filter({{ list_expression }}, x -> x is not null)))
 {%- endmacro %}
+{% macro default__list_sorted_distinct(list_expression) %}{{ not_ported('list_sorted_distinct') }}{% endmacro %}
 
 
 {% macro first_value_by(value, keys, where=none) %}
@@ -169,10 +191,11 @@
     arg_min({{ value }}, row({{ keys | join(', ') }}))
     {%- if where %} filter (where {{ where }}){% endif %}
 {%- endmacro %}
-{% macro default__first_value_by(value, keys, where=none) -%}
+{% macro spark__first_value_by(value, keys, where=none) -%}
     min_by({{ value }}, struct({{ keys | join(', ') }}))
     filter (where {{ value }} is not null{% if where %} and ({{ where }}){% endif %})
 {%- endmacro %}
+{% macro default__first_value_by(value, keys, where=none) %}{{ not_ported('first_value_by') }}{% endmacro %}
 
 
 {% macro list_agg(expression) %}
@@ -182,6 +205,10 @@
 {% macro duckdb__list_agg(expression) -%}
     list({{ expression }})
 {%- endmacro %}
-{% macro default__list_agg(expression) -%}
+{% macro spark__list_agg(expression) -%}
     collect_list({{ expression }})
+{%- endmacro %}
+{% macro default__list_agg(expression) -%}
+    {#- ANSI SQL. -#}
+    array_agg({{ expression }})
 {%- endmacro %}

@@ -47,7 +47,7 @@ def _human(seconds: float | None) -> str:
 
 def thresholds(project: Path) -> dict[str, float]:
     """dataset -> warn_after in seconds, from the sources YAML."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
     doc = yaml.safe_load((project / SOURCES_YML).read_text(encoding="utf-8"))
     out: dict[str, float] = {}

@@ -197,7 +197,7 @@ def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> lis
 
 def step_build(  # noqa: PLR0917
     lake: Path, warehouse: Path, full_refresh: bool, progress: bool, record: runs_log.RunRecord,
-    lookback_days: int | None = None,
+    lookback_days: int | None = None, engine: str = "duckdb",
 ) -> str:
     """`dbt build` of the whole project; raises with every failing node's message."""
     from tracehouse.warehouse import build
@@ -205,7 +205,8 @@ def step_build(  # noqa: PLR0917
     dbt_vars: dict[str, object] | None = (
         {"lookback_days": lookback_days} if lookback_days is not None else None
     )
-    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars)
+    res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars,
+                engine=engine)
     record.models_built = res.models_built
     record.checks_failed = (record.checks_failed or 0) + res.tests_failed
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
@@ -216,6 +217,8 @@ def step_build(  # noqa: PLR0917
     mode = "full refresh" if full_refresh else "incremental"
     if lookback_days is not None and not full_refresh:
         mode += f", lookback {lookback_days} days"
+    if engine != "duckdb":
+        mode += f" on {engine}"
     return f"dbt build ({mode}): {counts}"
 
 
@@ -386,8 +389,12 @@ def run(
     lookback_days: int | None = None,
     progress: bool = True,
     echo: Echo = print,
+    engine: str = "duckdb",
 ) -> RunResult:
     """Run the pipeline once on ``lake`` into ``warehouse``; return each step's result.
+
+    ``engine`` is the dbt target that builds the warehouse: ``duckdb`` (embedded) or ``spark``
+    (:mod:`tracehouse.engines`); detection, checks and publish read the marts the same way.
 
     Raises :class:`RunLockedError` when another run holds the warehouse (nothing done, nothing
     recorded) and :class:`PipelineError` when a step fails (recorded as ``failed``; the previous
@@ -403,7 +410,7 @@ def run(
                 check_links(warehouse)
             except PublicationError as exc:
                 raise PipelineError(str(exc)) from exc
-            _run_steps(state, full_refresh, lookback_days, progress)
+            _run_steps(state, full_refresh, lookback_days, progress, engine)
         except PipelineError as exc:
             state.finish(runs_log.FAILED, str(exc))
             raise
@@ -414,7 +421,7 @@ def run(
 
 
 def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
-               progress: bool) -> None:
+               progress: bool, engine: str = "duckdb") -> None:
     from tracehouse.warehouse import project_dir
 
     lake, warehouse, echo, record = state.lake, state.warehouse, state.echo, state.record
@@ -446,7 +453,7 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     quality = QualityRun(lake, warehouse, record.run_id)
     state.step("batches", lambda: step_check_batches(quality))
     state.step("build", lambda: step_build(lake, warehouse, full_refresh, progress, record,
-                                           lookback_days))
+                                           lookback_days, engine))
     state.step("freshness", lambda: step_freshness(lake, warehouse, record))
     alerts: list[str] = []
     alert_state: list[pa.Table] = []

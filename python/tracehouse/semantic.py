@@ -1,4 +1,8 @@
-"""The semantic layer: MetricFlow (`mf`) over the warehouse, with the project's paths set.
+"""The semantic layer: MetricFlow (`mf`) over the published marts, with the project's paths set.
+
+`mf` runs against the dbt target `published`: the current publication's `W/marts.duckdb`,
+attached read-only, so a query never blocks (or is blocked by) a run, and always sees one whole
+publication.
 
 The semantic models and metrics live in `models/marts/semantic/_semantic__models.yml`. `mf`
 must run from the dbt project folder with the profile found; :func:`mf_env` gives the
@@ -22,6 +26,8 @@ import pyarrow.csv as pacsv
 from tracehouse.warehouse import WarehouseError, project_dir
 
 SEMANTIC_MANIFEST = "semantic_manifest.json"
+#: Written beside the manifest when `dbt parse` ran for the `published` target.
+PARSED_FOR = ".semantic_target"
 
 
 class SemanticLayerError(RuntimeError):
@@ -55,6 +61,8 @@ def mf_env(
         "TRACEHOUSE_WAREHOUSE": str(warehouse),
         "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        # Readers never open the build database: mf queries the current publication.
+        "TRACEHOUSE_DBT_TARGET": "published",
     })
     if lake is not None:
         env["TRACEHOUSE_LAKE"] = str(Path(lake).resolve())
@@ -63,9 +71,13 @@ def mf_env(
 
 def _manifest_is_stale(project: Path) -> bool:
     manifest = project / "target" / SEMANTIC_MANIFEST
-    if not manifest.is_file():
+    marker = project / "target" / PARSED_FOR
+    if not (manifest.is_file() and marker.is_file()):
         return True
     built = manifest.stat().st_mtime
+    # Another dbt command (a build, Dagster's parse) rewrote the manifest for another target.
+    if built > marker.stat().st_mtime + 1:
+        return True
     sources = [project / "dbt_project.yml", project / "profiles.yml"]
     for folder in ("models", "macros", "seeds"):
         sources += (project / folder).rglob("*.*")
@@ -88,6 +100,7 @@ def ensure_semantic_manifest(warehouse: Path | str) -> Path:
         if done.returncode != 0:
             tail = done.stdout[-2000:] + done.stderr[-2000:]
             raise SemanticLayerError(f"dbt parse failed: {tail}")
+        (project / "target" / PARSED_FOR).write_text("published\n", encoding="utf-8")
     return project / "target" / SEMANTIC_MANIFEST
 
 

@@ -89,19 +89,23 @@ def dbt_invoke(
     dbt_vars: dict[str, object] | None = None,
     quiet: bool = True,
     progress: bool = False,
+    engine: str = "duckdb",
 ) -> BuildResult:
     """Run one dbt command (e.g. ``["build"]``) on the project with lake and warehouse paths set.
 
     Paths reach dbt through the environment (``TRACEHOUSE_LAKE``, ``TRACEHOUSE_WAREHOUSE``), the
-    same variables a user sets to run ``dbt build`` by hand.
+    same variables a user sets to run ``dbt build`` by hand. ``engine`` picks the profile target
+    (see :mod:`tracehouse.engines`).
     """
     import json
     import time
 
     from dbt.cli.main import dbtRunner
 
+    from tracehouse import engines
     from tracehouse.resources import duckdb_env
 
+    engines.check_engine(engine)
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
     warehouse.mkdir(parents=True, exist_ok=True)
     project = project_dir()
@@ -121,6 +125,9 @@ def dbt_invoke(
         "--profiles-dir",
         str(project),
     ]
+    if engine != "duckdb":
+        cli_args += ["--target", engines.dbt_target(engine)]
+        dbt_vars = {**engines.dbt_vars(engine, lake, warehouse), **(dbt_vars or {})}
     if dbt_vars:
         cli_args += ["--vars", json.dumps(dbt_vars)]
     if quiet:
@@ -142,7 +149,8 @@ def dbt_invoke(
         try:
             res = dbtRunner(callbacks=callbacks).invoke(cli_args)
         finally:
-            _release_duckdb()
+            if engine == "duckdb":
+                _release_duckdb()
             if bar is not None:
                 bar.close()
     elapsed = time.perf_counter() - started
@@ -173,11 +181,24 @@ def build(
     select: str | None = None,
     dbt_vars: dict[str, object] | None = None,
     progress: bool = False,
+    engine: str = "duckdb",
 ) -> BuildResult:
-    """``dbt build`` (seeds, models, tests, unit tests) of the lake into the warehouse."""
+    """``dbt build`` (seeds, models, tests, unit tests) of the lake into the warehouse.
+
+    With ``engine="spark"`` the marts are then loaded into the warehouse's DuckDB file
+    (:func:`tracehouse.engines.import_marts`), where checks, detection and publish read them.
+    """
+    from tracehouse import engines
+
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
-    return dbt_invoke(args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress)
+    engines.prepare(engine, warehouse)
+    result = dbt_invoke(
+        args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress, engine=engine
+    )
+    if result.success and engine != "duckdb":
+        engines.import_marts(warehouse)
+    return result

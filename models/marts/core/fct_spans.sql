@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='view',
+        materialized=wide_view_materialization(),
     )
 }}
 {#-

@@ -105,7 +105,7 @@ novel_traces as (
         and requests.{{ column }} = version_first_seen.version_value
     where {{ days_between('version_first_seen.first_seen_date', 'requests.trace_date') }}
         < {{ novel_version_days }}
-        {#- the data's first days are not "novel": everything is first seen then -#}
+        {# the data's first days are not "novel": everything is first seen then -#}
         and version_first_seen.first_seen_date > (select min(trace_date) from requests)
     {{ "union" if not loop.last }}
     {%- endfor %}

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     """Add `run` and `runs` to ``app``."""
 
     @app.command("run")
-    def run_command(
+    def run_command(  # noqa: PLR0917
         lake: LakeOption,
         warehouse: WarehouseOption,
         full_refresh: Annotated[
@@ -50,6 +50,15 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option(help="Show progress bars on long steps.")
         ] = True,
+        engine: Annotated[
+            str,
+            typer.Option(
+                "--engine",
+                envvar="TRACEHOUSE_ENGINE",
+                help="Build engine: duckdb (embedded) or spark (pip install '.[spark]'; "
+                "target `spark`, or $TRACEHOUSE_SPARK_TARGET). Env: TRACEHOUSE_ENGINE.",
+            ),
+        ] = "duckdb",
     ) -> None:
         """Validate new batches, build the warehouse, check it, detect changes, publish marts.
 
@@ -60,7 +69,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             run(lake, warehouse, full_refresh=full_refresh, lookback_days=lookback_days,
-                progress=progress, echo=typer.echo)
+                progress=progress, echo=typer.echo, engine=engine)
         except RunLockedError as exc:
             typer.secho(f"tracehouse run: {exc}", err=True, fg="yellow")
             raise typer.Exit(exc.exit_code) from None
