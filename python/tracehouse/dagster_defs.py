@@ -129,15 +129,21 @@ def last_landed(lake_folder: Path) -> dict[str, datetime]:
     import duckdb
 
     out: dict[str, datetime] = {}
-    for ds in DATASETS:
-        folder = lake_folder / LEDGER_DIR / ds
-        if not any(folder.glob("*.parquet")):
-            continue
-        row = duckdb.execute(
-            "select max(written_at) from read_parquet(?)", [str(folder / "*.parquet")]
-        ).fetchone()
-        if row and row[0] is not None:
-            out[ds] = row[0].astimezone(UTC)
+    # Its own connection: a result left on DuckDB's process-wide default connection would
+    # break the next `duckdb.sql` anywhere in the process.
+    con = duckdb.connect()
+    try:
+        for ds in DATASETS:
+            folder = lake_folder / LEDGER_DIR / ds
+            if not any(folder.glob("*.parquet")):
+                continue
+            rows = con.execute(
+                "select max(written_at) from read_parquet(?)", [str(folder / "*.parquet")]
+            ).fetchall()
+            if rows and rows[0][0] is not None:
+                out[ds] = rows[0][0].astimezone(UTC)
+    finally:
+        con.close()
     return out
 
 
