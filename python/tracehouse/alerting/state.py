@@ -28,37 +28,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tracehouse.contract.schemas import TIMESTAMP
+from tracehouse.detect.alerts import ALERTS_SCHEMA, SEVERITIES
 
-#: Severities from the most to the least severe (the alert rules' order).
-SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 #: How far `change_at` may move between runs and still be the same change, per grain.
 MATCH_WINDOW = {"day": timedelta(days=2), "hour": timedelta(hours=6)}
 #: A later opposite change resolves an alert when it takes back at least this share of the move.
 RECOVERY_SHARE = 0.5
 
+#: The detector's alert columns (without `run_id`), then the lifecycle and delivery columns.
 ALERT_STATE_SCHEMA = pa.schema(
     [
-        pa.field("alert_id", pa.string(), nullable=False),
-        pa.field("rule", pa.string()),
-        pa.field("severity", pa.string()),
-        pa.field("metric", pa.string()),
-        pa.field("grain", pa.string()),
-        pa.field("segment_key", pa.string()),
-        pa.field("change_at", TIMESTAMP),
-        pa.field("value_before", pa.float64()),
-        pa.field("value_after", pa.float64()),
-        pa.field("relative_change", pa.float64()),
-        pa.field("traffic_share", pa.float64()),
-        pa.field("message", pa.string()),
-        pa.field("suspected_causes", pa.list_(pa.string())),
+        ALERTS_SCHEMA.field("alert_id").with_nullable(False),
+        *(f for f in ALERTS_SCHEMA if f.name not in ("alert_id", "run_id")),
         pa.field("status", pa.string()),
         pa.field("resolution", pa.string()),
         pa.field("first_raised_at", TIMESTAMP),
         pa.field("last_seen_at", TIMESTAMP),
         pa.field("resolved_at", TIMESTAMP),
         pa.field("first_run_id", pa.string()),
-        pa.field("run_id", pa.string()),
+        ALERTS_SCHEMA.field("run_id"),
         pa.field("notified_severity", pa.string()),
         pa.field("notified_at", TIMESTAMP),
     ]
