@@ -76,3 +76,40 @@ def test_freshness_reads_the_ledger(tmp_path: Path) -> None:
     after = last_landed(lake)
     assert datetime.now(UTC) - after["feedback"] < timedelta(minutes=5)
     assert after["spans"] == landed["spans"]
+
+
+def test_assets_take_the_run_lock_of_tracehouse_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from tracehouse import dagster_defs, pipeline
+    from tracehouse.runlock import RunLockedError, run_lock
+
+    lake, warehouse = tmp_path / "lake", tmp_path / "warehouse"
+    lake.mkdir()
+    resources = {"tracehouse": dagster_defs.TracehouseResource(lake=str(lake),
+                                                               warehouse=str(warehouse))}
+    seen: list[str] = []
+
+    def land_probe(lake_path: Path) -> str:
+        # While the op works, a `tracehouse run` (the same lock) cannot start.
+        try:
+            with run_lock(warehouse.resolve(), "cron-run", datetime.now(UTC).isoformat()):
+                seen.append("lock was free")
+        except RunLockedError:
+            seen.append("locked by the op")
+        return "nothing to land"
+
+    monkeypatch.setattr(pipeline, "step_land", land_probe)
+    result = dg.materialize([dagster_defs.lake], resources=resources)
+    assert result.success and seen == ["locked by the op"]
+
+    # A `tracehouse run` in progress: the op waits (here 0.5 s), then fails without landing.
+    monkeypatch.setenv(dagster_defs.LOCK_WAIT_ENV, "0.5")
+    seen.clear()
+    with run_lock(warehouse.resolve(), "cron-run", datetime.now(UTC).isoformat()):
+        failed = dg.materialize([dagster_defs.lake], resources=resources, raise_on_error=False)
+    assert not failed.success and seen == []
+    failure = failed.get_step_failure_events()[0].step_failure_data.error
+    assert failure is not None and "RunLockedError" in failure.to_string()

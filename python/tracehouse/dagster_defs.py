@@ -24,7 +24,11 @@ nothing of its own: Dagster orders the assets by their dependencies):
 The schedule `tracehouse_hourly` materializes all of them at minute 0 of every hour; every op
 is in the concurrency pool `tracehouse` and every scheduled run carries the tag
 `tracehouse=pipeline`, so a deployment caps it at one run at a time (`tag_concurrency_limits:
-[{key: tracehouse, limit: 1}]` in the instance's run queue). Run one by hand with
+[{key: tracehouse, limit: 1}]` in the instance's run queue). Every op that writes the lake or the
+warehouse also holds the warehouse's run lock (`W/.run.lock`, the one `tracehouse run` takes)
+while it works, so an op and a `tracehouse run` from cron never write at once: the op waits up to
+`TRACEHOUSE_DAGSTER_LOCK_WAIT_S` seconds (default 600) for a run to finish, then fails with
+RunLockedError, and a `tracehouse run` started while an op holds it exits 75. Run one by hand with
 `dagster asset materialize -m tracehouse.dagster_defs --select '*'`.
 """
 
@@ -32,7 +36,9 @@ is in the concurrency pool `tracehouse` and every scheduled run carries the tag
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,6 +48,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets, get_asset_key_for_model
 
 from tracehouse.lake import LEDGER_DIR
+from tracehouse.runlock import RunLockedError, run_lock
 from tracehouse.warehouse import project_dir
 
 DATASETS = ("spans", "feedback", "annotations")
@@ -50,6 +57,7 @@ FRESHNESS_ENV = "TRACEHOUSE_FRESHNESS_HOURS"
 CONCURRENCY = {"dagster/concurrency_key": "tracehouse"}
 #: Run tag for the instance's run queue (`tag_concurrency_limits: [{key: tracehouse, limit: 1}]`).
 RUN_TAGS = {"tracehouse": "pipeline"}
+LOCK_WAIT_ENV = "TRACEHOUSE_DAGSTER_LOCK_WAIT_S"
 
 
 class TracehouseResource(dg.ConfigurableResource):
@@ -71,6 +79,31 @@ class TracehouseResource(dg.ConfigurableResource):
 
 def _run_id(context: AssetExecutionContext) -> str:
     return f"dagster-{context.run_id[:8]}"
+
+
+@contextmanager
+def warehouse_lock(warehouse: Path, run_id: str, wait_s: float | None = None) -> Iterator[None]:
+    """Hold the warehouse's run lock (the one `tracehouse run` takes) for the duration of an op.
+
+    Waits up to ``wait_s`` seconds (default: $TRACEHOUSE_DAGSTER_LOCK_WAIT_S, else 600) for a
+    `tracehouse run` that holds it, then raises :class:`RunLockedError`.
+    """
+    wait = float(os.environ.get(LOCK_WAIT_ENV, "600")) if wait_s is None else wait_s
+    deadline = time.monotonic() + wait
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(run_lock(warehouse, run_id, datetime.now(UTC).isoformat()))
+                break
+            except RunLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(2.0, max(0.05, deadline - time.monotonic())))
+        yield
+
+
+def _locked(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Any:
+    return warehouse_lock(tracehouse.warehouse_path, _run_id(context))
 
 
 def _dbt_executable() -> str:
@@ -107,7 +140,8 @@ def lake(context: AssetExecutionContext, tracehouse: TracehouseResource) -> Iter
     """Validate and register the batches producers wrote into the lake since the last run."""
     from tracehouse.pipeline import step_land
 
-    summary = step_land(tracehouse.lake_path)
+    with _locked(context, tracehouse):
+        summary = step_land(tracehouse.lake_path)
     context.log.info(summary)
     landed = last_landed(tracehouse.lake_path)
     hours = float(os.environ.get(FRESHNESS_ENV, "24"))
@@ -155,7 +189,8 @@ def tracehouse_dbt_assets(
     os.environ["TRACEHOUSE_LAKE"] = str(tracehouse.lake_path)
     os.environ["TRACEHOUSE_WAREHOUSE"] = str(tracehouse.warehouse_path)
     tracehouse.warehouse_path.mkdir(parents=True, exist_ok=True)
-    yield from dbt.cli(["build"], context=context).stream()
+    with _locked(context, tracehouse):
+        yield from dbt.cli(["build"], context=context).stream()
 
 
 def _model(name: str) -> dg.AssetKey:
@@ -178,7 +213,8 @@ def detection(context: AssetExecutionContext, tracehouse: TracehouseResource) ->
 
     lines: list[str] = []
     state: list[Any] = []
-    summary = step_detect(tracehouse.warehouse_path, _run_id(context), lines, state)
+    with _locked(context, tracehouse):
+        summary = step_detect(tracehouse.warehouse_path, _run_id(context), lines, state)
     context.log.info(summary)
     yield dg.MaterializeResult(asset_key="change_points", metadata={"summary": summary})
     yield dg.MaterializeResult(asset_key="alerts", metadata={"raised": len(lines)})
@@ -195,10 +231,11 @@ def publication(context: AssetExecutionContext, tracehouse: TracehouseResource) 
     from tracehouse.quality import QualityRun
 
     run_id = _run_id(context)
-    quality = QualityRun(tracehouse.lake_path, tracehouse.warehouse_path, run_id)
-    checks = step_check_marts(quality)
-    result = RunResult(run_id=run_id)
-    published = step_publish(tracehouse.warehouse_path, run_id, result)
+    with _locked(context, tracehouse):
+        quality = QualityRun(tracehouse.lake_path, tracehouse.warehouse_path, run_id)
+        checks = step_check_marts(quality)
+        result = RunResult(run_id=run_id)
+        published = step_publish(tracehouse.warehouse_path, run_id, result)
     context.log.info(f"{checks}; {published}")
     return dg.MaterializeResult(metadata={"checks": checks, "published": published})
 
@@ -210,8 +247,9 @@ def alert_notifications(
     """Send new and escalated alerts to the configured destinations (never fails)."""
     from tracehouse.alerting import load_state, notify
 
-    result = notify(tracehouse.warehouse_path, load_state(tracehouse.warehouse_path),
-                    _run_id(context))
+    with _locked(context, tracehouse):
+        result = notify(tracehouse.warehouse_path, load_state(tracehouse.warehouse_path),
+                        _run_id(context))
     context.log.info(result.summary())
     return dg.MaterializeResult(metadata={"summary": result.summary(), "due": result.due,
                                           "sent": len(result.sent)})

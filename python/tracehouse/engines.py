@@ -15,12 +15,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tracehouse.errors import TracehouseError
+
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
 LAKE_DATASETS: tuple[str, ...] = ("spans", "feedback", "annotations")
 SPARK_EXPORT_DIR = Path("spark") / "marts_export"
 
 
-class EngineError(ValueError):
+class EngineError(TracehouseError, ValueError):
     """An unknown engine, or an engine whose packages are not installed."""
 
 

@@ -34,6 +34,7 @@ from pyarrow import ipc
 
 from tracehouse.contract import DATASETS, REJECT_REASON, DatasetSpec, validate_table
 from tracehouse.contract.validate import plausible_window, render_as_text
+from tracehouse.errors import TracehouseError
 
 QUARANTINE_DIR = "_quarantine"
 SPOOL_DIR = "_spool"  # rows a receiver acknowledged and has not landed yet (Arrow IPC files)
@@ -59,7 +60,7 @@ LEDGER_SCHEMA = pa.schema(
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
-class LakeError(ValueError):
+class LakeError(TracehouseError, ValueError):
     """A request the lake cannot carry out (unknown dataset, bad batch id, ...)."""
 
 

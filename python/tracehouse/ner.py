@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from tracehouse.errors import ConfigurationError
+
 DEFAULT_MODEL: Final = "en_core_web_lg"
 MASKS: Final[dict[str, str]] = {"PERSON": "[PERSON]", "LOCATION": "[LOCATION]"}
 # spaCy labels (OntoNotes and WikiNER models) to Presidio entities.
@@ -28,7 +30,7 @@ SPACY_LABELS: Final[dict[str, str]] = {
 MAX_NER_CHARS: Final = 10_000  # the model sees at most this much of one value
 
 
-class NerUnavailableError(RuntimeError):
+class NerUnavailableError(ConfigurationError, RuntimeError):
     """The NER pass cannot run here (extra or model missing); the message says how to fix it."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracehouse import runs as runs_log
+from tracehouse.errors import TracehouseError
 from tracehouse.publication import PublicationError, check_links, clean_leftovers, current_folder
 from tracehouse.runlock import EXIT_LOCKED, RunLockedError, lake_lock, run_lock
 
@@ -36,8 +37,10 @@ Echo = Callable[[str], None]
 __all__ = ["EXIT_LOCKED", "PipelineError", "RunLockedError", "RunResult", "new_run_id", "run"]
 
 
-class PipelineError(RuntimeError):
+class PipelineError(TracehouseError, RuntimeError):
     """A step failed; nothing of this run was published."""
+
+    hint = "The previously published marts are unchanged."
 
 
 @dataclass

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracehouse.errors import NotPublishedError, TracehouseError
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -42,7 +44,7 @@ KEEP_PUBLICATIONS = int(os.environ.get("TRACEHOUSE_PUBLISH_KEEP", "2"))
 GRACE_SECONDS = float(os.environ.get("TRACEHOUSE_PUBLISH_GRACE_S", "600"))
 
 
-class PublicationError(RuntimeError):
+class PublicationError(TracehouseError, RuntimeError):
     """The warehouse folder is not in a state we can publish into (or read from)."""
 
 
@@ -74,8 +76,8 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     The marts are reachable as ``marts.<name>`` (the file's catalog is ``marts``) or just
     ``<name>``; the feedback and annotation events as ``stg_lake__feedback`` and
     ``stg_lake__annotations``. Keep the connection for as long as you need one consistent view:
-    later publications do not change what it sees. Raises FileNotFoundError before the first
-    publication.
+    later publications do not change what it sees. Raises NotPublishedError (a
+    FileNotFoundError) before the first publication.
     """
     import duckdb
 
@@ -86,7 +88,7 @@ def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     else:
         folder = current_folder(warehouse)
         if folder is None or not folder.is_dir():
-            raise FileNotFoundError(
+            raise NotPublishedError(
                 f"nothing published in {warehouse} (no {MARTS_DB}): run `tracehouse run` first"
             )
         # A publication made before marts.duckdb existed: the same views, in memory.
@@ -111,7 +113,7 @@ def connect_schema(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
     warehouse = Path(warehouse)
     db = marts_db(warehouse)
     if not db.exists():
-        raise FileNotFoundError(
+        raise NotPublishedError(
             f"nothing published in {warehouse} (no {MARTS_DB}): run `tracehouse run` first"
         )
     con = duckdb.connect()

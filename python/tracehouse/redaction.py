@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from tracehouse.artifacts.store import ArtifactStore
+from tracehouse.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ DEFAULT_TOOL_ARGS_ALLOWLIST: Final = frozenset(
 )
 
 
-class MissingHashKeyError(RuntimeError):
+class MissingHashKeyError(ConfigurationError, RuntimeError):
     """No usable hashing key: set TRACEHOUSE_HASH_KEY (or allow an ephemeral key for dev)."""
 
 

@@ -20,11 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracehouse.errors import TracehouseError
+
 KERNEL_NAME = "tracehouse-report"
 NOTEBOOK_ENV = "TRACEHOUSE_REPORT_NOTEBOOK"
 
 
-class ReportError(RuntimeError):
+class ReportError(TracehouseError, RuntimeError):
     """The notebook could not be executed or rendered; the message says which cell failed."""
 
 

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tracehouse.artifacts.policy import Policy
+from tracehouse.errors import TracehouseError
 from tracehouse.lake import write_expiry_ledger, write_parquet_atomic
 
 ARCHIVE_DIR: Final = "_archive"
@@ -55,7 +56,7 @@ ARCHIVED_MODELS: Final[dict[str, str]] = {
 SPAN_TEXT_KEYS: Final = ("user_query_redacted", "rewritten_query_redacted", "args_redacted")
 
 
-class RetentionError(RuntimeError):
+class RetentionError(TracehouseError, RuntimeError):
     """Expiry cannot run safely (stale warehouse, missing warehouse, ...): nothing changed."""
 
 

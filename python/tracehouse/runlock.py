@@ -20,15 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tracehouse.errors import EXIT_LOCKED, TracehouseError
+
 RUN_LOCK = ".run.lock"
 LAKE_LOCK = ".tracehouse-adopt.lock"
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another run is in progress; try again later
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(TracehouseError, RuntimeError):
     """Another `tracehouse run` holds this warehouse; nothing was done."""
 
-    exit_code = EXIT_LOCKED
+    exit_code = EXIT_LOCKED  # EX_TEMPFAIL: another run is in progress; try again later
 
 
 @dataclass

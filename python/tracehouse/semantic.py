@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tracehouse.errors import TracehouseError
 from tracehouse.warehouse import WarehouseError, project_dir
 
 SEMANTIC_MANIFEST = "semantic_manifest.json"
@@ -30,7 +31,7 @@ SEMANTIC_MANIFEST = "semantic_manifest.json"
 PARSED_FOR = ".semantic_target"
 
 
-class SemanticLayerError(RuntimeError):
+class SemanticLayerError(TracehouseError, RuntimeError):
     """`mf` is missing or failed."""
 
 

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from tracehouse.errors import TracehouseError
 from tracehouse.lake import SPOOL_DIR
 from tracehouse.otlp.decode import DEFAULT_LIMITS, DecodeLimits
 from tracehouse.otlp.mapping import MappingDefaults
@@ -94,7 +95,7 @@ class ServerConfig:
 # --------------------------------------------------------------------------------------------
 
 
-class IngestError(Exception):
+class IngestError(TracehouseError):
     """A refused request: ``status`` is the HTTP status (the gRPC side maps it to a code)."""
 
     def __init__(self, status: int, reason: str, retry_after: int | None = None) -> None:

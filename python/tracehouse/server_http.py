@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from tracehouse.errors import TracehouseError
 from tracehouse.server_work import JSON_TYPES, PROTOBUF_TYPES, ROWS_TYPES
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def _ctype(request: Request, default: str = "") -> str:
     return (request.headers.get("content-type") or default).split(";")[0].strip().lower()
 
 
-class _RefusedError(Exception):
+class _RefusedError(TracehouseError):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status_code)
         self.response = response

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pyarrow import ipc
 
+from tracehouse.errors import TracehouseError
 from tracehouse.otlp.decode import (
     DEFAULT_LIMITS,
     DecodeLimits,
@@ -47,7 +48,7 @@ ROWS_TYPES = ("application/json", "application/x-ndjson", "application/jsonl")
 _DATA_ERRORS = (OverflowError, ValueError, TypeError, UnicodeError, pa.ArrowException)
 
 
-class JobError(Exception):
+class JobError(TracehouseError):
     """A request the receiver refuses: ``status`` is the HTTP status, ``reason`` says why."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -56,7 +57,7 @@ class JobError(Exception):
         self.reason = reason
 
 
-class BusyError(RuntimeError):
+class BusyError(TracehouseError, RuntimeError):
     """Every worker slot is taken; retry later."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 from pyarrow import ipc
 
+from tracehouse.errors import TracehouseError
 from tracehouse.lake import (
     combine_tables,
     parse_spool_name,
@@ -47,11 +48,11 @@ MAX_BACKOFF_SECONDS = 5.0
 STUCK_RETRY_SECONDS = 30.0  # when even the quarantine cannot be written (disk gone)
 
 
-class BufferFullError(RuntimeError):
+class BufferFullError(TracehouseError, RuntimeError):
     """The writer's buffer cannot take these rows now; retry later."""
 
 
-class ClosingError(RuntimeError):
+class ClosingError(TracehouseError, RuntimeError):
     """The writer is shutting down and takes nothing more."""
 
 

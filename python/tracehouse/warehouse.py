@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracehouse.errors import TracehouseError
+
 WAREHOUSE_DB = "tracehouse.duckdb"
 MARTS_SCHEMA = "marts"
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(TracehouseError, RuntimeError):
     """dbt could not build the warehouse; the message says which nodes failed and why."""
 
 

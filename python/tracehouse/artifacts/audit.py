@@ -22,6 +22,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tracehouse.errors import TracehouseError
+
 AUDIT_DIR: Final = "_audit"
 CONTENT_ACCESS: Final = "content_access"
 READER_ENV: Final = "TRACEHOUSE_USER"
@@ -43,7 +45,7 @@ AUDIT_SCHEMA: Final = pa.schema(
 )
 
 
-class AuditWriteError(RuntimeError):
+class AuditWriteError(TracehouseError, RuntimeError):
     """The audit record could not be written: nothing may be shown."""
 
 

@@ -23,9 +23,10 @@ from typing import Any
 from tracehouse.artifacts.audit import Reader, write_access_record
 from tracehouse.artifacts.policy import Policy
 from tracehouse.artifacts.store import URI_SCHEME, ArtifactError, ArtifactStore
+from tracehouse.errors import NotPublishedError, TracehouseError
 
 
-class AccessRefusedError(PermissionError):
+class AccessRefusedError(TracehouseError, PermissionError):
     """The reader may not read tier-3 content (role not allowed, or no reason given)."""
 
 
@@ -60,7 +61,7 @@ def trace_artifact_refs(warehouse: Path | str, trace_id: str) -> list[dict[str, 
 
     db = warehouse_db(warehouse)
     if not db.is_file():
-        raise FileNotFoundError(f"no warehouse at {db}")
+        raise NotPublishedError(f"no warehouse at {db}")
     con = duckdb.connect(str(db), read_only=True)
     try:
         rows = con.execute(

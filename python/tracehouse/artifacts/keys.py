@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from tracehouse.errors import ConfigurationError
+
 MASTER_KEY_ENV: Final = "TRACEHOUSE_MASTER_KEY"
 NEW_MASTER_KEY_ENV: Final = "TRACEHOUSE_NEW_MASTER_KEY"
 MIN_MASTER_KEY_BYTES: Final = 16
@@ -35,7 +37,7 @@ KEYS_DIR: Final = "_keys"
 _KDF_SALT: Final = b"tracehouse-artifacts-v1"
 
 
-class ArtifactKeyError(RuntimeError):
+class ArtifactKeyError(ConfigurationError, RuntimeError):
     """The master key is missing, wrong for this store, or a wrapped data key is damaged."""
 
 

@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from tracehouse.errors import TracehouseError
+
 POLICY_ENV: Final = "TRACEHOUSE_POLICY"
 LAKE_TIERS: Final = ("tier2_text", "spans")
 
 
-class PolicyError(ValueError):
+class PolicyError(TracehouseError, ValueError):
     """The policy file is missing, not TOML, or names an undefined class."""
 
 

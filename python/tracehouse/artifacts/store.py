@@ -38,6 +38,7 @@ from tracehouse.artifacts.keys import (
     read_key_record,
     tenant_dir_name,
 )
+from tracehouse.errors import TracehouseError
 
 MAGIC: Final = b"THA1"
 SUFFIX: Final = ".tha"
@@ -50,7 +51,7 @@ PROMPT_TEMPLATE_KEYS: Final = frozenset(
 )
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(TracehouseError, RuntimeError):
     """An artifact cannot be read: missing, tampered with, or not from this store."""
 
 

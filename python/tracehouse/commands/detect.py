@@ -42,22 +42,17 @@ def register(app: typer.Typer) -> None:
 
         from tracehouse.detect.alerts import alert_lines
         from tracehouse.detect.job import DetectConfig, detect_tables, read_panels, read_versions
+        from tracehouse.errors import NotPublishedError
         from tracehouse.pipeline import new_run_id
         from tracehouse.publication import connect_schema
 
         run_id = new_run_id()
-        try:
-            con = connect_schema(warehouse)
-        except FileNotFoundError as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        con = connect_schema(warehouse)
         try:
             config = DetectConfig()
             panels = read_panels(con, config.grains)
             if not panels:
-                typer.secho("no metric series (metric_daily) in the publication", err=True,
-                            fg="red")
-                raise typer.Exit(1)
+                raise NotPublishedError("no metric series (metric_daily) in the publication")
             result = detect_tables(panels, read_versions(con), run_id, config)
         finally:
             con.close()
@@ -115,11 +110,7 @@ def register(app: typer.Typer) -> None:
 
         from tracehouse.detect.evaluate import evaluate_warehouse
 
-        try:
-            result = evaluate_warehouse(warehouse, truth)
-        except FileNotFoundError as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        result = evaluate_warehouse(warehouse, truth)
         if as_json:
             typer.echo(json.dumps(result.as_dict(), default=str, indent=2))
             return

@@ -33,14 +33,10 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Write the promoted and sampled eval candidates as eval examples (JSON lines)."""
-        from tracehouse.evals.export import ExportError, export_examples
+        from tracehouse.evals.export import export_examples
 
-        try:
-            report = export_examples(warehouse, out, dataset=dataset, only_dataset=only_dataset,
-                                     reason=reason, limit=limit)
-        except ExportError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        report = export_examples(warehouse, out, dataset=dataset, only_dataset=only_dataset,
+                                 reason=reason, limit=limit)
         typer.echo(f"exported {report.examples} examples ({report.promoted} promoted)")
         for path in report.files:
             typer.echo(f"  wrote {path}")
@@ -61,19 +57,15 @@ def register(app: typer.Typer) -> None:
             "(dev only).")] = False,
     ) -> None:
         """Land a candidate run's per-example scores and stage results as annotations."""
-        from tracehouse.evals.results import ResultsError, import_results
-        from tracehouse.redaction import MissingHashKeyError, Redactor
+        from tracehouse.evals.results import import_results
+        from tracehouse.redaction import Redactor
 
         for item in candidate or []:
             if "=" not in item:
                 raise typer.BadParameter("expected dim=value", param_hint="--candidate-version")
-        try:
-            redactor = Redactor.from_env(allow_ephemeral=allow_ephemeral_key)
-            result = import_results(lake, results, redactor, eval_run_id=run_id,
-                                    candidate_versions=candidate or [])
-        except (ResultsError, MissingHashKeyError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        redactor = Redactor.from_env(allow_ephemeral=allow_ephemeral_key)
+        result = import_results(lake, results, redactor, eval_run_id=run_id,
+                                candidate_versions=candidate or [])
         r = result.report
         typer.echo(f"eval run {', '.join(result.eval_run_ids)}: received {r.received}, "
                    f"accepted {r.accepted}, quarantined {r.quarantined} (batch {r.batch_id})")

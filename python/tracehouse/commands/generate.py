@@ -56,14 +56,11 @@ def register(app: typer.Typer) -> None:
         """Generate spans, feedback and annotations of a simulated support copilot."""
         from rich.console import Console
 
-        from tracehouse.generator import GeneratorError, generate
+        from tracehouse.generator import generate
 
-        try:
-            report = generate(lake, start=start.date(), days=days, traces_per_day=traces_per_day,
-                              seed=seed, incidents=incidents, truth_path=truth,
-                              bad_rows=bad_rows, progress=progress)
-        except GeneratorError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        report = generate(lake, start=start.date(), days=days, traces_per_day=traces_per_day,
+                          seed=seed, incidents=incidents, truth_path=truth,
+                          bad_rows=bad_rows, progress=progress)
         console = Console()
         for ds in report.received:
             console.print(f"{ds:<12} received {report.received[ds]:>11,}  accepted "

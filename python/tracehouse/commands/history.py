@@ -60,7 +60,6 @@ def register_history(ingest_app: typer.Typer) -> None:
         """Land a Langfuse export: traces and observations as spans, scores as labels/feedback."""
         from tracehouse.commands.ingest import _defaults, _redactor
         from tracehouse.history.langfuse import ingest_langfuse
-        from tracehouse.history.sql import HistoryError
 
         mapping = {}
         for item in score_map or []:
@@ -69,12 +68,8 @@ def register_history(ingest_app: typer.Typer) -> None:
                 raise typer.BadParameter("expected name=target", param_hint="--score-map")
             mapping[name] = target
         redactor = _redactor(allow_ephemeral_key)
-        try:
-            report = ingest_langfuse(lake, folder, redactor, score_map=mapping,
-                                     defaults=_defaults(default_environment, default_tenant))
-        except HistoryError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        report = ingest_langfuse(lake, folder, redactor, score_map=mapping,
+                                 defaults=_defaults(default_environment, default_tenant))
         _report(report)
 
     @ingest_app.command("phoenix")
@@ -91,13 +86,8 @@ def register_history(ingest_app: typer.Typer) -> None:
         """Land Phoenix span exports as contract spans (OpenInference attributes mapped)."""
         from tracehouse.commands.ingest import _defaults, _redactor
         from tracehouse.history.phoenix import ingest_phoenix
-        from tracehouse.history.sql import HistoryError
 
         redactor = _redactor(allow_ephemeral_key)
-        try:
-            report = ingest_phoenix(lake, files, redactor,
-                                    defaults=_defaults(default_environment, default_tenant))
-        except HistoryError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        report = ingest_phoenix(lake, files, redactor,
+                                defaults=_defaults(default_environment, default_tenant))
         _report(report)

@@ -63,37 +63,25 @@ NerModelOption = Annotated[
 
 
 def _with_ner(redactor, ner: str, ner_model: str):
-    from tracehouse.ner import NerUnavailableError, load_ner
+    from tracehouse.ner import load_ner
 
-    try:
-        redactor.ner = load_ner(ner, ner_model)
-    except NerUnavailableError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    redactor.ner = load_ner(ner, ner_model)  # not installed: NerUnavailableError, exit 2
     return redactor
 
 
 def _redactor(allow_ephemeral_key: bool):
-    from tracehouse.redaction import MissingHashKeyError, Redactor
+    from tracehouse.redaction import Redactor
 
-    try:
-        return Redactor.from_env(allow_ephemeral=allow_ephemeral_key)
-    except MissingHashKeyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return Redactor.from_env(allow_ephemeral=allow_ephemeral_key)  # no key: exit 2
 
 
 def _check_artifact_key(artifact_dir: Path | None) -> None:
     """With --artifact-dir, TRACEHOUSE_MASTER_KEY must be set: say so before landing anything."""
     if artifact_dir is None:
         return
-    from tracehouse.artifacts.keys import ArtifactKeyError, MasterKey
+    from tracehouse.artifacts.keys import MasterKey
 
-    try:
-        MasterKey.from_env()
-    except ArtifactKeyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    MasterKey.from_env()  # not set: ArtifactKeyError, exit 2
 
 
 def _defaults(environment: str, tenant: str):
@@ -139,21 +127,16 @@ def register(app: typer.Typer) -> None:
         ner_model: NerModelOption = "en_core_web_lg",
     ) -> None:
         """Map OTLP spans (GenAI or OpenInference conventions) to contract rows, redact, land."""
-        from tracehouse.otlp.decode import OTLPDecodeError
         from tracehouse.otlp.ingest import ingest_otlp_files
         from tracehouse.redaction import ArtifactStore
 
         redactor = _with_ner(_redactor(allow_ephemeral_key), ner, ner_model)
         _check_artifact_key(artifact_dir)
         artifacts = ArtifactStore(artifact_dir, lake=lake) if artifact_dir else None
-        try:
-            reports = ingest_otlp_files(
-                lake, files, redactor, defaults=_defaults(default_environment, default_tenant),
-                artifacts=artifacts,
-            )
-        except OTLPDecodeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        reports = ingest_otlp_files(
+            lake, files, redactor, defaults=_defaults(default_environment, default_tenant),
+            artifacts=artifacts,
+        )
         for report in reports:
             _print_report(report)
 

@@ -58,17 +58,13 @@ def register(app: typer.Typer) -> None:
         ] = 600,
     ) -> None:
         """Run the regression notebook on the published marts; write self-contained HTML."""
-        from tracehouse.report import ReportError, build_report
+        from tracehouse.report import build_report
 
         _parse_day(start, "--start")
         _parse_day(end, "--end")
-        try:
-            result = build_report(warehouse, out, start=start, end=end, metric=metric,
-                                  segment=segment, truth=truth, executed_notebook=notebook,
-                                  timeout=timeout)
-        except ReportError as exc:
-            typer.secho(f"tracehouse report failed: {exc}", err=True, fg="red")
-            raise typer.Exit(1) from None
+        result = build_report(warehouse, out, start=start, end=end, metric=metric,
+                              segment=segment, truth=truth, executed_notebook=notebook,
+                              timeout=timeout)
         typer.echo(f"report     {result.seconds:6.1f}s  {result.images} plots -> {result.html}")
 
     @app.command("trace")
@@ -97,18 +93,9 @@ def register(app: typer.Typer) -> None:
         """One request, explained: span waterfall, decisions per span, chunks, feedback, labels."""
         from rich.console import Console
 
-        from tracehouse.trace_view import (
-            TraceNotFoundError,
-            load_trace,
-            render_console,
-            render_html,
-        )
+        from tracehouse.trace_view import load_trace, render_console, render_html
 
-        try:
-            view = load_trace(warehouse, trace_id)
-        except (TraceNotFoundError, FileNotFoundError) as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        view = load_trace(warehouse, trace_id)
         render_console(view, Console(width=width) if width else Console())
         if content:
             from tracehouse.commands.artifacts import show_trace_content
@@ -158,11 +145,7 @@ def register(app: typer.Typer) -> None:
         filters = TraceFilter(failure_category=failure_category, tag=tag, versions=versions,
                               route=route, thumbs_down=thumbs_down,
                               day=_parse_day(day, "--date"), limit=limit)
-        try:
-            rows = find_traces(warehouse, filters)
-        except (ValueError, FileNotFoundError) as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        rows = find_traces(warehouse, filters)
         render_trace_list(rows)
         if rows:
             typer.echo(f"open one with: tracehouse trace --warehouse {warehouse} "

@@ -34,16 +34,11 @@ def register(app: typer.Typer) -> None:
 
         from tracehouse.pipeline import new_run_id
         from tracehouse.quality import QualityError, QualityRun
-        from tracehouse.runlock import RunLockedError, run_lock
+        from tracehouse.runlock import run_lock
 
         run_id = new_run_id()
-        try:  # it writes the build database: never while a run builds it
-            lock = run_lock(warehouse.resolve(), run_id, datetime.now(UTC).isoformat())
-            lock.__enter__()
-        except RunLockedError as exc:
-            typer.secho(str(exc), err=True, fg="yellow")
-            raise typer.Exit(exc.exit_code) from None
-        try:
+        # It writes the build database: never while a run builds it (a held lock: exit 75).
+        with run_lock(warehouse.resolve(), run_id, datetime.now(UTC).isoformat()):
             q = QualityRun(lake=lake.resolve(), warehouse=warehouse.resolve(), run_id=run_id,
                            all_batches=all_batches, all_marts=True)
             typer.echo(f"{'batches':<10} {q.check_batches()}")
@@ -60,7 +55,5 @@ def register(app: typer.Typer) -> None:
                 q.index = build_docs(q.warehouse, q.session, q.suites, q.verdict(), q.level,
                                      run_id=q.run_id)
             typer.echo(f"{'quality':<10} {q.verdict()}")
-        finally:
-            lock.__exit__(None, None, None)
         if failed:
             raise typer.Exit(1)

@@ -35,23 +35,15 @@ EphemeralKeyOption = Annotated[
 
 
 def _redactor(allow_ephemeral_key: bool):
-    from tracehouse.redaction import MissingHashKeyError, Redactor
+    from tracehouse.redaction import Redactor
 
-    try:
-        return Redactor.from_env(allow_ephemeral=allow_ephemeral_key)
-    except MissingHashKeyError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return Redactor.from_env(allow_ephemeral=allow_ephemeral_key)  # no key: exit 2
 
 
 def _annotator(annotator: str | None) -> str:
-    from tracehouse.review.labels import AnnotatorMissingError, resolve_annotator
+    from tracehouse.review.labels import resolve_annotator
 
-    try:
-        return resolve_annotator(annotator)
-    except AnnotatorMissingError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    return resolve_annotator(annotator)  # nobody to name: exit 2
 
 
 def _landed(result, what: str) -> None:
@@ -85,17 +77,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Label a trace with a failure category: a human annotation, through the lake writer."""
         from tracehouse.review.labels import label_trace
-        from tracehouse.review.lookup import TraceNotFoundError
-        from tracehouse.review.taxonomy import UnknownCategoryError
 
         redactor = _redactor(allow_ephemeral_key)
-        try:
-            result = label_trace(lake, trace_id, category, redactor,
-                                 annotator=_annotator(annotator), note=note,
-                                 warehouse=warehouse, taxonomy=taxonomy)
-        except (UnknownCategoryError, TraceNotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = label_trace(lake, trace_id, category, redactor,
+                             annotator=_annotator(annotator), note=note,
+                             warehouse=warehouse, taxonomy=taxonomy)
         _landed(result, "label")
 
     @app.command("promote")
@@ -112,14 +98,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Promote a trace into the eval set: it becomes a `promoted` eval candidate."""
         from tracehouse.review.labels import promote_trace
-        from tracehouse.review.lookup import TraceNotFoundError
 
         redactor = _redactor(allow_ephemeral_key)
-        try:
-            result = promote_trace(lake, trace_id, reason, redactor,
-                                   annotator=_annotator(annotator),
-                                   eval_dataset_id=eval_dataset, warehouse=warehouse)
-        except (TraceNotFoundError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+        result = promote_trace(lake, trace_id, reason, redactor,
+                               annotator=_annotator(annotator),
+                               eval_dataset_id=eval_dataset, warehouse=warehouse)
         _landed(result, "promotion")

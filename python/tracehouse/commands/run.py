@@ -20,9 +20,6 @@ WarehouseOption = Annotated[
     ),
 ]
 
-EXIT_FAILED = 1
-
-
 def register(app: typer.Typer) -> None:
     """Add `run` and `runs` to ``app``."""
 
@@ -65,18 +62,12 @@ def register(app: typer.Typer) -> None:
         Exit codes: 0 published (or nothing new: skipped), 1 a step failed (the previous
         publication is unchanged), 75 another run holds this warehouse (nothing done).
         """
-        from tracehouse.pipeline import PipelineError, RunLockedError, run
+        from tracehouse.pipeline import run
 
-        try:
-            run(lake, warehouse, full_refresh=full_refresh, lookback_days=lookback_days,
-                progress=progress, echo=typer.echo, engine=engine)
-        except RunLockedError as exc:
-            typer.secho(f"tracehouse run: {exc}", err=True, fg="yellow")
-            raise typer.Exit(exc.exit_code) from None
-        except PipelineError as exc:
-            typer.secho(f"tracehouse run failed: {exc}", err=True, fg="red")
-            typer.secho("The previously published marts are unchanged.", err=True)
-            raise typer.Exit(EXIT_FAILED) from None
+        # A failed step (PipelineError, exit 1) or a held lock (RunLockedError, exit 75) is
+        # reported by the CLI's one error handler (tracehouse.cli).
+        run(lake, warehouse, full_refresh=full_refresh, lookback_days=lookback_days,
+            progress=progress, echo=typer.echo, engine=engine)
 
     @app.command("runs")
     def runs_command(

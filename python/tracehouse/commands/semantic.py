@@ -21,10 +21,6 @@ def register(app: typer.Typer) -> None:
         Every argument after the options is passed to `mf` (`mf --help` lists them); this
         command only sets the project folder, the profile and the warehouse path.
         """
-        from tracehouse.semantic import SemanticLayerError, run_mf
+        from tracehouse.semantic import run_mf
 
-        try:
-            run_mf(list(ctx.args), warehouse, capture=False)
-        except SemanticLayerError as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        run_mf(list(ctx.args), warehouse, capture=False)

@@ -29,11 +29,7 @@ def register(app: typer.Typer) -> None:
         """Requests, cost, lake reconciliation, injected incidents and detected changes."""
         from tracehouse.summary import summarize
 
-        try:
-            result = summarize(warehouse, lake=lake, truth=truth)
-        except FileNotFoundError as exc:
-            typer.secho(str(exc), err=True, fg="red")
-            raise typer.Exit(1) from None
+        result = summarize(warehouse, lake=lake, truth=truth)
         typer.echo(f"warehouse:  {warehouse / 'marts.duckdb'}")
         for line in result.lines():
             typer.echo(line)

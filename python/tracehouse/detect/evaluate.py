@@ -55,6 +55,7 @@ from typing import Any
 from tracehouse.detect.attribution import cause_name
 from tracehouse.detect.evidence import top_group
 from tracehouse.detect.segments import overlaps
+from tracehouse.errors import NotPublishedError
 
 DAY = timedelta(days=1)
 MIN_DAYS_AFTER = 3
@@ -447,12 +448,12 @@ def evaluate_warehouse(
     folder = current_folder(warehouse) or Path(warehouse) / "marts"
     cp_path = folder / "change_points.parquet"
     if not cp_path.is_file():
-        raise FileNotFoundError(f"no published change points at {cp_path}: run the pipeline")
+        raise NotPublishedError(f"no published change points at {cp_path}: run the pipeline")
     cps = pq.read_table(cp_path).to_pylist()
     daily = folder / "metric_daily.parquet"
     panel = panel_from_table(pq.read_table(daily), "day") if daily.is_file() else None
     if panel is None or panel.periods.size == 0:
-        raise FileNotFoundError(f"no published metric_daily at {folder}")
+        raise NotPublishedError(f"no published metric_daily at {folder}")
     cfg = config or DetectConfig()
     judged = int(eligible(panel, cfg).sum())
     days = float(panel.periods.size)

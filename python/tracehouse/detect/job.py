@@ -46,6 +46,7 @@ from tracehouse.detect.dedup import deduplicate
 from tracehouse.detect.evidence import ranked_causes, release_order
 from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
+from tracehouse.errors import NotPublishedError
 
 MARTS = "marts"
 SERIES_TABLES = {"day": "metric_daily", "hour": "metric_hourly"}
@@ -563,7 +564,7 @@ def run_detection(
     config = config or DetectConfig()
     db = warehouse_db(warehouse)
     if not db.is_file():
-        raise FileNotFoundError(f"no warehouse database at {db}: build it first")
+        raise NotPublishedError(f"no warehouse database at {db}: build it first")
     started = time.perf_counter()
     con = duckdb.connect(str(db), read_only=not write)
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from tracehouse.errors import TracehouseError
+
 EXAMPLES_FILE = "examples.jsonl"
 LANGFUSE_FILE = "langfuse_dataset_items.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -23,7 +25,7 @@ DEFAULT_DATASET = "eval-candidates"
 EXAMPLE_FORMAT = "tracehouse-eval-example/1"
 
 
-class ExportError(RuntimeError):
+class ExportError(TracehouseError, RuntimeError):
     """The published marts needed for an export are missing."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracehouse.contract.schemas import SCHEMA_VERSION
+from tracehouse.errors import TracehouseError
 from tracehouse.lake import BatchReport, write_batch
 from tracehouse.otlp.rows import RowsError, parse_rows, rows_to_table
 from tracehouse.redaction import Redactor
@@ -45,7 +46,7 @@ _ENVELOPE = {
 _KNOWN = _ENVELOPE | {alias for aliases in RESULT_FIELDS.values() for alias in aliases}
 
 
-class ResultsError(ValueError):
+class ResultsError(TracehouseError, ValueError):
     """A results file that cannot be read, or results with no run id."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 
+from tracehouse.errors import TracehouseError
 from tracehouse.generator.annotations import build_annotations
 from tracehouse.generator.faults import bad_batches
 from tracehouse.generator.feedback import build_feedback
@@ -38,7 +39,7 @@ DUPLICATE_SHARE: Final = 0.01
 DATASETS: Final = ("spans", "feedback", "annotations")
 
 
-class GeneratorError(ValueError):
+class GeneratorError(TracehouseError, ValueError):
     """Arguments that do not fit the lake (another seed, an overlapping range, ...)."""
 
 

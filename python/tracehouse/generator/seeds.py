@@ -16,6 +16,8 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
+from tracehouse.errors import TracehouseError
+
 MODEL_PRICES_FILE: Final = "model_prices.csv"
 TOOL_REQUIREMENTS_FILE: Final = "tool_requirements.csv"
 MODEL_PRICES_COLUMNS: Final = ("model_name", "model_provider", "effective_from",
@@ -23,7 +25,7 @@ MODEL_PRICES_COLUMNS: Final = ("model_name", "model_provider", "effective_from",
 TOOL_REQUIREMENTS_COLUMNS: Final = ("task_type", "intent", "tool_name", "description")
 
 
-class SeedError(ValueError):
+class SeedError(TracehouseError, ValueError):
     """A seed file that is missing or does not parse (names the file and the row)."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from tracehouse.errors import TracehouseError
 from tracehouse.otlp.mapping import ENVIRONMENT_SYNONYMS
 from tracehouse.redaction import PREVIEW_CHARS
 
@@ -14,7 +15,7 @@ PARQUET_SUFFIXES = (".parquet",)
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".ndjson")
 
 
-class HistoryError(ValueError):
+class HistoryError(TracehouseError, ValueError):
     """An export that cannot be read (no files, unknown format)."""
 
 

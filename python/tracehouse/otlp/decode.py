@@ -30,6 +30,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tracehouse.errors import TracehouseError
+
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -58,7 +60,7 @@ _SPAN_KINDS = {
 _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
 
-class OTLPDecodeError(ValueError):
+class OTLPDecodeError(TracehouseError, ValueError):
     """A payload that is not OTLP trace data; the message says why (sent back with a 400)."""
 
 

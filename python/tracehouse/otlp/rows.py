@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from tracehouse.contract import DATASETS
 from tracehouse.contract.schemas import SPAN_ID_PATTERN, TRACE_ID_PATTERN
+from tracehouse.errors import TracehouseError
 from tracehouse.redaction import Redactor
 
 # Raw fields that producers may send instead of the contract's redacted column.
@@ -35,7 +36,7 @@ ID_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
-class RowsError(ValueError):
+class RowsError(TracehouseError, ValueError):
     """A body that is not contract rows (sent back with a 400)."""
 
 

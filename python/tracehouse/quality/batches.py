@@ -145,10 +145,12 @@ def _batch_files(lake: Path, dataset: str, batch_ids: list[str]) -> list[str]:
 _BATCH_OF_FILE = r"coalesce(_batch_id, regexp_extract(filename, '([^/]+)\.parquet$', 1))"
 
 
-def _rows_of(files_sql: str) -> str:
-    """Rows of the given files with `filename` and `_batch_id` always present."""
+def _rows_of(files_sql: str, optional: tuple[str, ...] = ()) -> str:
+    """Rows of the given files with `filename`, `_batch_id` and ``optional`` (VARCHAR columns
+    that files written before they existed lack) always present."""
+    empty = ", ".join(f"NULL::VARCHAR AS {c}" for c in ("_batch_id", *optional))
     return (
-        "(SELECT * FROM (SELECT NULL::VARCHAR AS _batch_id WHERE false) UNION ALL BY NAME "
+        f"(SELECT * FROM (SELECT {empty} WHERE false) UNION ALL BY NAME "
         f"SELECT * FROM read_parquet({files_sql}, filename = true, union_by_name = true))"
     )
 
@@ -210,13 +212,16 @@ _ANNOTATIONS_STATS = f"""
 WITH rows AS (
     SELECT * FROM (
         SELECT {_BATCH_OF_FILE} AS batch_id, *
-        FROM {_rows_of("$files")}
+        FROM {_rows_of("$files", ("annotation_kind",))}
     ) WHERE batch_id IN (SELECT unnest($batches))
 )
 SELECT
     batch_id,
     count(*)::BIGINT AS rows,
-    avg((correctness IS NULL)::INT) AS correctness_null_share,
+    -- among labels only: promotions and eval results carry no correctness by design
+    coalesce(avg((correctness IS NULL)::INT)
+                 FILTER (WHERE coalesce(annotation_kind, 'label') = 'label'), 0)
+        AS correctness_null_share,
     avg((failure_category IS NOT NULL)::INT) AS failure_share,
     avg((ingest_time - label_time > INTERVAL 7 DAY)::INT) AS late_share,
     avg((ingest_time < label_time - INTERVAL 1 HOUR)::INT) AS from_future_share,

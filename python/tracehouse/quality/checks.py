@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from tracehouse.errors import TracehouseError
 from tracehouse.quality.batches import check_batches, mark_checked
 from tracehouse.quality.docs import build_docs, quality_dir
 from tracehouse.quality.engine import FAIL, WARN, GxSession, SuiteResult
@@ -22,7 +23,7 @@ from tracehouse.quality.touched import mark_marts_checked, touched_days
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
 
-class QualityError(RuntimeError):
+class QualityError(TracehouseError, RuntimeError):
     """Mart expectations failed: the run must stop before publishing."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracehouse.contract.schemas import SCHEMA_VERSION
+from tracehouse.errors import ConfigurationError, InvalidInputError
 from tracehouse.lake import BatchReport, write_batch
 from tracehouse.otlp.rows import rows_to_table
 from tracehouse.redaction import Redactor
@@ -30,7 +31,7 @@ ANNOTATOR_ENV = "TRACEHOUSE_ANNOTATOR"
 DEFAULT_EVAL_DATASET = "eval-promoted"
 
 
-class AnnotatorMissingError(ValueError):
+class AnnotatorMissingError(ConfigurationError, ValueError):
     """No annotator given by flag, TRACEHOUSE_ANNOTATOR or USER."""
 
 
@@ -118,9 +119,9 @@ def promote_trace(
     masked in ``note_redacted``.
     """
     if not reason or not reason.strip():
-        raise ValueError("a promotion needs a reason (--reason)")
+        raise InvalidInputError("a promotion needs a reason (--reason)")
     if not eval_dataset_id or not eval_dataset_id.strip():
-        raise ValueError("the eval set id must not be empty")
+        raise InvalidInputError("the eval set id must not be empty")
     tid = normalize_trace_id(trace_id)
     found = find_trace(tid, warehouse=warehouse, lake=lake)
     now = now or datetime.now(UTC)

@@ -8,9 +8,10 @@ from pathlib import Path
 import duckdb
 
 from tracehouse.contract.schemas import TRACE_ID_PATTERN
+from tracehouse.errors import TracehouseError
 
 
-class TraceNotFoundError(LookupError):
+class TraceNotFoundError(TracehouseError, LookupError):
     """No such trace in the published marts nor in the lake (or a malformed trace id)."""
 
 

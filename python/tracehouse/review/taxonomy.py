@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pyarrow.csv as pv
 
+from tracehouse.errors import TracehouseError
+
 SEED_RELATIVE = Path("seeds") / "failure_taxonomy.csv"
 
 
-class UnknownCategoryError(ValueError):
+class UnknownCategoryError(TracehouseError, ValueError):
     """A failure category that the taxonomy does not define; the message lists the valid ones."""
 
 

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tracehouse.errors import InvalidInputError
 from tracehouse.trace_view.fields import _fmt, _ms, _usd
 from tracehouse.trace_view.load import _rows, connect
 from tracehouse.trace_view.model import Row
@@ -56,7 +57,7 @@ def find_traces(warehouse: Path | str, filters: TraceFilter) -> list[Row]:
         params.append(filters.tag)
     for dim, value in filters.versions.items():
         if dim not in VERSION_DIMENSIONS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"unknown dimension {dim!r}; use one of {', '.join(VERSION_DIMENSIONS)}"
             )
         clauses.append(f'"{dim}" = ?')

@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracehouse.errors import TracehouseError
+
 Row = dict[str, Any]
 
 
-class TraceNotFoundError(LookupError):
+class TraceNotFoundError(TracehouseError, LookupError):
     """No trace with that id (or id prefix) in the warehouse."""
 
 
