@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from tracehouse.contract.schemas import ANNOTATIONS_SCHEMA
+from tracehouse.contract.schemas import ANNOTATIONS_SCHEMA, SCHEMA_VERSION
 from tracehouse.lake import write_batch
 from tracehouse.quality.batches import MAX_ANNOTATION_NULL_SHARE, batch_stats, new_batches
 
@@ -24,10 +24,10 @@ def _annotations(kind: str | None, n: int, with_correctness: int, prefix: str) -
     rows = []
     for i in range(n):
         rows.append({
-            "schema_version": "1.0",
+            "schema_version": SCHEMA_VERSION,
             "annotation_id": f"{prefix}-{i:04d}",
             "label_time": LABEL_TIME,
-            "trace_id": f"{i:032x}",
+            "trace_id": f"{i + 1:032x}",
             "correctness": 0.9 if i < with_correctness else None,
             "annotation_kind": kind,
             "eval_dataset_id": "eval-x" if kind in ("promotion", "eval_result") else None,
