@@ -1,30 +1,19 @@
-# ruff: noqa: E501  (the notebook cells are long strings of code, formatted for the notebook)
-"""Write ``regression_report.ipynb`` from the cells below (edit here, then run this file).
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-Keeping the notebook's source in a plain Python file makes review diffs readable; the .ipynb is
-committed too, unexecuted, so `tracehouse report` and Jupyter can open it directly.
-Run: ``python notebooks/_build_regression_report.py``.
-"""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-import nbformat
-
-CELLS: list[tuple[str, str, list[str]]] = []  # (kind, source, tags)
-
-
-def md(source: str) -> None:
-    CELLS.append(("markdown", source.strip("\n"), []))
-
-
-def code(source: str, *tags: str) -> None:
-    CELLS.append(("code", source.strip("\n"), list(tags)))
-
-
-code(
-    '''
+# %% tags=["parameters"]
 # Parameters (papermill injects the values given to `tracehouse report`).
 warehouse = "var/warehouse"  # folder with marts/*.parquet
 start = None  # first day shown, "YYYY-MM-DD"; None: the first day in the marts
@@ -33,27 +22,35 @@ metric = None  # only the change points of this metric, e.g. "error_rate"
 segment = None  # only the change points of this segment key, as in metric_daily
 truth = None  # optional generator truth file: compare injected incidents with detections
 max_series = 16  # at most this many changed series are drawn
-''',
-    "parameters",
-)
 
-code(
-    r'''
+# %%
 import json
-import re
-import textwrap
 import warnings
 from datetime import timedelta
 from pathlib import Path
 
-import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
-from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from tracehouse import publication
+# Everything that is not drawing lives in a typed, tested module.
+from tracehouse.report_notebook import (
+    Marts,
+    axis_units,
+    before_after,
+    changed_dimensions,
+    changes_table,
+    comparison_window,
+    date_axis,
+    dimension_of,
+    incidents_vs_changes,
+    short,
+    top_changes,
+    unit_of,
+    version_label,
+    versions_table,
+)
 
 warnings.filterwarnings("ignore")
 pd.set_option("display.max_colwidth", 120)
@@ -66,112 +63,38 @@ plt.rcParams.update({
 BLUE, ORANGE, GREY, RED, GREEN = "#1f77b4", "#ff7f0e", "#8c8c8c", "#d62728", "#2ca02c"
 
 # The current publication (W/marts.duckdb), resolved once: every query below sees one run.
-con = publication.connect(warehouse)
-AVAILABLE = {r[0] for r in con.execute(
-    "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
-).fetchall()}
-
-
-def q(sql, params=None):
-    """Run SQL on the published marts; return a DataFrame."""
-    return con.execute(sql, params or []).df()
-
-
-def have(*names):
-    missing = [n for n in names if n not in AVAILABLE]
-    if missing:
-        display(Markdown(f"*Not shown: mart(s) {', '.join(missing)} not published.*"))
-    return not missing
-
-
-bounds = q("SELECT min(trace_date) AS lo, max(trace_date) AS hi FROM fct_requests")
-START = pd.Timestamp(start or bounds.lo[0]).date()
-END = pd.Timestamp(end or bounds.hi[0]).date()
-DAYS = f"trace_date BETWEEN DATE '{START}' AND DATE '{END}'"
-PERIOD = f"CAST(period_start AS DATE) BETWEEN DATE '{START}' AND DATE '{END}'"
-
-
-def unit_of(name):
-    if name in ("share", "usd", "ms", "count"):
-        return name
-    if name.endswith("_rate") or name.endswith("_share"):
-        return "share"
-    if name.endswith("_usd"):
-        return "usd"
-    if name.endswith("_ms"):
-        return "ms"
-    return "count"
-
-
-def fmt_value(name, v):
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "n/a"
-    u = unit_of(name)
-    if u == "share":
-        return f"{v:.1%}"
-    if u == "usd":
-        return f"${v:.4f}"
-    if u == "ms":
-        return f"{v:,.0f} ms"
-    return f"{v:,.0f}"
-
-
-def axis_units(ax, name, axis="y"):
-    u = unit_of(name)
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    if u == "share":
-        target.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    elif u == "usd":
-        target.set_major_formatter(FuncFormatter(lambda v, _: f"${v:.4f}"))
-    elif u == "ms":
-        target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    label = {"share": "share of traces", "usd": "US dollars", "ms": "milliseconds",
-             "count": "count"}[u]
-    (ax.set_ylabel if axis == "y" else ax.set_xlabel)(label)
-
-
-def date_axis(ax):
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=8))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %d"))
-    ax.set_xlabel("day (UTC)")
-
-
-def short(text, width=60):
-    text = re.sub(r"\b([0-9a-f]{10})[0-9a-f]{30}\b", r"\1…", str(text))
-    return textwrap.shorten(text, width=width, placeholder="…")
+marts = Marts.open(warehouse, start, end)
+q = marts.q
+AVAILABLE = marts.available
+START, END, DAYS, PERIOD = marts.start, marts.end, marts.days, marts.periods
 
 
 def say(text):
     display(Markdown(text))
-''',
-)
 
-md(
-    """
-# Regression report
 
-What changed in production, when, where, and the suspected cause, followed by the standing
-dashboards: stage latency, cost per successful task, retrieval, tools, failures and versions.
-Everything here is read from the published marts (`W/marts/*.parquet`).
-"""
-)
+def have(*names):
+    missing = marts.missing(*names)
+    if missing:
+        say(f"*Not shown: mart(s) {', '.join(missing)} not published.*")
+    return not missing
 
-code(
-    r'''
+
+# %% [markdown]
+# # Regression report
+#
+# What changed in production, when, where, and the suspected cause, followed by the standing
+# dashboards: stage latency, cost per successful task, retrieval, tools, failures and versions.
+# Everything here is read from the published marts (`W/marts/*.parquet`).
+
+# %%
 head = q(f"""
     SELECT count(*) AS requests, sum(cost_usd) AS cost_usd,
            avg(is_successful_task::INT) AS success_rate, avg(has_thumbs_down::INT) AS thumbs_down_rate,
            avg(is_error::INT) AS error_rate
     FROM fct_requests WHERE {DAYS}
 """).iloc[0]
-changes = q("SELECT * FROM change_points") if "change_points" in AVAILABLE else pd.DataFrame()
-if not changes.empty:
-    changes["change_at"] = pd.to_datetime(changes["change_at"], utc=True)
-    changes = changes[(changes.change_at.dt.date >= START) & (changes.change_at.dt.date <= END)]
-    if metric:
-        changes = changes[changes.metric == metric]
-    if segment:
-        changes = changes[changes.segment_key == segment]
+changes = marts.change_points(metric, segment)
 say(
     f"**Period** {START} to {END} (UTC) &middot; **{head.requests:,.0f} requests** &middot; "
     f"cost ${head.cost_usd:,.2f} &middot; task success {head.success_rate:.1%} &middot; "
@@ -179,69 +102,32 @@ say(
     f"**{len(changes)} change points**"
     + (f" (metric {metric})" if metric else "") + (f" (segment {segment})" if segment else "")
 )
-''',
-)
 
-md("## What changed")
+# %% [markdown]
+# ## What changed
 
-code(
-    r'''
-if changes.empty:
+# %%
+top = top_changes(changes, max_series)
+if top.empty:
     say("No change point was detected in this period: every tracked series stayed in its regime.")
-    top = changes
 else:
-    top = (changes.sort_values("score", ascending=False)
-           .drop_duplicates(["metric", "segment_key"]).head(int(max_series)))
-    table = top.assign(
-        change_at=top.change_at.dt.strftime("%Y-%m-%d %H:%M"),
-        before=[fmt_value(m, v) for m, v in zip(top.metric, top.value_before)],
-        after=[fmt_value(m, v) for m, v in zip(top.metric, top.value_after)],
-        change=[f"{r:+.0%}" for r in top.relative_change],
-        suspected_causes=[", ".join(short(c, 70) for c in list(cs)[:3]) if cs is not None else ""
-                          for cs in top.suspected_causes],
-    )[["metric", "segment_key", "change_at", "before", "after", "change", "suspected_causes"]]
     say("The changes, most certain first (one row per series; `relative_change` is after vs before):")
-    display(HTML(table.to_html(index=False, escape=True)))
-''',
-)
+    display(HTML(changes_table(top).to_html(index=False, escape=True)))
 
-code(
-    r'''
+# %%
 if truth and Path(truth).is_file() and not changes.empty:
     incidents = json.loads(Path(truth).read_text())
-    rows = []
-    for inc in incidents:
-        t0 = pd.Timestamp(inc["start_time"])
-        t1 = pd.Timestamp(inc["end_time"]) if inc.get("end_time") else pd.Timestamp(END, tz="UTC") + timedelta(days=1)
-        for m in inc["metrics"]:
-            window = changes[(changes.metric == m) & (changes.change_at >= t0 - timedelta(days=1))
-                             & (changes.change_at <= t1)]
-            # the detector reports a change in the segment where it lives, which may be narrower
-            # or wider than the injected one: exact segment first, then any segment of the metric
-            exact = window[window.segment_key == inc["segment"]]
-            hits = exact if len(exact) else window
-            causes = [c for cs in hits.suspected_causes for c in (cs if cs is not None else [])]
-            cause_found = bool(inc.get("cause")) and any(inc["cause"] in c for c in causes)
-            rows.append({"incident": inc["name"], "metric": m, "segment": inc["segment"],
-                         "injected at": t0.strftime("%Y-%m-%d %H:%M"),
-                         "injected cause": short(inc.get("cause") or "-", 40),
-                         "detected": "yes" if len(exact) else ("elsewhere" if len(hits) else "no"),
-                         "detected in": ", ".join(short(x, 40) for x in sorted(set(hits.segment_key))[:3]),
-                         "detected at": hits.change_at.min().strftime("%Y-%m-%d %H:%M") if len(hits) else "",
-                         "cause named": "yes" if cause_found else ("-" if not inc.get("cause") else "no")})
     say("### Injected incidents (generator truth) against the detected changes")
     say("One row per injected incident and metric: *yes* when a change of that metric was detected "
         "in the injected segment between the incident's start (less a day) and its end, "
         "*elsewhere* when only in other segments (listed), and whether a suspected cause names "
         "the injected one.")
-    display(HTML(pd.DataFrame(rows).to_html(index=False)))
-''',
-)
+    display(HTML(incidents_vs_changes(incidents, changes, END).to_html(index=False)))
 
-md("### Every series that changed")
+# %% [markdown]
+# ### Every series that changed
 
-code(
-    r'''
+# %%
 if not top.empty:
     say("Each panel is one daily series that changed: red dashed lines mark its change points, "
         "the grey and red dotted lines the level the detector estimated before and after (drawn "
@@ -288,19 +174,12 @@ if not top.empty:
         ax.set_visible(False)
     axes.flat[0].legend(loc="best", fontsize=8)
     plt.show()
-''',
-)
-
-md("### Before and after, by segment")
-
-code(
-    r'''
-def dimension_of(seg):
-    if seg == "all" or "|" in seg:
-        return "route_name"
-    return seg.split("=", 1)[0]
 
 
+# %% [markdown]
+# ### Before and after, by segment
+
+# %%
 if not top.empty:
     say("For the most certain changes: the same metric in every segment of the changed dimension, "
         "averaged over up to 7 days before (grey) and after (colour) the change, never across "
@@ -312,21 +191,9 @@ if not top.empty:
     for ax, (_, c) in zip(axes.flat, picks.iterrows()):
         dim = dimension_of(c.segment_key)
         at = c.change_at.tz_convert(None)
-        own = sorted(t.tz_convert(None) for t in
-                     changes[(changes.metric == c.metric) & (changes.segment_key == c.segment_key)].change_at)
-        lo = max([at - timedelta(days=7), *[t for t in own if t < at]])
-        hi = min([at + timedelta(days=7), *[t for t in own if t > at]])
-        w = q(f"""
-            SELECT segment_key,
-                   sum(value * n) FILTER (WHERE period_start < ?) / nullif(sum(n) FILTER (WHERE period_start < ?), 0) AS before,
-                   sum(value * n) FILTER (WHERE period_start >= ?) / nullif(sum(n) FILTER (WHERE period_start >= ?), 0) AS after,
-                   sum(n) AS n
-            FROM metric_daily
-            WHERE grain = 'day' AND metric = ? AND segment_key LIKE ? AND segment_key NOT LIKE '%|%'
-              AND period_start >= ? AND period_start < ?
-            GROUP BY segment_key ORDER BY segment_key
-        """, [at, at, at, at, c.metric, f"{dim}=%", lo, hi])
-        w = w.dropna(subset=["before", "after"], how="all")
+        own = changes[(changes.metric == c.metric) & (changes.segment_key == c.segment_key)]
+        lo, hi = comparison_window([t.tz_convert(None) for t in own.change_at], at)
+        w = before_after(marts, c.metric, dim, at, lo=lo, hi=hi)
         y = np.arange(len(w))
         ax.hlines(y, w.before, w.after, color=GREY, lw=2)
         ax.scatter(w.before, y, color=GREY, s=40, zorder=3)
@@ -343,13 +210,11 @@ if not top.empty:
             handles.append(Line2D([], [], marker="o", ls="", color=RED, label="after, changed segment"))
         ax.legend(handles=handles, loc="best", fontsize=8)
     plt.show()
-''',
-)
 
-md("## Stage latency waterfall")
+# %% [markdown]
+# ## Stage latency waterfall
 
-code(
-    r'''
+# %%
 if "fct_spans" in AVAILABLE:  # per span: llm passes and validators apart
     wf = q(f"""
         WITH spans AS (
@@ -405,11 +270,8 @@ for ax, (_, t) in zip(axes.flat, totals.iterrows()):
                  loc="left", fontsize=10)
     ax.set_xlabel("ms since the request started")
 plt.show()
-''',
-)
 
-code(
-    r'''
+# %%
 lat = q(f"""SELECT CAST(period_start AS DATE) AS day, split_part(segment_key, '=', 2) AS span_type, value
             FROM metric_daily WHERE grain = 'day' AND metric = 'latency_p95_ms'
               AND segment_key LIKE 'span_type=%' AND {PERIOD} ORDER BY day""")
@@ -428,13 +290,11 @@ if not lat.empty:
     date_axis(ax)
     ax.legend(ncol=1, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     plt.show()
-''',
-)
 
-md("## Cost per successful task")
+# %% [markdown]
+# ## Cost per successful task
 
-code(
-    r'''
+# %%
 if have("agg_cost_per_successful_task"):
     cost = q(f"""SELECT route_name, model_name, sum(cost_usd) AS cost_usd, sum(request_count) AS requests,
                         sum(successful_task_count) AS successes
@@ -475,13 +335,11 @@ if have("agg_cost_per_successful_task"):
     ax.set_title("Cost per successful task per day, by route", loc="left")
     ax.legend(title="route", loc="center left", bbox_to_anchor=(1.0, 0.5))
     plt.show()
-''',
-)
 
-md("## Retrieval hit rate at its three points")
+# %% [markdown]
+# ## Retrieval hit rate at its three points
 
-code(
-    r'''
+# %%
 if have("agg_retrieval_quality"):
     rq = q(f"""SELECT trace_date AS day, sum(judged_trace_count) AS judged,
                       sum(hit_retrieved_count) / nullif(sum(judged_trace_count), 0) AS retrieved,
@@ -524,13 +382,11 @@ if have("agg_retrieval_quality"):
         ax.set_title("Retrieval hit rate by retriever version", loc="left")
         ax.legend(ncol=3, loc="upper left")
         plt.show()
-''',
-)
 
-md("## Tool reliability and tool-use correctness")
+# %% [markdown]
+# ## Tool reliability and tool-use correctness
 
-code(
-    r'''
+# %%
 if have("agg_tool_reliability"):
     tools = q(f"""SELECT tool_name, sum(call_count) AS calls,
                          sum(error_call_count) / nullif(sum(call_count), 0) AS error_rate,
@@ -576,13 +432,11 @@ if len(rt):
     ax.set_title("Required tool missing rate per day", loc="left")
     ax.legend()
     plt.show()
-''',
-)
 
-md("## Top failure categories")
+# %% [markdown]
+# ## Top failure categories
 
-code(
-    r'''
+# %%
 if have("agg_failure_taxonomy"):
     ft = q(f"""SELECT failure_category, label_source, sum(trace_count) AS traces
                FROM agg_failure_taxonomy WHERE {DAYS} AND failure_category IS NOT NULL
@@ -630,13 +484,11 @@ if have("agg_failure_taxonomy"):
         fig.colorbar(im, ax=ax, label="traces per day")
         ax.set_title("Failure categories per day", loc="left")
         plt.show()
-''',
-)
 
-md("## Versions side by side")
+# %% [markdown]
+# ## Versions side by side
 
-code(
-    r'''
+# %%
 if have("agg_version_quality"):
     vq = q(f"""SELECT version_dimension, version_value, min(trace_date) AS first_day, max(trace_date) AS last_day,
                       sum(trace_count) AS traces,
@@ -648,12 +500,7 @@ if have("agg_version_quality"):
                       sum(cost_usd) / nullif(sum(trace_count), 0) AS cost_per_request_usd
                FROM agg_version_quality WHERE {DAYS} AND version_value IS NOT NULL
                GROUP BY ALL ORDER BY version_dimension, first_day""")
-    PRIORITY = ["prompt_version", "retriever_version", "route_policy_version", "release_sha",
-                "index_version", "reranker_version", "validator_versions", "model_name",
-                "planner_version", "embedding_version", "tool_versions", "app_version"]
-    changed = [d for d in vq.version_dimension.unique()
-               if vq[vq.version_dimension == d].version_value.nunique() > 1]
-    dims = [d for d in PRIORITY if d in changed][:8] or changed[:8]
+    dims = changed_dimensions(vq)
     MAX_VERSIONS = 10
     say("Version dimensions that changed in the period, versions in the order they appeared (first "
         "day and traffic under each bar): task success and thumbs-down rate side by side. A new "
@@ -670,14 +517,7 @@ if have("agg_version_quality"):
             x = np.arange(len(g))
             ax.bar(x - 0.2, g.successful_task_rate, width=0.4, color=GREEN, label="task success rate")
             ax.bar(x + 0.2, g.thumbs_down_rate, width=0.4, color=RED, label="thumbs-down rate")
-            def label(v, d=d):
-                v = str(v)
-                if d == "release_sha":
-                    return v[:7]
-                width = max(8, 84 // max(1, len(g)))  # narrower labels when the panel is crowded
-                return v if len(v) <= width else v[: width - 1] + "…"
-
-            ax.set_xticks(x, [f"{label(v)}\n{pd.Timestamp(f):%b %d}\nn={int(n):,}" for v, f, n in
+            ax.set_xticks(x, [f"{version_label(v, d, len(g))}\n{pd.Timestamp(f):%b %d}\nn={int(n):,}" for v, f, n in
                               zip(g.version_value, g.first_day, g.traces)], fontsize=7.5)
             ax.set_ylim(0, 1)
             axis_units(ax, "share")
@@ -688,44 +528,10 @@ if have("agg_version_quality"):
         handles, labels_ = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels_, ncol=2, loc="outside upper right", fontsize=9)
         plt.show()
-    cols = ["version_dimension", "version_value", "first_day", "last_day", "traces",
-            "successful_task_rate", "thumbs_down_rate", "error_rate", "correctness_mean", "labelled",
-            "cost_per_request_usd"]
-    shown = vq[vq.version_dimension.isin(dims)][cols].copy()
-    shown["traces"] = shown["traces"].astype(int)
-    shown["labelled"] = shown["labelled"].fillna(0).astype(int)
-    for c in ("successful_task_rate", "thumbs_down_rate", "error_rate"):
-        shown[c] = shown[c].map(lambda v: f"{v:.1%}" if pd.notna(v) else "")
-    shown["correctness_mean"] = shown["correctness_mean"].map(lambda v: f"{v:.2f}" if pd.notna(v) else "")
-    shown["cost_per_request_usd"] = shown["cost_per_request_usd"].map(lambda v: f"${v:.4f}")
-    shown["version_value"] = shown["version_value"].map(lambda v: short(v, 16))
+    shown = versions_table(vq, dims)
     display(HTML(shown.to_html(index=False)))
-''',
-)
 
-md(
-    """
----
-*How to read this report, what each plot says, and how to open a single trace behind any of
-these numbers (`tracehouse traces`, `tracehouse trace`): see `docs/report.md` and `docs/trace.md`.*
-"""
-)
-
-
-def build(path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    for kind, source, tags in CELLS:
-        cell = nbformat.v4.new_markdown_cell(source) if kind == "markdown" else \
-            nbformat.v4.new_code_cell(source)
-        if tags:
-            cell.metadata["tags"] = tags
-        nb.cells.append(cell)
-    for i, cell in enumerate(nb.cells):
-        cell["id"] = f"cell-{i:02d}"
-    nbformat.write(nb, path)
-
-
-if __name__ == "__main__":
-    build(Path(__file__).with_name("regression_report.ipynb"))
+# %% [markdown]
+# ---
+# *How to read this report, what each plot says, and how to open a single trace behind any of
+# these numbers (`tracehouse traces`, `tracehouse trace`): see `docs/report.md` and `docs/trace.md`.*
