@@ -62,6 +62,7 @@ class RunResult:
     published: Published | None = None
     skipped: bool = False
     record: runs_log.RunRecord | None = None
+    detection: Any = None  # the detect step's DetectionResult (tracehouse.detect.job)
 
     @property
     def seconds(self) -> float:
@@ -254,6 +255,8 @@ def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
 def step_detect(
     warehouse: Path, run_id: str, alert_lines: list[str], alert_state: list[pa.Table],
     record: runs_log.RunRecord | None = None,
+    *,
+    result: RunResult | None = None,
 ) -> str:
     """Change points and alerts into the warehouse's marts; see :mod:`tracehouse.detect.job`.
 
@@ -266,6 +269,8 @@ def step_detect(
     from tracehouse.warehouse import warehouse_db
 
     detection = run_detection(warehouse, run_id)
+    if result is not None:
+        result.detection = detection
     alert_lines.extend(format_alerts(detection.alerts))
     if detection.skipped_reason is None:
         alert_state.append(track_alerts(warehouse, warehouse_db(warehouse), detection.alerts,
@@ -461,7 +466,8 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     alerts: list[str] = []
     alert_state: list[pa.Table] = []
     state.step("detect",
-               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record))
+               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
+                                   result=state.result))
     try:
         state.step("marts", lambda: step_check_marts(quality))
     except PipelineError:

@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from tracehouse.detect.evaluate import DetectionScore, evaluate_warehouse
-from tracehouse.detect.job import DetectionResult, run_detection
+from tracehouse.detect.job import DetectionResult
 
 
 @dataclass
@@ -48,11 +48,13 @@ def generated_run(
     start: date = date(2026, 1, 1),
     incidents: bool = True,
 ) -> EvalRun:
-    """Generate a lake under `workdir`, build and detect, publish, score against its truth."""
+    """Generate a lake under `workdir`, run the pipeline on it, score against its truth.
+
+    The pipeline is :func:`tracehouse.pipeline.run`, the one thing that chains the steps: build,
+    checks, detection and publication are exactly those of `tracehouse run`.
+    """
     from tracehouse.generator import generate
-    from tracehouse.pipeline import new_run_id
-    from tracehouse.publish import publish
-    from tracehouse.warehouse import build
+    from tracehouse.pipeline import run
 
     workdir = Path(workdir)
     lake, warehouse, truth = workdir / "lake", workdir / "warehouse", workdir / "truth.json"
@@ -61,15 +63,9 @@ def generated_run(
     generate(lake, start=start, days=days, traces_per_day=traces_per_day, seed=seed,
              incidents=incidents, truth_path=truth, progress=False)
     seconds["generate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    res = build(lake, warehouse)
-    if not res.success:
-        raise RuntimeError(f"dbt build failed: {res.failures[:3]}")
-    seconds["build"] = time.perf_counter() - t
-    run_id = new_run_id()
-    detection = run_detection(warehouse, run_id)
-    seconds["detect"] = detection.seconds
-    publish(warehouse, run_id)
+    result = run(lake, warehouse, progress=False, echo=lambda _line: None)
+    seconds.update((s.name, s.seconds) for s in result.steps)
+    detection: DetectionResult = result.detection
     label = f"seed {seed}, {days} d x {traces_per_day}" + ("" if incidents else " (control)")
     score = evaluate_warehouse(warehouse, truth if incidents else None)
     return EvalRun(label, score, detection, seconds)
