@@ -9,7 +9,7 @@ DEMO_DAYS ?= 30
 DEMO_TRACES ?= 2000
 PYTEST_ARGS ?=
 
-.PHONY: venv venv-spark demo test test-spark bench lint docs clean
+.PHONY: venv venv-spark demo test test-spark bench lint notebook docs clean
 
 venv: $(STAMP)
 
@@ -49,11 +49,20 @@ bench: venv
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	TRACEHOUSE_BENCH_SIZES=$(BENCH_SIZES) nice -n 10 $(BIN)/python -m tracehouse.bench
 
+# ruff (Python, tests, the notebook's source), mypy, sqlfluff over the models (.sqlfluff: dbt
+# templater on the duckdb target; macros are linted where they render, inside the models).
+SQLFLUFF_PROCESSES ?= 2
 lint: venv
-	$(BIN)/ruff check python tests
+	$(BIN)/ruff check python tests notebooks
 	$(BIN)/mypy python/tracehouse
 	@mkdir -p var/lint/lake
-	TRACEHOUSE_WAREHOUSE=var/lint TRACEHOUSE_LAKE=var/lint/lake $(BIN)/sqlfluff lint models macros
+	TRACEHOUSE_WAREHOUSE=var/lint TRACEHOUSE_LAKE=var/lint/lake \
+		$(BIN)/sqlfluff lint models --processes $(SQLFLUFF_PROCESSES)
+
+# The regression notebook: notebooks/regression_report.py is the source; bring the paired .ipynb
+# in step after editing either (tests/test_report_notebook.py fails when they drift).
+notebook: venv
+	$(BIN)/jupytext --sync notebooks/regression_report.py
 
 docs: venv
 	TRACEHOUSE_LAKE=$(DEMO_DIR)/lake TRACEHOUSE_WAREHOUSE=$(DEMO_DIR)/warehouse \
