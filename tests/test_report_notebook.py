@@ -9,6 +9,7 @@ the notebook itself is executed end to end by ``tests/test_report.py``.
 from __future__ import annotations
 
 from datetime import date
+from itertools import zip_longest
 from pathlib import Path
 
 import duckdb
@@ -53,8 +54,8 @@ def drift(script: Path, notebook: Path) -> list[str]:
         if e[0] != a[0] or e[2] != a[2]:
             out.append(f"cell {i}: {e[0]} {e[2]} in the script, {a[0]} {a[2]} in the notebook")
         elif e[1] != a[1]:
-            lines = [(x, y) for x, y in zip(e[1].splitlines() + [""], a[1].splitlines() + [""],
-                                             strict=False) if x != y]
+            lines = [(x, y) for x, y in zip_longest(e[1].splitlines(), a[1].splitlines(),
+                                                     fillvalue="") if x != y]
             out.append(f"cell {i}: script {lines[0][0]!r} vs notebook {lines[0][1]!r}")
     if len(expected) != len(actual):
         out.append(f"{len(expected)} cells in the script, {len(actual)} in the notebook")
