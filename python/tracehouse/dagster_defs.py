@@ -78,7 +78,7 @@ class TracehouseResource(dg.ConfigurableResource):
 
 
 def _run_id(context: AssetExecutionContext) -> str:
-    return f"dagster-{context.run_id[:8]}"
+    return f"dagster-{context.run.run_id[:8]}"
 
 
 @contextmanager
