@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from tracehouse.compaction import BATCH_COLUMN, COMPACTED_PREFIX, compact_lake
 from tracehouse.lake import lake_status, write_batch

@@ -146,9 +146,13 @@ def register(app: typer.Typer) -> None:
         published aggregates of those days (archived) and a ledger of what went."""
         from tracehouse.artifacts.policy import PolicyError, load_policy
         from tracehouse.retention import RetentionError, expire_lake
+        from tracehouse.runlock import RunLockedError
 
         try:
             report = expire_lake(lake, warehouse, load_policy(policy), dry_run=dry_run)
+        except RunLockedError as exc:  # a run is building the warehouse or reading the lake
+            typer.secho(str(exc), err=True, fg="yellow")
+            raise typer.Exit(exc.exit_code) from None
         except (PolicyError, RetentionError) as exc:
             typer.secho(f"error: {exc}", err=True, fg="red")
             raise typer.Exit(1) from None

@@ -26,7 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -43,7 +43,7 @@ TMP_PREFIX: Final = ".generate-tmp-"
 
 # A part of one dataset landing on one ingest day: a table in this process, or a slice
 # (path, offset, length) of an Arrow IPC file written by another process.
-PartRef = pa.Table | tuple[str, int, int]
+PartRef: TypeAlias = pa.Table | tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -291,12 +291,13 @@ def run(plan: Plan, trace_days: list[date], *, workers: int,
     plan.lake.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=plan.lake))
     try:
-        yield from _run_parallel(plan, trace_days, write_days, workers, tmp, on_day)
+        yield from _run_parallel(plan, trace_days, write_days, workers=workers, tmp=tmp,
+                                 on_day=on_day)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], workers: int,
+def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, workers: int,
                   tmp: Path, on_day: Callable[[], object] | None) -> Iterator[DayCounts]:
     """The scheduler: ingest day D is written once every trace day up to D is simulated."""
     sims: deque[date] = deque(trace_days)
