@@ -259,10 +259,16 @@ def _write_in_worker(iday: int, parts: dict[str, list[PartRef]]) -> DayCounts:
 
 
 def auto_workers(trace_days: int, traces_per_day: int) -> int:
-    """Processes worth starting: one per core, fewer for a small job."""
+    """Processes worth starting: one per idle core, fewer for a small job.
+
+    Cores already busy (the 1-minute load average) are not counted: on a saturated machine a
+    second process only adds its start-up and the hand-over files (measured: ~25% more CPU for
+    the same lake), and the files are the same either way.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    idle = (cores or 1) - int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else cores or 1
     by_size = (trace_days * traces_per_day) // MIN_TRACES_PER_WORKER
-    return max(1, min(cores or 1, by_size, trace_days))
+    return max(1, min(idle, by_size, trace_days))
 
 
 def run(plan: Plan, trace_days: list[date], *, workers: int,
