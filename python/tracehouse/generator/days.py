@@ -22,7 +22,13 @@ import tempfile
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -275,24 +281,14 @@ def run(plan: Plan, trace_days: list[date], *, workers: int,
         on_day: Callable[[], object] | None = None) -> Iterator[DayCounts]:
     """Simulate ``trace_days`` and write every ingest day of the plan; yield each day's counts.
 
-    ``workers`` = 1 runs everything in this process; more starts ``workers - 1`` worker
-    processes (spawned: no thread pool is forked) and this process works too, so no core waits
-    while the workers start.
+    ``workers`` = 1 runs everything in this process (writes on a thread, overlapping the next
+    day's simulation); more starts ``workers - 1`` worker processes (spawned: no thread pool is
+    forked) and this process works too, so no core waits while the workers start.
     """
     s_day, e_day = plan.ingest_days
     write_days = list(range(s_day, e_day))
     if workers <= 1:
-        pending: dict[tuple[str, int], list[PartRef]] = {}
-        for day in trace_days:
-            for dataset, items in simulate(plan, day).items():
-                for iday, part in items:
-                    pending.setdefault((dataset, iday), []).append(part)
-            if on_day:
-                on_day()
-            today = to_us(day) // US_PER_DAY
-            if s_day <= today < e_day:
-                yield write_day(plan, today, {ds: pending.pop((ds, today), [])
-                                              for ds in DATASETS})
+        yield from _run_inline(plan, trace_days, on_day)
         return
     plan.lake.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=plan.lake))
@@ -301,6 +297,31 @@ def run(plan: Plan, trace_days: list[date], *, workers: int,
                                  on_day=on_day)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_inline(plan: Plan, trace_days: list[date],
+                on_day: Callable[[], object] | None) -> Iterator[DayCounts]:
+    """One process: day D's batches are written by a thread while day D+1 is simulated (Arrow,
+    DuckDB, Parquet and polars release the GIL), at most one day behind."""
+    s_day, e_day = plan.ingest_days
+    pending: dict[tuple[str, int], list[PartRef]] = {}
+    writing: deque[Future[DayCounts]] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="generate-write") as writer:
+        for day in trace_days:
+            for dataset, items in simulate(plan, day).items():
+                for iday, part in items:
+                    pending.setdefault((dataset, iday), []).append(part)
+            if on_day:
+                on_day()
+            today = to_us(day) // US_PER_DAY
+            if s_day <= today < e_day:
+                while writing:  # the previous day is done before this one is handed over
+                    yield writing.popleft().result()
+                writing.append(writer.submit(write_day, plan, today,
+                                             {ds: pending.pop((ds, today), [])
+                                              for ds in DATASETS}))
+        while writing:
+            yield writing.popleft().result()
 
 
 def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, workers: int,
