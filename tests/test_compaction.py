@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from tracehouse.compaction import BATCH_COLUMN, COMPACTED_PREFIX, compact_lake
 from tracehouse.lake import lake_status, write_batch
@@ -105,3 +106,52 @@ def test_batch_checks_find_the_rows_of_a_compacted_batch(tmp_path: Path) -> None
     assert sorted(stats["batch_id"]) == ["b0", "b1", "b2"]
     assert list(stats["rows"]) == [6, 6, 6]
     assert list(stats["redelivered_share"]) == [0.0, 0.0, 0.0]
+
+
+def test_compaction_never_runs_under_a_run(tmp_path: Path) -> None:
+    """A run holds the lake's files lock shared; compaction wants it exclusive: exit 75, no
+    file touched; once the run is over it compacts."""
+    from typer.testing import CliRunner
+
+    from tracehouse.cli import app
+    from tracehouse.runlock import EXIT_LOCKED, LakeBusyError, lake_files_lock
+
+    _land(tmp_path, 3)
+    files = sorted((tmp_path / "spans").glob("dt=*/*.parquet"))
+    with lake_files_lock(tmp_path, rewrite=False, what="a run"):
+        with pytest.raises(LakeBusyError) as err:
+            compact_lake(tmp_path)
+        assert err.value.exit_code == EXIT_LOCKED
+        result = CliRunner().invoke(app, ["lake", "compact", "--lake", str(tmp_path)])
+        assert result.exit_code == EXIT_LOCKED, result.output
+        assert "tracehouse run" in result.output
+        assert sorted((tmp_path / "spans").glob("dt=*/*.parquet")) == files
+    assert len(compact_lake(tmp_path)) == 2
+
+
+def test_a_run_holds_the_lake_against_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tracehouse run` holds the lock for its whole run: a compaction tried mid-run (here from
+    inside the run's steps) is refused, and the run itself waits for a compaction to finish."""
+    from tracehouse import pipeline
+    from tracehouse.runlock import LakeBusyError, lake_files_lock
+
+    lake, warehouse = tmp_path / "lake", tmp_path / "wh"
+    _land(lake, 2)
+    seen: list[str] = []
+
+    def steps(*args: object, **kwargs: object) -> None:
+        with pytest.raises(LakeBusyError):
+            compact_lake(lake)
+        seen.append("refused")
+
+    monkeypatch.setattr(pipeline, "_run_steps", steps)
+    pipeline.run(lake, warehouse, progress=False, echo=lambda *a, **k: None)
+    assert seen == ["refused"]
+    assert len(compact_lake(lake)) == 2  # the run is over: the lock is free again
+
+    monkeypatch.setattr(pipeline, "LAKE_WAIT_S", 0.3)
+    with lake_files_lock(lake, rewrite=True, what="a compaction"), \
+            pytest.raises(LakeBusyError, match="rewriting it"):
+        pipeline.run(lake, warehouse, progress=False, echo=lambda *a, **k: None)

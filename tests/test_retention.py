@@ -137,12 +137,15 @@ def test_ledger_records_the_expiry_and_status_reconciles(expired: dict[str, Any]
     lake, report = expired["lake"], expired["report"]
     assert report.ledger is not None
     ledger = report.ledger.to_pylist()
-    assert sum(r["expired"] for r in ledger) == report.expired_span_rows
+    assert sum(r["expired"] for r in ledger if r["dataset"] == "spans") == report.expired_span_rows
+    assert sum(r["expired"] for r in ledger) == sum(report.expired_rows.values())
     assert {r["tenant_id"] for r in ledger if r["expired"]} == {expired["tenant"]}
     assert {r["spans_class"] for r in ledger if r["expired"]} == {"d2"}
     status = lake_status(lake).to_pylist()
     assert all(r["reconciled"] for r in status), [r for r in status if not r["reconciled"]]
-    assert sum(r["expired"] for r in status) == report.expired_span_rows
+    assert sum(r["expired"] for r in status if r["dataset"] == "spans") == (
+        report.expired_span_rows)
+    assert sum(r["expired"] for r in status) == sum(report.expired_rows.values())
     # right after the expiry: nothing received changed, and what left is counted as expired
     after = expired["status_expired"]
     assert set(after) == set(expired["status_before"])
@@ -223,4 +226,73 @@ def test_cli_lake_expire_dry_run_and_status(expired: dict[str, Any], tmp_path: P
     assert {p: p.stat().st_mtime_ns for p in (lake / "spans").rglob("*.parquet")} == files
     status = runner.invoke(app, ["lake", "status", "--lake", str(lake)])
     assert status.exit_code == 0, status.output
-    assert f"expired {expired['report'].expired_span_rows:,}" in status.output
+    assert f"expired {sum(expired['report'].expired_rows.values()):,}" in status.output
+
+
+def _base_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [f"{r[0]}.{r[1]}" for r in con.execute(
+        "select table_schema, table_name from information_schema.tables "
+        "where table_type = 'BASE TABLE' and table_name in "
+        "('base_lake__spans', 'base_lake__feedback', 'base_lake__annotations') order by 2"
+    ).fetchall()]
+
+
+def test_expired_traces_leave_the_lake_and_the_base_tables_whole(expired: dict[str, Any]) -> None:
+    """Feedback and annotations of an expired trace go with its spans, from the lake and from
+    the base tables (which keep every row they loaded): the base tables of the incremental
+    warehouse equal a full refresh's, row for row (but for the load stamp)."""
+    lake, report = expired["lake"], expired["report"]
+    assert report.expired_rows.get("feedback", 0) > 0
+    con = duckdb.connect()
+    spans = str(lake / "spans" / "dt=*" / "*.parquet")
+    for dataset in ("feedback", "annotations"):
+        glob = str(lake / dataset / "dt=*" / "*.parquet")
+        orphans = con.execute(f"""
+            select count(*) from read_parquet('{glob}') as x
+            where x.trace_id not in (select trace_id from read_parquet('{spans}'))
+              and x.ingest_time <= timestamptz '{NOW.isoformat()}'""").fetchone()
+        assert orphans == (0,), dataset  # nothing landed before the expiry is left behind
+    con.close()
+    inc = duckdb.connect(str(warehouse_db(expired["incremental"])), read_only=True)
+    full = duckdb.connect(str(warehouse_db(expired["full"])), read_only=True)
+    try:
+        tables = _base_tables(inc)
+        assert len(tables) == 3
+        for relation in tables:
+            query = f"select * exclude (_loaded_at) from {relation}"
+            assert sorted(inc.execute(query).fetchall(), key=repr) == sorted(
+                full.execute(query).fetchall(), key=repr), relation
+        n = inc.execute(f"select count(*) from {tables[2]} where tenant_id = "
+                        f"'{expired['tenant']}' and cast(event_time as date) < "
+                        "date '2026-01-03'").fetchone()
+        assert n == (0,)  # base_lake__spans: the tenant's expired spans are gone
+    finally:
+        inc.close()
+        full.close()
+
+
+def test_an_expiry_is_a_change_for_the_next_run(tmp_path: Path) -> None:
+    """Text-only expiry rewrites lake files without a new batch: the run's ledger fingerprint
+    must still change, or the next run would skip and keep serving the old text."""
+    from tracehouse.changes import ledger_fingerprint
+    from tracehouse.lake import write_expiry_ledger
+
+    before = ledger_fingerprint(tmp_path)
+    write_expiry_ledger(tmp_path, "expire-test", [{
+        "dataset": "spans", "batch_id": "b", "dt": "2026-01-01", "tenant_id": "t",
+        "expired": 0, "text_expired": 3}], NOW)
+    assert ledger_fingerprint(tmp_path) != before
+
+
+def test_expiry_never_runs_under_a_run(tmp_path: Path) -> None:
+    from tracehouse.generator import generate
+    from tracehouse.runlock import RunLockedError, lake_files_lock
+
+    lake, wh = tmp_path / "lake", tmp_path / "wh"
+    generate(lake, start=START, days=1, traces_per_day=20, seed=3, progress=False)
+    wh.mkdir()
+    duckdb.connect(str(warehouse_db(wh))).close()
+    files = {p: p.read_bytes() for p in lake.rglob("*.parquet")}
+    with lake_files_lock(lake, rewrite=False, what="a run"), pytest.raises(RunLockedError):
+        expire_lake(lake, wh, _policy("x"), now=NOW)
+    assert {p: p.read_bytes() for p in lake.rglob("*.parquet")} == files

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 LEDGER_DIR = "_ledger"  # as tracehouse.lake.LEDGER_DIR (not imported: keep this module light)
+EXPIRED_LEDGER_DIR = "_ledger_expired"  # as tracehouse.lake.EXPIRED_LEDGER_DIR
 QUARANTINE_DIR = "_quarantine"
 ORIGINALS_DIR = "_originals"
 # The contract's datasets (tracehouse.contract.DATASETS; a test keeps them equal), named here so
@@ -38,9 +39,11 @@ def _walk(root: Path) -> list[os.DirEntry[str]]:
 
 
 def ledger_fingerprint(lake: Path) -> str:
-    """Names, sizes and mtimes of every ledger file: changes whenever a batch is registered."""
+    """Names, sizes and mtimes of every ledger file: changes whenever a batch is registered, or
+    retention removes rows (``lake expire`` rewrites lake files; its ledger says so)."""
     h = hashlib.sha256()
-    entries = sorted(_walk(lake / LEDGER_DIR), key=lambda e: e.path)
+    entries = sorted(_walk(lake / LEDGER_DIR) + _walk(lake / EXPIRED_LEDGER_DIR),
+                     key=lambda e: e.path)
     for e in entries:
         if e.name.endswith(".parquet"):
             st = e.stat()

@@ -17,6 +17,9 @@ reader pays per file (footers, row groups). Compaction rewrites the accepted fil
   from a glob for that instant, never counted twice). Where the kernel has no RENAME_EXCHANGE
   (not Linux), the merged file is renamed into place and the originals removed after: a glob in
   between can see the day's rows twice (the warehouse's dedup by id makes that harmless there).
+- **Never under a build.** It holds ``<lake>/.tracehouse-run.lock`` exclusively; every
+  ``tracehouse run`` holds it shared for its whole run, so a compaction exits 75 (try again
+  later) while any run on the lake is going, and a run waits for a compaction to finish.
 - The warehouse reads the merged file once as a new file and finds every row identical to what
   it stored, so nothing downstream is rebuilt (macros/incremental/loaded.sql).
 
@@ -46,6 +49,7 @@ from tracehouse.lake import (
     _write_ledger,
     write_parquet_atomic,
 )
+from tracehouse.runlock import lake_files_lock
 
 BATCH_COLUMN = "_batch_id"
 COMPACTION_SOURCE = "compaction"
@@ -176,8 +180,19 @@ def compact_lake(
     now: datetime | None = None,
 ) -> list[CompactionReport]:
     """Compact every day folder of ``datasets`` (default: all) that has ``min_files`` or more
-    registered batch files; ``days`` (YYYY-MM-DD) narrows it. Returns one report per folder."""
+    registered batch files; ``days`` (YYYY-MM-DD) narrows it. Returns one report per folder.
+
+    Never under a build: it holds the lake's files lock exclusively, which every
+    ``tracehouse run`` on the lake holds shared, and raises
+    :class:`~tracehouse.runlock.LakeBusyError` (exit code 75) at once when a run holds it.
+    """
     lake = Path(lake)
+    with lake_files_lock(lake, rewrite=True, what="the compaction"):
+        return _compact_all(lake, datasets, days, min_files, now)
+
+
+def _compact_all(lake: Path, datasets: list[str] | None, days: list[str] | None,
+                 min_files: int, now: datetime | None) -> list[CompactionReport]:
     reports: list[CompactionReport] = []
     for dataset in datasets or list(DATASETS):
         root = lake / dataset

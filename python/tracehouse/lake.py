@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from pyarrow import ipc
 
 from tracehouse.contract import DATASETS, REJECT_REASON, DatasetSpec, validate_table
+from tracehouse.contract.scratch import scratch
 from tracehouse.contract.validate import plausible_window, render_as_text
 from tracehouse.errors import TracehouseError
 
@@ -120,8 +121,11 @@ def _split_by_day(table: pa.Table, column: str) -> Iterator[tuple[str, pa.Table]
     if len(unique) == 1:
         yield _day_name(unique[0]), table
         return
-    order = pc.sort_indices(days)  # stable: rows keep their order within a day
-    table = table.take(order)
+    # One contiguous copy (an Arrow take on a chunked table concatenates the chunks anyway),
+    # reordered only when the days are not already in order.
+    table = table.combine_chunks()
+    if pc.any(pc.less(days[1:], days[:-1])).as_py():
+        table = table.take(pc.sort_indices(days))  # stable: rows keep their order within a day
     counts = {c["values"]: c["counts"] for c in pc.value_counts(days).to_pylist()}
     start = 0
     for day in unique:
@@ -141,10 +145,7 @@ def _quarantine_days(
     if spec.time_column not in rejected.column_names:
         return pa.array([fallback_day] * rejected.num_rows, pa.string())
     since, until = plausible_window(ingest_time)
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("r", rejected.select([spec.time_column]))
+    with scratch(("r", rejected.select([spec.time_column]))) as con:
         col = '"' + spec.time_column + '"'
         days = con.sql(
             f"SELECT coalesce(strftime(t, '%Y-%m-%d'), '{fallback_day}') AS d FROM ("
@@ -152,8 +153,6 @@ def _quarantine_days(
             f"'{since.isoformat()}'::TIMESTAMPTZ AND '{until.isoformat()}'::TIMESTAMPTZ "
             f"THEN TRY_CAST({col} AS TIMESTAMPTZ) END AS t FROM r)"
         ).to_arrow_table()
-    finally:
-        con.close()
     return days.column("d").combine_chunks()
 
 

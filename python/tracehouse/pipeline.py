@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 from tracehouse import runs as runs_log
 from tracehouse.errors import TracehouseError
 from tracehouse.publication import PublicationError, check_links, clean_leftovers, current_folder
-from tracehouse.runlock import EXIT_LOCKED, RunLockedError, lake_lock, run_lock
+from tracehouse.runlock import (
+    EXIT_LOCKED,
+    LAKE_WAIT_S,
+    RunLockedError,
+    lake_files_lock,
+    lake_lock,
+    run_lock,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -410,7 +417,8 @@ def run(
     """
     lake, warehouse = Path(lake).resolve(), Path(warehouse).resolve()
     state = _Run(lake, warehouse, echo, full_refresh)
-    with run_lock(warehouse, state.record.run_id, state.record.started_at) as killed:
+    with run_lock(warehouse, state.record.run_id, state.record.started_at) as killed, \
+            lake_files_lock(lake, rewrite=False, what="this run", timeout_s=LAKE_WAIT_S):
         try:
             _recover(state, killed)
             runs_log.save(warehouse, state.record)

@@ -3,7 +3,8 @@
 Per tenant (classes from the privacy policy, see :mod:`tracehouse.artifacts.policy`):
 
 - ``spans``: a trace whose first span started before today - N days is dropped whole (every
-  span row of it, whichever day file holds it), so no trace is ever cut in half;
+  span row of it, whichever day file holds it, and its feedback and annotations), so no trace
+  is ever cut in half and nothing of it is left behind;
 - ``tier2_text``: rows older than N days lose their masked free text: ``error_message_redacted``
   and the ``*_redacted`` attribute keys of spans (``user_query_redacted``,
   ``rewritten_query_redacted``, ``args_redacted``), ``comment_redacted`` of feedback. Such a
@@ -16,7 +17,10 @@ Before any row goes, the published aggregates of every day it touches (``metric_
 time). The models union these archived rows instead of recomputing those days (macro
 ``with_archived_days``), so a day's aggregates never change after its detail expires, on an
 incremental build or a full refresh. The expired traces are also deleted from the warehouse's
-stored detail tables, so an incremental build equals a full refresh afterwards.
+stored tables, the base tables included (``base_lake__spans`` / ``__feedback`` /
+``__annotations``, which keep every row they ever loaded), by trace id: exactly the rows that
+left the lake, so an incremental build equals a full refresh afterwards. It holds the warehouse's
+run lock and the lake's files lock (exclusive), so it never runs under a ``tracehouse run``.
 
 Then each affected lake file is rewritten through a temporary file and an atomic rename, and the
 ledger records what was expired (``tracehouse.lake.write_expiry_ledger``), so that
@@ -56,6 +60,33 @@ ARCHIVED_MODELS: Final[dict[str, str]] = {
 SPAN_TEXT_KEYS: Final = ("user_query_redacted", "rewritten_query_redacted", "args_redacted")
 
 
+EXPIRED_DATASETS: Final = ("spans", "feedback", "annotations")
+TEXT_COLUMN: Final[dict[str, str]] = {"spans": "error_message_redacted",
+                                      "feedback": "comment_redacted"}
+
+
+def _text_expires(dataset: str) -> str:
+    """SQL over ``f`` (the rows) and ``c`` (their tenant's cutoffs): the row's tier-2 text
+    expires (never for annotations, which hold no free text)."""
+    if dataset not in TEXT_COLUMN:
+        return "false"
+    has_text = f"f.{TEXT_COLUMN[dataset]} is not null"
+    if dataset == "spans":
+        has_text += "".join(f" or f.attributes like '%\"{k}\"%'" for k in SPAN_TEXT_KEYS)
+    return (f"c.text_cutoff is not null and cast(f.event_time as date) < c.text_cutoff "
+            f"and ({has_text})")
+
+
+def _rows_with_cutoffs(dataset: str, source: str) -> tuple[str, str]:
+    """(FROM clause of ``source`` as ``f`` with its tenant's cutoffs as ``c``, tenant expr).
+    Annotations carry no tenant: theirs is their expired trace's."""
+    if dataset == "annotations":
+        return (f"{source} as f left join (select trace_id, tenant_id as trace_tenant "
+                "from expired) as e on f.trace_id = e.trace_id "
+                "left join cutoffs as c on e.trace_tenant = c.tenant_id", "e.trace_tenant")
+    return f"{source} as f left join cutoffs as c on f.tenant_id = c.tenant_id", "f.tenant_id"
+
+
 class RetentionError(TracehouseError, RuntimeError):
     """Expiry cannot run safely (stale warehouse, missing warehouse, ...): nothing changed."""
 
@@ -67,6 +98,7 @@ class LakeExpiry:
     run_id: str
     expired_traces: int = 0
     expired_span_rows: int = 0
+    expired_rows: dict[str, int] = field(default_factory=dict)  # dataset -> rows of expired traces
     text_expired_rows: dict[str, int] = field(default_factory=dict)  # dataset -> rows
     archived_days: list[str] = field(default_factory=list)  # newly archived
     files_rewritten: int = 0
@@ -171,27 +203,24 @@ def _rewrite_file(path: Path, con: duckdb.DuckDBPyConnection, dataset: str, now:
     # joins do not keep row order: carry the row index and sort on it
     con.register("f", original.append_column("__i", pa.array(range(original.num_rows),
                                                              pa.int64())))
-    text_col = "comment_redacted" if dataset == "feedback" else "error_message_redacted"
-    drop = ("f.trace_id in (select trace_id from expired)" if dataset == "spans" else "false")
-    has_text = f"f.{text_col} is not null"
-    if dataset == "spans":
-        has_text += "".join(f" or f.attributes like '%\"{k}\"%'" for k in SPAN_TEXT_KEYS)
+    rows, tenant = _rows_with_cutoffs(dataset, "f")
     flags = con.sql(f"""
         select
-            coalesce({drop}, false) as is_dropped,
-            coalesce(c.text_cutoff is not null and cast(f.event_time as date) < c.text_cutoff
-                     and ({has_text}), false) as is_text_expired,
-            f.tenant_id
-        from f left join cutoffs as c on f.tenant_id = c.tenant_id
+            coalesce(f.trace_id in (select trace_id from expired), false) as is_dropped,
+            coalesce({_text_expires(dataset)}, false) as is_text_expired,
+            {tenant} as tenant_id
+        from {rows}
         order by f.__i
     """).to_arrow_table()
     con.unregister("f")
     keep = pc.invert(flags.column("is_dropped"))
     text = pc.and_(flags.column("is_text_expired"), keep)
     table = original
-    table = table.set_column(
-        table.schema.get_field_index(text_col), table.schema.field(text_col),
-        pc.if_else(text, pa.scalar(None, pa.string()), table.column(text_col)))
+    if dataset in TEXT_COLUMN:
+        text_col = TEXT_COLUMN[dataset]
+        table = table.set_column(
+            table.schema.get_field_index(text_col), table.schema.field(text_col),
+            pc.if_else(text, pa.scalar(None, pa.string()), table.column(text_col)))
     if dataset == "spans":
         con.register("a", pa.table({"attributes": table.column("attributes"), "t": text,
                                     "i": pa.array(range(table.num_rows), pa.int64())}))
@@ -238,6 +267,16 @@ def expire_lake(
     db = warehouse_db(warehouse)
     if not db.is_file():
         raise RetentionError(f"no warehouse at {db}: lake expire archives its aggregates first")
+    from tracehouse.runlock import lake_files_lock, run_lock
+
+    with run_lock(Path(warehouse), report.run_id, now.isoformat()), \
+            lake_files_lock(lake, rewrite=True, what="the expiry"):
+        return _expire(lake, db, policy, now=now, today=today, report=report, dry_run=dry_run)
+
+
+def _expire(lake: Path, db: Path, policy: Policy, *, now: datetime, today: date,
+            report: LakeExpiry, dry_run: bool) -> LakeExpiry:
+    """:func:`expire_lake` under its locks."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -258,23 +297,18 @@ def expire_lake(
         report.expired_traces = con.sql("select count(*) from expired").fetchall()[0][0]
 
         # the files that change: any expired trace, or any row whose text expires
+        # (an expired trace goes whole: its spans, and its feedback and annotations with them)
         affected: dict[str, list[str]] = {}
-        for dataset in ("spans", "feedback"):
+        for dataset in EXPIRED_DATASETS:
             if not _has_files(lake, dataset):
                 continue
-            text_col = "comment_redacted" if dataset == "feedback" else "error_message_redacted"
-            has_text = f"f.{text_col} is not null"
-            if dataset == "spans":
-                has_text += "".join(f" or f.attributes like '%\"{k}\"%'" for k in SPAN_TEXT_KEYS)
-            drop = ("f.trace_id in (select trace_id from expired)" if dataset == "spans"
-                    else "false")
+            rows, _ = _rows_with_cutoffs(
+                dataset, f"read_parquet('{_glob(lake, dataset)}', filename = true)")
             affected[dataset] = [r[0] for r in con.execute(f"""
                 select distinct f.filename
-                from read_parquet('{_glob(lake, dataset)}', filename = true) as f
-                left join cutoffs as c on f.tenant_id = c.tenant_id
-                where {drop}
-                    or (c.text_cutoff is not null and cast(f.event_time as date) < c.text_cutoff
-                        and ({has_text}))
+                from {rows}
+                where f.trace_id in (select trace_id from expired)
+                    or ({_text_expires(dataset)})
                 order by 1
             """).fetchall()]
 
@@ -317,7 +351,9 @@ def expire_lake(
                         "tier2_text_class": (policy.lake_class(tenant, "tier2_text")
                                              if texted else None),
                     })
-                    report.expired_span_rows += dropped
+                    report.expired_rows[dataset] = report.expired_rows.get(dataset, 0) + dropped
+                    if dataset == "spans":
+                        report.expired_span_rows += dropped
                     report.text_expired_rows[dataset] = (
                         report.text_expired_rows.get(dataset, 0) + texted)
                 if dry_run:
@@ -343,16 +379,13 @@ def _text_trace_days(con: duckdb.DuckDBPyConnection, wh: duckdb.DuckDBPyConnecti
     for dataset, files in affected.items():
         if not files:
             continue
+        if not files or dataset not in TEXT_COLUMN:
+            continue
         quoted = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        text_col = "comment_redacted" if dataset == "feedback" else "error_message_redacted"
-        has_text = f"f.{text_col} is not null"
-        if dataset == "spans":
-            has_text += "".join(f" or f.attributes like '%\"{k}\"%'" for k in SPAN_TEXT_KEYS)
         ids += [r[0] for r in con.execute(f"""
             select distinct f.trace_id from read_parquet([{quoted}]) as f
             join cutoffs as c on f.tenant_id = c.tenant_id
-            where c.text_cutoff is not null and cast(f.event_time as date) < c.text_cutoff
-                and ({has_text})
+            where {_text_expires(dataset)}
         """).fetchall()]
     if not ids:
         return set()

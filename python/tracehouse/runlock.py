@@ -122,3 +122,52 @@ def lake_lock(lake: Path, timeout_s: float = 600.0) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+LAKE_RUN_LOCK = ".tracehouse-run.lock"
+LAKE_WAIT_S = 600.0  # how long a run waits for a compaction or an expiry to finish
+
+
+class LakeBusyError(RunLockedError):
+    """The lake is being read by a run, or rewritten by a compaction or expiry; nothing done."""
+
+
+@contextmanager
+def lake_files_lock(lake: Path, *, rewrite: bool, what: str,
+                    timeout_s: float = 0.0) -> Iterator[None]:
+    """Hold ``<lake>/.tracehouse-run.lock``: shared by the runs that read the lake's files,
+    exclusive for what rewrites them (``tracehouse lake compact`` / ``lake expire``).
+
+    A run (``rewrite=False``) may share the lake with runs into other warehouses; a compaction
+    or an expiry (``rewrite=True``) waits for none of them and never starts under one: it
+    raises :class:`LakeBusyError` (exit code :data:`EXIT_LOCKED`) at once, or after
+    ``timeout_s`` of retrying. A lake folder that cannot be written (a reader's read-only
+    mount) is not locked: nothing there can rewrite it either.
+    """
+    try:
+        handle = (lake / LAKE_RUN_LOCK).open("a+", encoding="utf-8")
+    except OSError:  # no lake folder (the run reports it) or a read-only one
+        if rewrite and lake.is_dir():
+            raise
+        yield
+        return
+    mode = fcntl.LOCK_EX if rewrite else fcntl.LOCK_SH
+    with handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    other = ("a `tracehouse run` is reading it" if rewrite
+                             else "a compaction or an expiry is rewriting it")
+                    raise LakeBusyError(
+                        f"{lake}: {other}; {what} did nothing. Exit code {EXIT_LOCKED}: "
+                        f"try again when it has finished."
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

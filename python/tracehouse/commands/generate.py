@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
                          "rejects, in their own batches, to exercise the quarantine."),
         ] = 0.0,
         progress: Annotated[bool, typer.Option(help="Show a progress bar over days.")] = True,
+        workers: Annotated[
+            int | None,
+            typer.Option(min=1, help="Processes to use (default: one per idle core, one for a "
+                         "small job); the files are the same whatever the number."),
+        ] = None,
     ) -> None:
         """Generate spans, feedback and annotations of a simulated support copilot."""
         from rich.console import Console
@@ -60,7 +65,7 @@ def register(app: typer.Typer) -> None:
 
         report = generate(lake, start=start.date(), days=days, traces_per_day=traces_per_day,
                           seed=seed, incidents=incidents, truth_path=truth,
-                          bad_rows=bad_rows, progress=progress)
+                          bad_rows=bad_rows, progress=progress, workers=workers)
         console = Console()
         for ds in report.received:
             console.print(f"{ds:<12} received {report.received[ds]:>11,}  accepted "

@@ -13,30 +13,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-import pyarrow as pa
-
 from tracehouse.errors import TracehouseError
-from tracehouse.generator.annotations import build_annotations
-from tracehouse.generator.faults import bad_batches
-from tracehouse.generator.feedback import build_feedback
-from tracehouse.generator.spans import build_spans
-from tracehouse.generator.traces import simulate_day
-from tracehouse.generator.traffic import traces_on
-from tracehouse.generator.world import US_PER_DAY, US_PER_S, build_world, to_us, truth_records
+from tracehouse.generator.days import DATASETS, Plan, auto_workers, run
+from tracehouse.generator.world import build_world, to_us, truth_records
 
 __all__ = ["GenerateReport", "GeneratorError", "generate"]
 
 STATE_FILE: Final = "_generator.json"
-SOURCE: Final = "generator"
 LOOKBACK_DAYS: Final = 16  # annotations up to 14 days late, plus ingest delay and redelivery
-SPAN_LOOKBACK_DAYS: Final = 2  # spans: ingest delay, midnight straddlers, redelivery
-DUPLICATE_SHARE: Final = 0.01
-DATASETS: Final = ("spans", "feedback", "annotations")
 
 
 class GeneratorError(TracehouseError, ValueError):
@@ -91,41 +79,6 @@ def _state(lake: Path, *, seed: int, start: date, traces_per_day: int,
     return state
 
 
-def _volume(state: dict[str, Any], day: date) -> int:
-    tpd = int(state["volumes"][0]["traces_per_day"])
-    for v in state["volumes"]:
-        if date.fromisoformat(v["from"]) <= day:
-            tpd = int(v["traces_per_day"])
-    return tpd
-
-
-def _with_duplicates(table: pa.Table, seed: int, dayk: int, salt: int) -> pa.Table:
-    """Append ~1% of the rows again, redelivered a day (and up to 6 h) after their ingest."""
-    if table.num_rows == 0:
-        return table
-    rng = np.random.default_rng([seed, dayk, 81, salt])
-    pick = np.nonzero(rng.random(table.num_rows) < DUPLICATE_SHARE)[0]
-    dup = table.take(pa.array(pick))
-    later = dup.column("ingest_time").cast(pa.int64()).to_numpy()
-    later = later + US_PER_DAY + (rng.random(len(pick)) * 6 * 3600 * US_PER_S).astype(np.int64)
-    i = dup.schema.get_field_index("ingest_time")
-    dup = dup.set_column(i, dup.schema.field(i),
-                         pa.array(later, pa.int64()).view(dup.schema.field(i).type))
-    return pa.concat_tables([table, dup])
-
-
-def _by_ingest_day(table: pa.Table) -> dict[int, pa.Table]:
-    """Split rows by the UTC day (as days since the Unix epoch) of their ingest_time."""
-    days = table.column("ingest_time").cast(pa.int64()).to_numpy() // US_PER_DAY
-    uniq, counts = np.unique(days, return_counts=True)
-    if len(uniq) == 1:
-        return {int(uniq[0]): table}
-    ordered = table.take(pa.array(np.argsort(days, kind="stable")))  # one copy, then slices
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    return {int(d): ordered.slice(int(a), int(b - a))
-            for d, a, b in zip(uniq, bounds[:-1], bounds[1:], strict=True)}
-
-
 def generate(
     lake: Path | str,
     *,
@@ -137,6 +90,7 @@ def generate(
     truth_path: Path | None = None,
     bad_rows: float = 0.0,
     progress: bool = True,
+    workers: int | None = None,
 ) -> GenerateReport:
     """Generate ``days`` days from ``start`` into ``lake``; return what landed.
 
@@ -144,10 +98,10 @@ def generate(
     epoch (= ``start``) and incidents flag are recorded in ``<lake>/_generator.json``; a later
     call must continue where the last one stopped, with the same seed and incidents flag.
     ``truth_path`` receives the incidents injected from the epoch up to the end of the range.
+    ``workers`` processes share the work (default: one per core, fewer for a small job); the
+    files are the same whatever their number.
     """
     from tqdm import tqdm
-
-    from tracehouse.lake import write_batch
 
     if days < 1 or traces_per_day < 1:
         raise GeneratorError("--days and --traces-per-day must be at least 1")
@@ -165,39 +119,20 @@ def generate(
                             quarantined=dict.fromkeys(DATASETS, 0))
     t_begin = time.perf_counter()
     first = max(epoch, start - timedelta(days=LOOKBACK_DAYS))
-    s_day, e_day = (to_us(start) // US_PER_DAY), (to_us(end) // US_PER_DAY)
-    pending: dict[tuple[str, int], list[pa.Table]] = {}
     trace_days = [first + timedelta(days=i) for i in range((end - first).days)]
-    for d in tqdm(trace_days, desc="generate", unit="day", disable=not progress):
-        dk = d.toordinal()
-        tr = simulate_day(world, d, traces_on(seed, d, _volume(state, d)))
-        tables = {"feedback": build_feedback(world, tr),
-                  "annotations": build_annotations(world, tr)}
-        if d >= start - timedelta(days=SPAN_LOOKBACK_DAYS):
-            tables["spans"] = build_spans(world, tr)
-        for salt, (dataset, table) in enumerate(tables.items()):
-            for iday, part in _by_ingest_day(_with_duplicates(table, seed, dk, salt)).items():
-                if s_day <= iday < e_day:
-                    pending.setdefault((dataset, iday), []).append(part)
-        today = to_us(d) // US_PER_DAY
-        if today < s_day:
-            continue
-        for dataset in DATASETS:
-            parts = pending.pop((dataset, today), [])
-            if not parts:
-                continue
-            batch = pa.concat_tables(parts)
-            stamp = datetime(d.year, d.month, d.day, 23, 59, 59, tzinfo=UTC)
-            base = f"gen-s{seed}-{d.isoformat()}-{dataset}"
-            batches = [("", batch), *((f"-{suffix}", t) for suffix, t in
-                                      bad_batches(dataset, batch, bad_rows, seed, dk))]
-            for suffix, t in batches:
-                r = write_batch(lake, dataset, t, source=SOURCE, batch_id=base + suffix,
-                                ingest_time=stamp)
-                report.received[dataset] += r.received
-                report.accepted[dataset] += r.accepted
-                report.quarantined[dataset] += r.quarantined
-                report.batches += 1
+    volumes = tuple((date.fromisoformat(v["from"]), int(v["traces_per_day"]))
+                    for v in state["volumes"])
+    plan = Plan(lake=lake, world=world, seed=seed, start=start, end=end, bad_rows=bad_rows,
+                volumes=volumes)
+    if workers is None:
+        workers = auto_workers(len(trace_days), traces_per_day)
+    with tqdm(total=len(trace_days), desc="generate", unit="day", disable=not progress) as bar:
+        for counts in run(plan, trace_days, workers=workers, on_day=bar.update):
+            for dataset in DATASETS:
+                report.received[dataset] += counts.received[dataset]
+                report.accepted[dataset] += counts.accepted[dataset]
+                report.quarantined[dataset] += counts.quarantined[dataset]
+            report.batches += counts.batches
     report.elapsed_s = time.perf_counter() - t_begin
     state["generated_until"] = end.isoformat()
     lake.mkdir(parents=True, exist_ok=True)

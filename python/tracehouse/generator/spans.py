@@ -492,10 +492,14 @@ class SpanBuilder:
         v, n = self.tr.v, len(idx)
         task = v["task"][idx]
         avail = [list(TOOLS_AVAILABLE[t]) for t in TASK_TYPES]
-        counts = np.array([len(a) for a in avail])[task]
+        lengths = np.array([len(a) for a in avail])
+        counts = lengths[task]
         offs = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        flat_idx = np.concatenate([np.array([TOOL_NAMES.index(x) for x in avail[t]], int)
-                                   for t in task]) if n else np.zeros(0, int)
+        # each task type's tool indices, padded to one width: row-major selection keeps order
+        table = np.zeros((len(avail), max(lengths.max(initial=0), 1)), np.int64)
+        for t, tools in enumerate(avail):
+            table[t, : len(tools)] = [TOOL_NAMES.index(x) for x in tools]
+        flat_idx = table[task][np.arange(table.shape[1])[None, :] < counts[:, None]]
         calls = v["n_calls"][idx]
         selected = np.where(calls > 0, v["call_tool"][idx, 0], len(TOOL_NAMES))
         rationale = np.select([calls == 0, task == TASK["billing"]], [0, 1], 2)
