@@ -94,6 +94,9 @@ class Evidence:
     explained: float = math.nan
     explained_se: float = math.nan
     prior: tuple[Any, ...] = field(default_factory=tuple)
+    #: The evidence is the within-period comparison: traces with and without the group in the
+    #: same hours (a canary, a gradual rollout), which can tell "explains all" from "none".
+    same_hours: bool = False
 
     @property
     def lower(self) -> float:
@@ -107,11 +110,21 @@ class Evidence:
         head = f"#{self.rank}" + (" tied" if self.tied else "")
         if not math.isfinite(self.value_with):
             return f"{head} | no per-trace evidence"
+        where = " in the same hours" if self.same_hours else ""
         return (
             f"{head} | {label} {_num(self.value_with)} with (n={self.n_with:.0f}) vs "
-            f"{_num(self.value_without)} without (n={self.n_without:.0f}) | explains "
+            f"{_num(self.value_without)} without (n={self.n_without:.0f}){where} | explains "
             f"{self.explained:.0%} ± {2 * self.explained_se:.0%}"
         )
+
+    @property
+    def tier(self) -> int:
+        """Evidence class (lower ranks first): 0 a same-hours comparison that shows the group
+        explains part of the change; 1 a before/after estimate that does; 2 no positive
+        evidence; 3 a same-hours comparison that could have shown it and shows nothing."""
+        if self.same_hours:
+            return 0 if self.lower > 0 else 3
+        return 1 if self.lower > 0 else 2
 
 
 def _num(x: float) -> str:
@@ -192,6 +205,9 @@ class Window:
     y: np.ndarray
     w: np.ndarray
     x: np.ndarray  # float [n, k]: 1 carries, 0 carries another value, NaN lacks the dimension
+    #: bool [n, k]: the trace is in the candidate's scope (`prompt_version` of `task_type=qa`:
+    #: the qa traces); None: every trace is.
+    scope: np.ndarray | None = None
 
 
 def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
@@ -205,6 +221,8 @@ def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
     lo = (change_at - WINDOW_BEFORE).astimezone(UTC).replace(tzinfo=None)
     hi = (change_at + WINDOW_AFTER).astimezone(UTC).replace(tzinfo=None)
     xs = "".join(f", ({s})::boolean as x{i}" for i, s in enumerate(inds))
+    scopes = [segment_filter(v.scope_key, "") or "true" for v in candidates]
+    xs += "".join(f", coalesce(({s}), false) as s{i}" for i, s in enumerate(scopes))
     sql = (
         f"select epoch_us(event_time) as t, ({cols[0]})::double as num, "
         f"({cols[1]})::double as den{xs} from marts.fct_requests "
@@ -221,15 +239,18 @@ def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
         np.asarray(tab[f"x{i}"].cast(pa.float64()).to_numpy(zero_copy_only=False), float)
         for i in range(len(inds))
     ]) if inds else np.zeros((len(t), 0))
+    scope = np.column_stack([
+        np.asarray(tab[f"s{i}"].to_numpy(zero_copy_only=False), bool) for i in range(len(inds))
+    ]) if inds else np.zeros((len(t), 0), bool)
     ok = np.isfinite(den) & (den > 0) & np.isfinite(num)
-    t, num, den, x = t[ok], num[ok], den[ok], x[ok]
+    t, num, den, x, scope = t[ok], num[ok], den[ok], x[ok], scope[ok]
     if metric in LATENCY_QUANTILE:
         before = t < _us(change_at)
         if before.sum() < 20:
             return None
         q = float(np.quantile(num[before], LATENCY_QUANTILE[metric]))
-        return Window(t, (num > q).astype(float), np.ones_like(num), x)
-    return Window(t, num / den, den, x)
+        return Window(t, (num > q).astype(float), np.ones_like(num), x, scope)
+    return Window(t, num / den, den, x, scope)
 
 
 def _us(t: datetime) -> int:
@@ -297,9 +318,17 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
             ev[i].effect, ev[i].se = float(beta[i]), float(math.sqrt(max(cov[i, i], 0.0)))
             ev[i].explained = float(beta[i] * shift / change)
             ev[i].explained_se = float(abs(ev[i].se * shift / change))
+    # 3b. the same-hours comparison, where the window has one (a canary): it is not confounded
+    #     by anything else that changed over the days, so when it can tell "explains all of the
+    #     change" from "explains none" it replaces the before/after estimate
+    if math.isfinite(change) and change != 0:
+        for i, g in enumerate(groups):
+            scope = (window.scope[:, g].any(axis=1) if window.scope is not None
+                     and window.scope.shape[1] else np.ones(n, bool))
+            _same_hours(ev[i], window, reps[i], scope, xg[:, i], after, change)
     order = sorted(range(len(ev)), key=lambda i: (
-        0 if ev[i].lower > 0 else 1,
-        -ev[i].lower if ev[i].lower > 0 else 0.0,
+        ev[i].tier,
+        -ev[i].lower if ev[i].tier < 2 else 0.0,
         ev[i].prior,
     ))
     # 4. ties: near-identical indicators whose effects the data cannot tell apart
@@ -313,7 +342,7 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
         ev[i].rank = rank
         ranked.append(ev[i])
         for j in order:
-            if j in seen or not corr[i, j] >= TIE_CORRELATION:
+            if j in seen or not corr[i, j] >= TIE_CORRELATION or ev[j].tier != ev[i].tier:
                 continue
             diff_var = cov[i, i] + cov[j, j] - 2 * cov[i, j]
             same = (not math.isfinite(diff_var)
@@ -323,6 +352,69 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
                 ev[j].rank, ev[j].tied, ev[i].tied = rank, True, True
                 ranked.append(ev[j])
     return ranked
+
+
+#: Traces needed on each side (with, without) of the same-hours comparison.
+MIN_SAME_HOURS = 20
+#: A same-hours comparison whose upper bound (`explained + 2 se`) is below this refutes a
+#: suspect: it explains less than half of the change.
+REFUTED = 0.5
+
+
+def _same_hours(e: Evidence, window: Window, raw: np.ndarray, scope: np.ndarray,
+                exposure: np.ndarray, after: np.ndarray, change: float) -> None:
+    """Replace `e`'s evidence by the comparison of traces with and without the group in the
+    same hours (hour fixed effects), in its scope, where that comparison is informative.
+
+    Only hours holding both kinds of traces count: a canary's hours, the minutes between two
+    deploys. The effect is the weighted within-hour difference; it explains
+    `effect * (exposure after - before) / change` of the change. The comparison is used when
+    conclusive: it **supports** the group (explains more than 0 at two standard errors, which
+    are below the whole change: it can tell "explains all" from "explains none") or **refutes**
+    it (explains less than `REFUTED` of the change at two standard errors). Otherwise the
+    before/after estimate stands.
+    """
+    m = scope & np.isfinite(raw)
+    if m.sum() < 2 * MIN_SAME_HOURS:
+        return
+    t, y, w, x = window.t[m], window.y[m], window.w[m], raw[m]
+    hour = (t - t.min()) // 3_600_000_000
+    size = int(hour.max()) + 1
+    w1 = np.bincount(hour, weights=w * x, minlength=size)
+    w0 = np.bincount(hour, weights=w * (1 - x), minlength=size)
+    mixed_h = (w1 > 0) & (w0 > 0)
+    mix = mixed_h[hour]
+    n_with, n_without = float((w * x)[mix].sum()), float((w * (1 - x))[mix].sum())
+    if ((x[mix] > 0).sum() < MIN_SAME_HOURS or (x[mix] == 0).sum() < MIN_SAME_HOURS):
+        return
+    h, y, w, x = hour[mix], y[mix], w[mix], x[mix]
+    sw = np.bincount(h, weights=w, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xbar = np.bincount(h, weights=w * x, minlength=size) / sw
+        ybar = np.bincount(h, weights=w * y, minlength=size) / sw
+    xd, yd = x - xbar[h], y - ybar[h]
+    sxx = float((w * xd * xd).sum())
+    if sxx <= 0:
+        return
+    effect = float((w * xd * yd).sum()) / sxx
+    resid = yd - effect * xd
+    dof = len(y) - int(mixed_h.sum()) - 1
+    if dof < 1:
+        return
+    se = math.sqrt(float((w * resid * resid).sum()) / dof / sxx)
+    shift = _wmean(exposure[after], window.w[after]) - _wmean(exposure[~after], window.w[~after])
+    if not (math.isfinite(shift) and shift != 0):
+        return
+    explained, explained_se = effect * shift / change, abs(se * shift / change)
+    supports = explained - 2.0 * explained_se > 0 and 2.0 * explained_se < 1.0
+    refutes = explained + 2.0 * explained_se < REFUTED
+    if not (supports or refutes):
+        return  # too few traces in the same hours to tell: the before/after estimate stands
+    e.same_hours = True
+    e.effect, e.se = effect, se
+    e.explained, e.explained_se = explained, explained_se
+    e.n_with, e.n_without = n_with, n_without
+    e.value_with, e.value_without = _wmean(y[x > 0], w[x > 0]), _wmean(y[x == 0], w[x == 0])
 
 
 def _impute(x: np.ndarray, t: np.ndarray) -> np.ndarray:
