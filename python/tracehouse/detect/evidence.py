@@ -14,7 +14,16 @@ it carry that release or a later one, i.e. the code the release shipped).
    rollout separates versions within the same hours, a component shipped minutes or a day
    apart by the traces in between.
 3. A group **explains** `effect * (share of traces carrying it after - before) / change` of
-   the change (before / after `change_at` in the window), with a standard error. Groups are
+   the change (before / after `change_at` in the window), with a standard error. Only a group
+   whose share rose (a version that arrived) can explain it: the version the cause replaced
+   (`ret-v5` when `ret-v6` arrives) mirrors the cause's indicator but is not a suspect of its
+   own.
+   **Same hours first**: where the window has hours holding traces both with and without a
+   group (a canary, a gradual rollout, the minutes between two deploys), the comparison within
+   those hours, in the group's scope (hour fixed effects: nothing else that changed over the
+   days confounds it), replaces the before/after estimate when it is conclusive (`_same_hours`):
+   a group it **supports** ranks before every group with before/after evidence only, a group it
+   **refutes** (explains less than half at two standard errors: a harmless canary) ranks last. Groups are
    ranked by the lower bound `explained - 2 se` (how much, and how sure); groups without
    positive evidence follow in the timing prior's order (`attribution.prior_key`).
 4. A group whose indicator is almost the same as a better-ranked group's (correlation ≥ 0.9)
@@ -316,8 +325,9 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
         for i in varying:
             shift = _wmean(xg[after, i], w[after]) - _wmean(xg[~after, i], w[~after])
             ev[i].effect, ev[i].se = float(beta[i]), float(math.sqrt(max(cov[i, i], 0.0)))
-            ev[i].explained = float(beta[i] * shift / change)
-            ev[i].explained_se = float(abs(ev[i].se * shift / change))
+            if shift > 0:  # a suspect arrived; the version the cause replaced has no evidence
+                ev[i].explained = float(beta[i] * shift / change)
+                ev[i].explained_se = float(abs(ev[i].se * shift / change))
     # 3b. the same-hours comparison, where the window has one (a canary): it is not confounded
     #     by anything else that changed over the days, so when it can tell "explains all of the
     #     change" from "explains none" it replaces the before/after estimate
@@ -403,7 +413,7 @@ def _same_hours(e: Evidence, window: Window, raw: np.ndarray, scope: np.ndarray,
         return
     se = math.sqrt(float((w * resid * resid).sum()) / dof / sxx)
     shift = _wmean(exposure[after], window.w[after]) - _wmean(exposure[~after], window.w[~after])
-    if not (math.isfinite(shift) and shift != 0):
+    if not (math.isfinite(shift) and shift > 0):  # only a version that arrived is a suspect
         return
     explained, explained_se = effect * shift / change, abs(se * shift / change)
     supports = explained - 2.0 * explained_se > 0 and 2.0 * explained_se < 1.0
