@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from tracehouse.detect.attribution import Version, candidates
 from tracehouse.detect.changes import Change
-from tracehouse.detect.evaluate import Incident, alert_time, score
+from tracehouse.detect.evaluate import DetectionScore, Incident, alert_time, score
 from tracehouse.detect.evidence import ranked_causes, release_order, top_group
 from tracehouse.detect.locate import refine
 
@@ -25,7 +25,7 @@ def _requests(seed: int = 0, *, canary: bool, companion_gap_min: float = 10.0,
     mismatch rate 4% -> 30%, a harmless `index_version=idx-9` shipped `companion_gap_min`
     minutes before it, a harmless prompt the day before, and a release per deploy. `canary`:
     the cause reaches 15% of the traffic for 6 hours first; `companion_canary`: the index
-    does (its own draw)."""
+    reaches 25% for 6 hours first (its own draw)."""
     rng = np.random.default_rng(seed)
     n = 8 * 2400
     t = np.sort(rng.uniform(0, 8 * 86400, n))
@@ -34,7 +34,7 @@ def _requests(seed: int = 0, *, canary: bool, companion_gap_min: float = 10.0,
     u = rng.random(n)
     u2 = rng.random(n)
     on_cause = (t >= at) & ((t >= at + 6 * 3600) | (u < 0.15) if canary else True)
-    on_comp = (t >= comp) & ((t >= comp + 6 * 3600) | (u2 < 0.15) if companion_canary
+    on_comp = (t >= comp) & ((t >= comp + 6 * 3600) | (u2 < 0.25) if companion_canary
                              else True)
     prompt_new = t >= at - 86400
     bad = rng.random(n) < np.where(on_cause, 0.30, 0.04)
@@ -104,10 +104,10 @@ def test_canary_puts_the_cause_first_with_its_evidence() -> None:
 
 
 def test_a_harmless_canary_that_shows_no_difference_ranks_last() -> None:
-    # the index is the canary (15% for 6 h, from 10 minutes before the cause); the cause ships
+    # the index is the canary (25% for 6 h, from 10 minutes before the cause); the cause ships
     # to everyone at once: in the index's canary hours, traces with and without it are alike
-    # (seed 1: in seeds 0, 3 and 6 the draw itself puts a 2.3-2.5 sigma difference between the
-    # canary traces and the others, i.e. the data does show one; over 300 seeds 2% do)
+    # (a draw can itself put a 2-sigma difference between the canary traces and the others:
+    # of fixture seeds 0-11, seed 3 does, and the index is then "supported"; ~2% of draws do)
     causes = _causes(_requests(1, canary=False, companion_canary=True),
                      CHANGE + timedelta(hours=2))
     assert "retriever_version=ret-v4" in top_group(causes)
@@ -213,26 +213,34 @@ def test_hourly_percentiles_need_their_tail() -> None:
 
 
 def test_a_change_point_finds_only_the_incident_it_belongs_to() -> None:
-    # a route downgrade is under way when a global reranker degradation starts; a thumbs-down
-    # rise in the downgraded route is the route's, not the reranker's onset
-    t = T0 + timedelta(days=3, hours=10)
+    # a route downgrade is under way when a global reranker degradation starts a day later
+    t = T0 + timedelta(days=3, hours=15)
     route = Incident("route_downgrade-1", t, t + timedelta(days=5), "model_name=atlas-small",
-                     [("route_name=standard", {"required_tool_missing_rate": "up"})])
-    rerank = Incident("reranker_degradation-1", t + timedelta(days=1), t + timedelta(days=5),
-                      "retriever_version=ret-v4",
+                     [("route_name=standard", {"cost_per_request_usd": "down"}),
+                      ("model_name=nimbus-pro", {"model_share": "down"})])
+    rerank = Incident("reranker_degradation-1", t + timedelta(days=1, hours=19),
+                      t + timedelta(days=5), "retriever_version=ret-v4",
                       [("all", {"retrieval_hit_rate": "down", "thumbs_down_rate": "up"})])
-
-    def cp(segment: str) -> dict[str, object]:
-        return {"metric": "thumbs_down_rate", "segment_key": segment, "direction": "up",
-                "grain": "day", "change_at": t + timedelta(days=1, hours=3), "score": 9.0,
-                "suspected_causes": []}
-
+    creep = Incident("cost_creep-1", t + timedelta(days=2), t + timedelta(days=9),
+                     "retriever_version=ret-v6", [("all", {"cost_per_request_usd": "up"})])
     end = T0 + timedelta(days=20)
-    local = score([cp("route_name=standard")], [route, rerank], lake_end=end,
-                  series_judged=10, days=20)
-    assert not next(i for i in local.incidents if i.name == rerank.name).found
-    assert local.precision == 1.0  # it still belongs (thumbs down is a reranker metric)
-    broad = score([cp("all")], [route, rerank], lake_end=end, series_judged=10, days=20)
-    found = next(i for i in broad.incidents if i.name == rerank.name)
-    assert found.found and found.alert_grain == "day"
-    assert broad.time_to_alert_by_grain() == {"day": found.time_to_alert_hours}
+
+    def run(metric: str, segment: str, at: datetime) -> DetectionScore:
+        cp = {"metric": metric, "segment_key": segment, "direction": "up", "grain": "day",
+              "change_at": at, "score": 9.0, "suspected_causes": []}
+        return score([cp], [route, rerank, creep], lake_end=end, series_judged=10, days=20)
+
+    def found(s: DetectionScore, inc: Incident) -> bool:
+        return next(i for i in s.incidents if i.name == inc.name).found
+
+    # a thumbs-down rise located 29 hours before the reranker started cannot be its onset
+    early = run("thumbs_down_rate", "route_name=standard", t + timedelta(hours=14))
+    assert not found(early, rerank)
+    assert found(run("thumbs_down_rate", "all", rerank.start + timedelta(hours=3)), rerank)
+    # a cost rise in the downgraded route's model: the route downgrade lists that segment, but
+    # predicts cost going down; the cost creep predicts it going up, so it owns the change
+    rise = run("cost_per_request_usd", "model_name=nimbus-pro", creep.start)
+    assert found(rise, creep)
+    row = next(i for i in rise.incidents if i.name == creep.name)
+    assert row.alert_grain == "day"
+    assert rise.time_to_alert_by_grain() == {"day": row.time_to_alert_hours}

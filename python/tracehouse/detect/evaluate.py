@@ -7,12 +7,12 @@ Definitions (docs/detection.md):
   segment and the metrics it moves with their direction.
 * A change point **finds** an incident when its metric is listed by an entry with the same
   direction, its segment overlaps that entry's segment (see `segments.overlaps`), and its
-  period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`, and the
-  incident **owns** it (`owner`): of the incidents whose window and segment it falls in, the one
-  whose segment it matches most closely (the incident's own segment before a broader one that
-  contains it), then one that lists its metric in its direction, then the nearest start. So a
-  change in `route_name=standard` during a route downgrade does not find a global incident
-  that happens to start the same day.
+  period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`, it is
+  not dated before the start (its dated period, the hour for a change located to the hour,
+  ends after `start - 2 h`: a change cannot precede its cause), and the incident **owns** it
+  (`owner`): of the incidents whose window and segment it falls in, one whose truth predicts
+  its metric and direction there, then the one whose segment it matches most closely, then
+  the nearest start.
   **Recall** = incidents found / incidents judged, where an incident is judged if its new
   regime holds at least `MIN_DAYS_AFTER` (3) whole days (UTC periods) in the lake, from the
   first whole day after its start to its end (or the lake's end): the detector's shortest
@@ -157,10 +157,32 @@ def finds(cp: dict[str, Any], inc: Incident) -> bool:
     looking at the other incidents (`score` also asks that the incident owns it: `owner`)."""
     if not _meets(cp, inc.start - DAY, inc.start + DAY):
         return False
-    return any(
-        d.get(cp["metric"]) == cp["direction"] and overlaps(cp["segment_key"], seg)
-        for seg, d in inc.entries
-    )
+    if _at(cp) + dated_period(cp) <= inc.start - LOCATION_SLACK:
+        return False  # dated (to the hour or the day) before the incident started
+    return predicts(cp, inc, side_effects=False)
+
+
+#: How far before an incident's start a change point located to the hour may be dated.
+LOCATION_SLACK = timedelta(hours=2)
+
+
+def dated_period(cp: dict[str, Any]) -> timedelta:
+    """The precision of a change point's `change_at`: a daily change left at midnight (not
+    located to the hour) is dated to its day, every other one to its hour."""
+    at = _at(cp)
+    if (cp.get("grain") or "day") == "day" and at == _day_floor(at):
+        return DAY
+    return PERIOD["hour"]
+
+
+def predicts(cp: dict[str, Any], inc: Incident, *, side_effects: bool = True) -> bool:
+    """Does the incident's truth list the change point's metric, in its direction, for an
+    overlapping segment (or, with `side_effects`, as a side effect there)?"""
+    seg = cp["segment_key"]
+    if any(d.get(cp["metric"]) == cp["direction"] and overlaps(seg, s) for s, d in inc.entries):
+        return True
+    return side_effects and any(m == cp["metric"] and overlaps(seg, s)
+                                for s, m in inc.side_effects)
 
 
 def specificity(segment_key: str, inc: Incident) -> int:
@@ -178,17 +200,16 @@ def specificity(segment_key: str, inc: Incident) -> int:
 def owner(cp: dict[str, Any], incidents: Sequence[Incident], lake_end: datetime
           ) -> Incident | None:
     """The one incident a change point is matched to, among those whose window and segment it
-    falls in (`collateral`): the one whose segment it matches most closely (its own segment
-    before a broader one that contains it), then one that lists its metric in its direction,
-    then the nearest start. Two incidents at once in `all` and in `route_name=standard`: a
-    change located in the standard route is the standard route's."""
+    falls in (`collateral`): one whose truth predicts its metric and direction there
+    (`predicts`), then the one whose segment it matches most closely (its own segment before a
+    broader one that contains it), then the nearest start."""
     pool = [i for i in incidents if collateral(cp, i, lake_end)]
     if not pool:
         return None
     at = _at(cp)
     return max(pool, key=lambda i: (
+        predicts(cp, i),
         specificity(cp["segment_key"], i),
-        any(d.get(cp["metric"]) == cp["direction"] for _, d in i.entries),
         -abs((at - i.start).total_seconds()),
     ))
 
