@@ -18,14 +18,17 @@ it carry that release or a later one, i.e. the code the release shipped).
    whose share rose (a version that arrived) can explain it: the version the cause replaced
    (`ret-v5` when `ret-v6` arrives) mirrors the cause's indicator but is not a suspect of its
    own.
-   **Same hours first**: where the window has hours holding traces both with and without a
-   group (a canary, a gradual rollout, the minutes between two deploys), the comparison within
-   those hours, in the group's scope (hour fixed effects: nothing else that changed over the
-   days confounds it), replaces the before/after estimate when it is conclusive (`_same_hours`):
-   a group it **supports** ranks before every group with before/after evidence only, a group it
-   **refutes** (explains less than half at two standard errors: a harmless canary) ranks last. Groups are
-   ranked by the lower bound `explained - 2 se` (how much, and how sure); groups without
-   positive evidence follow in the timing prior's order (`attribution.prior_key`).
+   **Same hours first**: where the window has traces with and without a group in the same
+   hour, task type and route (a canary, a gradual rollout, the minutes between two deploys),
+   the comparison within those cells, in the group's scope, replaces the before/after estimate
+   when it is conclusive (`_same_hours`): it **supports** the group or **refutes** it (explains
+   less than half at two standard errors: a harmless canary). A refuted group is held at its
+   effect in the before/after model; only groups that arrived are its regressors; groups it
+   cannot separate (nearly the same indicator, effects within 2 se) share their joint estimate.
+   Groups are ranked by the lower bound `min(explained, 1) - 2 se` (how much, and how sure),
+   except that a before/after-only group never ranks above a same-hours-supported group whose
+   indicator it nearly shares; then groups without positive evidence in the timing prior's
+   order (`attribution.prior_key`); then refuted groups.
 4. A group whose indicator is almost the same as a better-ranked group's (correlation ≥ 0.9)
    and whose effect is not distinguishable from it (|difference| < 2 se) is **tied** with it:
    the data cannot tell them apart, so they are not ranked by a coin flip.
@@ -314,7 +317,7 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
     #     group's evidence, and its effect is held fixed in the before/after model below
     sh = [Evidence(e.members) for e in ev]
     if math.isfinite(change) and change != 0:
-        _same_hours(sh, window, reps, xg, after, change, groups)
+        _same_hours(sh, window, reps, xg=xg, after=after, change=change, groups=groups)
     # a group the same hours refute has (about) no effect: held at it, it cannot soak up the
     # effect of a group it nearly shares its indicator with (a harmless canary shipped minutes
     # from the cause). A supported group stays in the model (its effect may differ by cell).
@@ -446,7 +449,7 @@ MIN_SAME_HOURS = 20
 REFUTED = 0.5
 
 
-def _same_hours(sh: Sequence[Evidence], window: Window, reps: Sequence[np.ndarray],
+def _same_hours(sh: Sequence[Evidence], window: Window, reps: Sequence[np.ndarray], *,
                 xg: np.ndarray, after: np.ndarray, change: float,
                 groups: Sequence[Sequence[int]]) -> None:
     """Set each group's same-hours evidence in `sh` where it is conclusive.
@@ -474,10 +477,10 @@ def _same_hours(sh: Sequence[Evidence], window: Window, reps: Sequence[np.ndarra
         shift = _wmean(xg[after, i], window.w[after]) - _wmean(xg[~after, i], window.w[~after])
         if not (math.isfinite(shift) and shift > 0):  # only a version that arrived is a suspect
             continue
-        _compare(sh[i], hour[m], window.y[m], window.w[m], reps[i][m], shift / change)
+        _compare(sh[i], hour[m], window.y[m], window.w[m], x=reps[i][m], scale=shift / change)
 
 
-def _compare(e: Evidence, cell: np.ndarray, y: np.ndarray, w: np.ndarray, x: np.ndarray,
+def _compare(e: Evidence, cell: np.ndarray, y: np.ndarray, w: np.ndarray, *, x: np.ndarray,
              scale: float) -> None:
     """The within-cell comparison of one group (see `_same_hours`); sets `e` if conclusive."""
     size = int(cell.max()) + 1
