@@ -94,13 +94,11 @@ def test_canary_puts_the_cause_first_with_its_evidence() -> None:
     assert "index_version=idx-9" not in top and "prompt_version=qa-v10" not in top
     first = causes[0]
     assert " first seen " in first and "with (n=" in first and "without (n=" in first
-    # the evidence is the canary's own hours: ~15% of ~600 traces with it, the rest without
-    assert "in the same hours" in first
+    # the canary's own hours support it; the size is read from the surer before/after estimate
+    assert first.endswith("| the same hours supports it")
     with_rate = float(first.split(" with (n=")[0].rsplit(" ", 1)[1])
     without_rate = float(first.split(" without (n=")[0].rsplit(" ", 1)[1])
-    assert with_rate > 3 * without_rate and 0.02 < without_rate < 0.07
-    n_with = float(first.split(" with (n=")[1].split(")")[0])
-    assert 60 < n_with < 140
+    assert 0.25 < with_rate < 0.35 and 0.02 < without_rate < 0.07
 
 
 def test_a_harmless_canary_that_shows_no_difference_ranks_last() -> None:

@@ -109,6 +109,9 @@ class Evidence:
     #: The evidence is the within-period comparison: traces with and without the group in the
     #: same hours (a canary, a gradual rollout), which can tell "explains all" from "none".
     same_hours: bool = False
+    #: The same-hours verdict: "supports", "refutes" or "" (none conclusive). It sets the
+    #: evidence class even where the before/after estimate is the one shown (`weigh`).
+    verdict: str = ""
 
     @property
     def lower(self) -> float:
@@ -128,6 +131,8 @@ class Evidence:
             f"{head} | {label} {_num(self.value_with)} with (n={self.n_with:.0f}) vs "
             f"{_num(self.value_without)} without (n={self.n_without:.0f}){where} | explains "
             f"{self.explained:.0%} ± {2 * self.explained_se:.0%}"
+            + (f" | the same hours {self.verdict} it" if self.verdict and not self.same_hours
+               else "")
         )
 
     @property
@@ -135,8 +140,8 @@ class Evidence:
         """Evidence class (lower ranks first): 0 a same-hours comparison that shows the group
         explains part of the change; 1 a before/after estimate that does; 2 no positive
         evidence; 3 a same-hours comparison that could have shown it and shows nothing."""
-        if self.same_hours:
-            return 0 if self.lower > 0 else 3
+        if self.verdict:
+            return 0 if self.verdict == "supports" and self.lower > 0 else 3
         return 1 if self.lower > 0 else 2
 
 
@@ -374,6 +379,11 @@ def weigh(window: Window, change_at: datetime, candidates: Sequence[Version],
                 ev[i].explained, ev[i].explained_se = total, se_total
     for i in fixed:
         e, f = ev[i], sh[i]
+        e.verdict = "supports" if f.lower > 0 else "refutes"
+        # a group the same hours support is a real cause; how much it explains is read from
+        # whichever estimate is surer (a canary of 40 traces says little about the size)
+        if e.verdict == "supports" and e.lower > f.lower:
+            continue
         e.same_hours, e.effect, e.se = True, f.effect, f.se
         e.explained, e.explained_se = f.explained, f.explained_se
         e.n_with, e.n_without, e.value_with, e.value_without = (
@@ -468,13 +478,28 @@ def _same_hours(sh: Sequence[Evidence], window: Window, reps: Sequence[np.ndarra
         hour = np.unique(hour * (int(window.cell.max()) + 1) + window.cell,
                          return_inverse=True)[1]
     n = len(t)
+    size = int(hour.max()) + 1
+    # cells where a group varies; a cell where another group varies too is left out of each
+    # one's comparison (a companion shipped 14 minutes before the cause: its hour holds traces
+    # with the companion and the cause, and traces with neither)
+    varies = np.zeros((len(groups), size), bool)
+    shifts = [_wmean(xg[after, i], window.w[after]) - _wmean(xg[~after, i], window.w[~after])
+              for i in range(len(groups))]
+    for i, rep in enumerate(reps):
+        if not shifts[i] > 0:  # a departing version mirrors an arrival: not another change
+            continue
+        known = np.isfinite(rep)
+        on = np.bincount(hour[known], weights=(rep[known] > 0), minlength=size)
+        off = np.bincount(hour[known], weights=(rep[known] == 0), minlength=size)
+        varies[i] = (on > 0) & (off > 0)
+    crowded = varies.sum(axis=0) > 1
     for i, g in enumerate(groups):
         scope = (window.scope[:, list(g)].any(axis=1) if window.scope is not None
                  and window.scope.shape[1] else np.ones(n, bool))
-        m = scope & np.isfinite(reps[i])
+        m = scope & np.isfinite(reps[i]) & ~crowded[hour]
         if m.sum() < 2 * MIN_SAME_HOURS:
             continue
-        shift = _wmean(xg[after, i], window.w[after]) - _wmean(xg[~after, i], window.w[~after])
+        shift = shifts[i]
         if not (math.isfinite(shift) and shift > 0):  # only a version that arrived is a suspect
             continue
         _compare(sh[i], hour[m], window.y[m], window.w[m], x=reps[i][m], scale=shift / change)
