@@ -20,7 +20,7 @@ CHANGE = T0 + timedelta(days=4, hours=13)
 
 
 def _requests(seed: int = 0, *, canary: bool, companion_gap_min: float = 10.0,
-              companion_canary: bool = False) -> pa.Table:
+              companion_canary: bool = False, late_min: float = 0.0) -> pa.Table:
     """Eight days of traces: a cause (`retriever_version=ret-v4`) that raises the citation
     mismatch rate 4% -> 30%, a harmless `index_version=idx-9` shipped `companion_gap_min`
     minutes before it, a harmless prompt the day before, and a release per deploy. `canary`:
@@ -29,7 +29,7 @@ def _requests(seed: int = 0, *, canary: bool, companion_gap_min: float = 10.0,
     rng = np.random.default_rng(seed)
     n = 8 * 2400
     t = np.sort(rng.uniform(0, 8 * 86400, n))
-    at = (CHANGE - T0).total_seconds()
+    at = (CHANGE - T0).total_seconds() + late_min * 60  # the cause ships `late_min` late
     comp = at - companion_gap_min * 60
     u = rng.random(n)
     u2 = rng.random(n)
@@ -242,3 +242,14 @@ def test_a_change_point_finds_only_the_incident_it_belongs_to() -> None:
     row = next(i for i in rise.incidents if i.name == creep.name)
     assert row.alert_grain == "day"
     assert rise.time_to_alert_by_grain() == {"day": row.time_to_alert_hours}
+
+
+def test_an_hour_where_two_versions_ship_is_no_same_hours_evidence() -> None:
+    # the harmless index ships at 13:25, the cause at 13:39, both to everyone: within 13:00-14:00
+    # the traces with the index include the cause's, those without do not; comparing them
+    # would pin the cause's effect on the index
+    causes = _causes(_requests(2, canary=False, companion_gap_min=14, late_min=39),
+                     CHANGE + timedelta(hours=1))
+    assert "retriever_version=ret-v4" in top_group(causes)
+    index = next(c for c in causes if c.startswith("index_version=idx-9"))
+    assert "in the same hours" not in index and "supports it" not in index
