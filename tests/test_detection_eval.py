@@ -57,6 +57,12 @@ def test_incidents_are_found_located_and_attributed(incidents_run: EvalRun) -> N
     assert s.median_location_error_hours <= MAX_MEDIAN_LOCATION_ERROR_HOURS, s.as_dict()
     # a daily change needs three whole days after its start day; nothing is later than that
     assert all(i.time_to_alert_hours <= 4 * 24 for i in s.judged if i.found), s.as_dict()
+    # the metrics judged hour by hour (fast operational ones, trace-level shares) alert within
+    # hours, not days: the hourly change's third hour, a few hours after the start
+    by_grain = s.time_to_alert_by_grain()
+    print("median time to alert by grain (h):", by_grain)
+    assert sum(i.alert_grain == "hour" for i in s.judged if i.found) >= 2, s.as_dict()
+    assert by_grain["hour"] <= 24, s.as_dict()
     det = incidents_run.detection
     assert det.change_points.num_rows == s.change_points
     rules = set(det.alerts.column("rule").to_pylist())

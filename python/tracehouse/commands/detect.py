@@ -138,7 +138,9 @@ def register(app: typer.Typer) -> None:
             f"top-1 attribution {_fmt(result.attribution)} (cause listed "
             f"{_fmt(result.cause_listed)})  median location error "
             f"{_fmt(result.median_location_error_hours, '{:.1f}')} h  median time to alert "
-            f"{_fmt(result.median_time_to_alert_hours, '{:.0f}')} h",
+            f"{_fmt(result.median_time_to_alert_hours, '{:.0f}')} h ("
+            + ", ".join(f"{g} {v:.1f} h" for g, v in result.time_to_alert_by_grain().items())
+            + ")",
             highlight=False,
         )
         console.print(

@@ -7,7 +7,12 @@ Definitions (docs/detection.md):
   segment and the metrics it moves with their direction.
 * A change point **finds** an incident when its metric is listed by an entry with the same
   direction, its segment overlaps that entry's segment (see `segments.overlaps`), and its
-  period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`.
+  period `[change_at, change_at + 1 period)` meets `[start - 1 day, start + 1 day]`, it is
+  not dated before the start (its dated period, the hour for a change located to the hour,
+  ends after `start - 2 h`: a change cannot precede its cause), and the incident **owns** it
+  (`owner`): of the incidents whose window and segment it falls in, one whose truth predicts
+  its metric and direction there, then the one whose segment it matches most closely, then
+  the nearest start.
   **Recall** = incidents found / incidents judged, where an incident is judged if its new
   regime holds at least `MIN_DAYS_AFTER` (3) whole days (UTC periods) in the lake, from the
   first whole day after its start to its end (or the lake's end): the detector's shortest
@@ -54,7 +59,7 @@ from typing import Any
 
 from tracehouse.detect.attribution import cause_name
 from tracehouse.detect.evidence import top_group
-from tracehouse.detect.segments import overlaps
+from tracehouse.detect.segments import is_within, overlaps
 from tracehouse.errors import NotPublishedError
 
 DAY = timedelta(days=1)
@@ -149,13 +154,65 @@ def _meets(cp: dict[str, Any], lo: datetime, hi: datetime) -> bool:
 
 
 def finds(cp: dict[str, Any], inc: Incident) -> bool:
-    """Return True if the change point finds the incident's onset (see module doc)."""
+    """Return True if the change point finds the incident's onset (see module doc); without
+    looking at the other incidents (`score` also asks that the incident owns it: `owner`)."""
     if not _meets(cp, inc.start - DAY, inc.start + DAY):
         return False
-    return any(
-        d.get(cp["metric"]) == cp["direction"] and overlaps(cp["segment_key"], seg)
-        for seg, d in inc.entries
-    )
+    if _at(cp) + dated_period(cp) <= inc.start - LOCATION_SLACK:
+        return False  # dated (to the hour or the day) before the incident started
+    return predicts(cp, inc, side_effects=False)
+
+
+#: How far before an incident's start a change point located to the hour may be dated.
+LOCATION_SLACK = timedelta(hours=2)
+
+
+def dated_period(cp: dict[str, Any]) -> timedelta:
+    """The precision of a change point's `change_at`: a daily change left at midnight (not
+    located to the hour) is dated to its day, every other one to its hour."""
+    at = _at(cp)
+    if (cp.get("grain") or "day") == "day" and at == _day_floor(at):
+        return DAY
+    return PERIOD["hour"]
+
+
+def predicts(cp: dict[str, Any], inc: Incident, *, side_effects: bool = True) -> bool:
+    """Does the incident's truth list the change point's metric, in its direction, for an
+    overlapping segment (or, with `side_effects`, as a side effect there)?"""
+    seg = cp["segment_key"]
+    if any(d.get(cp["metric"]) == cp["direction"] and overlaps(seg, s) for s, d in inc.entries):
+        return True
+    return side_effects and any(m == cp["metric"] and overlaps(seg, s)
+                                for s, m in inc.side_effects)
+
+
+def specificity(segment_key: str, inc: Incident) -> int:
+    """How closely a change point's segment matches the incident's: 2 the segment of one of its
+    entries, 1 inside one (`route_name=standard` in an `all` incident), 0 merely overlapping
+    (a cross-cutting segment), -1 not at all."""
+    segs = inc.segments
+    if segment_key in segs:
+        return 2
+    if any(is_within(segment_key, s) for s in segs):
+        return 1
+    return 0 if any(overlaps(segment_key, s) for s in segs) else -1
+
+
+def owner(cp: dict[str, Any], incidents: Sequence[Incident], lake_end: datetime
+          ) -> Incident | None:
+    """The one incident a change point is matched to, among those whose window and segment it
+    falls in (`collateral`): one whose truth predicts its metric and direction there
+    (`predicts`), then the one whose segment it matches most closely (its own segment before a
+    broader one that contains it), then the nearest start."""
+    pool = [i for i in incidents if collateral(cp, i, lake_end)]
+    if not pool:
+        return None
+    at = _at(cp)
+    return max(pool, key=lambda i: (
+        predicts(cp, i),
+        specificity(cp["segment_key"], i),
+        -abs((at - i.start).total_seconds()),
+    ))
 
 
 def collateral(cp: dict[str, Any], inc: Incident, lake_end: datetime) -> bool:
@@ -240,6 +297,9 @@ class IncidentScore:
     time_to_alert_hours: float | None = None
     #: The first suspect (with its tied group) of the most certain finding change point.
     first_suspect: str | None = None
+    #: Grain (`day` / `hour`) and metric of the finding change point that alerts first.
+    alert_grain: str | None = None
+    alert_metric: str | None = None
 
 
 @dataclass
@@ -298,6 +358,15 @@ class DetectionScore:
         t = [i.time_to_alert_hours for i in self.judged if i.time_to_alert_hours is not None]
         return statistics.median(t) if t else math.nan
 
+    def time_to_alert_by_grain(self) -> dict[str, float]:
+        """Median time to alert of found incidents by the grain of the change point that
+        alerts first: `hour` (a fast operational metric judged hour by hour) or `day`."""
+        out: dict[str, list[float]] = {}
+        for i in self.judged:
+            if i.time_to_alert_hours is not None and i.alert_grain is not None:
+                out.setdefault(i.alert_grain, []).append(i.time_to_alert_hours)
+        return {g: statistics.median(v) for g, v in sorted(out.items())}
+
     @property
     def median_delay_hours(self) -> float:
         """Median `change_at - start` of found incidents, in hours (NaN if none found)."""
@@ -337,6 +406,7 @@ class DetectionScore:
             "cause_listed": self.cause_listed,
             "median_location_error_hours": self.median_location_error_hours,
             "median_time_to_alert_hours": self.median_time_to_alert_hours,
+            "median_time_to_alert_hours_by_grain": self.time_to_alert_by_grain(),
             "median_delay_hours": self.median_delay_hours,
             "change_points": self.change_points,
             "false_points": self.false_points,
@@ -358,6 +428,8 @@ class DetectionScore:
                     "cause_listed": i.cause_listed,
                     "location_error_hours": i.location_error_hours,
                     "time_to_alert_hours": i.time_to_alert_hours,
+                    "alert_grain": i.alert_grain,
+                    "alert_metric": i.alert_metric,
                     "change_points": i.change_points,
                 }
                 for i in self.incidents
@@ -386,14 +458,17 @@ def score(
     rows = []
     for inc in incidents:
         mine = per[inc.name]
-        hits = [cp for cp in change_points if finds(cp, inc)]
+        hits = [cp for cp in change_points
+                if finds(cp, inc) and owner(cp, incidents, lake_end) is inc]
         delay = location = to_alert = None
+        alerting: dict[str, Any] | None = None
         main = main_change_point(hits, inc)
         if hits:
             first = min(_at(cp) for cp in hits)
             delay = (first - inc.start).total_seconds() / 3600.0
             location = inc.location_error_hours(_at(main))  # type: ignore[arg-type]
-            to_alert = min((alert_time(cp) - inc.start).total_seconds() / 3600.0 for cp in hits)
+            alerting = min(hits, key=alert_time)
+            to_alert = (alert_time(alerting) - inc.start).total_seconds() / 3600.0
         reason = _unjudged(inc, lake_end)
         attributed = listed = None
         top = top_group(main["suspected_causes"] or []) if main is not None else []
@@ -418,6 +493,8 @@ def score(
                 location_error_hours=location,
                 time_to_alert_hours=to_alert,
                 first_suspect=" = ".join(top) or None,
+                alert_grain=(alerting.get("grain") or "day") if alerting else None,
+                alert_metric=alerting["metric"] if alerting else None,
             )
         )
     return DetectionScore(

@@ -62,10 +62,17 @@ class DetectConfig:
     """Knobs of the job; the defaults are the documented behaviour."""
 
     grains: tuple[str, ...] = ("day", "hour")
-    #: The fast operational metrics also judged hour by hour (a tool outage alerts within hours).
+    #: Metrics also judged hour by hour, where the hourly series has the traffic (a tool outage
+    #: alerts within hours): the fast operational metrics, and every share measured on the
+    #: trace itself when it is produced (binomial, so the noise floor holds hour by hour).
+    #: Not the user-feedback rates (feedback arrives hours to days after its trace, so the last
+    #: hours are incomplete) nor the means of heavy-tailed costs.
     hourly_metrics: frozenset[str] = frozenset({
         "latency_p50_ms", "latency_p95_ms", "error_rate", "tool_timeout_rate",
         "tool_error_rate", "guardrail_block_rate",
+        "citation_mismatch_rate", "context_truncation_rate", "model_share",
+        "retrieval_zero_result_rate", "tool_call_rate", "required_tool_missing_rate",
+        "format_parse_failure_rate",
     })
     #: Skip a series whose median denominator per period is below this.
     min_median_n: float = 30.0
