@@ -4,8 +4,9 @@ The thresholds are the ``freshness.warn_after`` of each lake source in
 ``models/staging/lake/_lake__sources.yml`` (generated from ``tracehouse.contract.dbt_export``).
 A run that builds on DuckDB checks them against ``max(ingest_time)`` of each base table in
 the build database (what ``dbt source freshness`` computes over the lake, without starting dbt
-again; other engines ask ``dbt source freshness``); a run that found nothing new checks the same thresholds against the newest loads the
-last building run saw (nothing has landed since), without starting dbt.
+again; other engines ask ``dbt source freshness``); a run that found nothing new checks the
+same thresholds against the newest loads the last building run saw (nothing has landed
+since), without starting dbt.
 """
 
 from __future__ import annotations
