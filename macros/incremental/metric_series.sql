@@ -4,7 +4,8 @@
     Two grouped passes, not one scan per metric and segment:
       1. trace-level metrics from fct_requests, GROUPING SETS over (period), (period, route_name),
          (period, model_name), (period, task_type): every metric for `all` and each segment;
-      2. span-level series from fct_spans, GROUPING SETS over (period, span_type) and
+      2. span-level series from the spans (base_lake__spans on int_traces_enveloped: the
+         columns of fct_spans they need), GROUPING SETS over (period, span_type) and
          (period, tool_name of tool_call spans): latency_p95_ms per stage, and the tool metrics
          (tool_error_rate, tool_timeout_rate, latency_p95_ms) per tool.
     Then one cross join with the metric list turns the per-segment columns into rows. A row
@@ -88,7 +89,22 @@ requests as (
 ),
 
 spans as (
-    select * from {{ ref('fct_spans') }}
+    {#-
+        The span envelope placed on its trace, what fct_spans gives for these columns
+        (trace_started_at is the trace's event_time) without the wide view's 13-view union
+        and pricing join: about 7x cheaper to scan.
+    -#}
+    select
+        base_spans.span_id,
+        base_spans.trace_id,
+        base_spans.span_type,
+        base_spans.tool_name,
+        base_spans.duration_ms,
+        base_spans.status,
+        traces.event_time as trace_started_at
+    from {{ ref('base_lake__spans') }} as base_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on base_spans.trace_id = traces.trace_id
 ),
 
 requests_with_period as (

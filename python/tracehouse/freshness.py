@@ -2,9 +2,11 @@
 
 The thresholds are the ``freshness.warn_after`` of each lake source in
 ``models/staging/lake/_lake__sources.yml`` (generated from ``tracehouse.contract.dbt_export``).
-A run that builds checks them with ``dbt source freshness`` (``max(ingest_time)`` of each
-source); a run that found nothing new checks the same thresholds against the newest loads the
-last building run saw (nothing has landed since), without starting dbt.
+A run that builds on DuckDB checks them against ``max(ingest_time)`` of each base table in
+the build database (what ``dbt source freshness`` computes over the lake, without starting dbt
+again; other engines ask ``dbt source freshness``); a run that found nothing new checks the
+same thresholds against the newest loads the last building run saw (nothing has landed
+since), without starting dbt.
 """
 
 from __future__ import annotations
@@ -81,6 +83,34 @@ def from_dbt(lake: Path, warehouse: Path, project: Path) -> list[Freshness]:
     if not out and res.failures:
         raise RuntimeError("; ".join(res.failures))
     return sorted(out, key=lambda f: f.dataset)
+
+
+def from_warehouse(warehouse: Path, project: Path,
+                   now: datetime | None = None) -> list[Freshness]:
+    """The thresholds against ``max(ingest_time)`` of the build database's base tables.
+
+    What ``dbt source freshness`` computes over the lake, without a second dbt invocation: a
+    base table keeps the latest copy of every id, so its newest ``ingest_time`` is the lake's.
+    """
+    import duckdb
+
+    from tracehouse.warehouse import warehouse_db
+
+    con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
+    try:
+        names = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'staging'"
+        ).fetchall()}
+        newest: dict[str, str | None] = {}
+        for name in thresholds(project):
+            if f"base_lake__{name}" not in names:
+                raise RuntimeError(f"no base table for {name} in the build database")
+            (at,) = con.execute(  # type: ignore[misc]
+                f"SELECT max(ingest_time) FROM staging.base_lake__{name}").fetchone()
+            newest[name] = at.isoformat() if at is not None else None
+    finally:
+        con.close()
+    return from_record(newest, project, now)
 
 
 def from_record(max_loaded: dict[str, str | None], project: Path,

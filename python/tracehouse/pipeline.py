@@ -209,15 +209,25 @@ def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> lis
 def step_build(  # noqa: PLR0917
     lake: Path, warehouse: Path, full_refresh: bool, progress: bool, record: runs_log.RunRecord,
     lookback_days: int | None = None, engine: str = "duckdb",
+    project_unchanged: bool = False,
 ) -> str:
-    """`dbt build` of the whole project; raises with every failing node's message."""
+    """`dbt build` of the whole project; raises with every failing node's message.
+
+    With ``project_unchanged`` (an incremental run whose dbt project is the one the last good
+    run built with) the dbt unit tests are left out (their fixtures and the SQL under test are
+    the same, so they pass as they did) and the data tests check only what the base tables
+    wrote since each test last passed (``test_slices``, macros/incremental/test_slices.sql).
+    A full refresh or a changed project runs every unit test and tests whole tables.
+    """
     from tracehouse.warehouse import build
 
     dbt_vars: dict[str, object] | None = (
         {"lookback_days": lookback_days} if lookback_days is not None else None
     )
+    sliced = project_unchanged and not full_refresh
     res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars,
-                engine=engine)
+                engine=engine, exclude="test_type:unit" if sliced else None,
+                extra_env={"TRACEHOUSE_TEST_SLICES": "1"} if sliced else None)
     record.models_built = res.models_built
     record.checks_failed = (record.checks_failed or 0) + res.tests_failed
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
@@ -230,22 +240,28 @@ def step_build(  # noqa: PLR0917
         mode += f", lookback {lookback_days} days"
     if engine != "duckdb":
         mode += f" on {engine}"
+    if sliced:
+        mode += ("; project unchanged: unit tests skipped, data tests on what was written "
+                 "since they last passed")
     return f"dbt build ({mode}): {counts}"
 
 
 def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
-                   seen: dict[str, str | None] | None = None) -> str:
+                   seen: dict[str, str | None] | None = None, engine: str = "duckdb") -> str:
     """Source freshness of the lake datasets: warns, never fails the run.
 
-    A building run asks ``dbt source freshness``; a run that found nothing new (``seen``: the
-    newest loads the last good run saw) checks the same thresholds without dbt.
+    A building run on DuckDB reads the newest ``ingest_time`` of each base table it just built
+    (on another engine it asks ``dbt source freshness``); a run that found nothing new
+    (``seen``: the newest loads the last good run saw) checks the same thresholds without dbt.
     """
     from tracehouse import freshness
     from tracehouse.warehouse import project_dir
 
     try:
         project = project_dir()
-        if seen is None:
+        if seen is None and engine == "duckdb":
+            results = freshness.from_warehouse(warehouse, project)
+        elif seen is None:
             results = freshness.from_dbt(lake, warehouse, project)
         elif not seen:
             return "not checked: the last building run recorded no freshness"
@@ -255,7 +271,9 @@ def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,
         return f"WARN freshness not checked: {str(exc).splitlines()[0] if str(exc) else exc!r}"
     record.freshness = {f.dataset: f.max_loaded_at.isoformat() if f.max_loaded_at else None
                         for f in results}
-    where = "dbt source freshness" if seen is None else "nothing landed since the last run"
+    where = ("nothing landed since the last run" if seen is not None
+             else "newest ingest_time of the base tables" if engine == "duckdb"
+             else "dbt source freshness")
     return f"{freshness.summary(results)} ({where})"
 
 
@@ -468,9 +486,11 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
                                    previous.ledger_totals if previous else {})
     quality = QualityRun(lake, warehouse, record.run_id)
     state.step("batches", lambda: step_check_batches(quality))
+    unchanged = previous is not None and bool(previous.inputs) and (
+        previous.inputs.get("project") == record.inputs.get("project"))
     state.step("build", lambda: step_build(lake, warehouse, full_refresh, progress, record,
-                                           lookback_days, engine))
-    state.step("freshness", lambda: step_freshness(lake, warehouse, record))
+                                           lookback_days, engine, project_unchanged=unchanged))
+    state.step("freshness", lambda: step_freshness(lake, warehouse, record, engine=engine))
     alerts: list[str] = []
     alert_state: list[pa.Table] = []
     state.step("detect",

@@ -92,6 +92,7 @@ def dbt_invoke(
     quiet: bool = True,
     progress: bool = False,
     engine: str = "duckdb",
+    extra_env: dict[str, str] | None = None,
 ) -> BuildResult:
     """Run one dbt command (e.g. ``["build"]``) on the project with lake and warehouse paths set.
 
@@ -119,6 +120,9 @@ def dbt_invoke(
         "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         **duckdb_env(),  # DuckDB memory limit and threads from the machine (perf)
+        # off unless the caller turns them on (tracehouse.pipeline.step_build)
+        "TRACEHOUSE_TEST_SLICES": "",
+        **(extra_env or {}),
     }
     cli_args = [
         *args,
@@ -184,8 +188,13 @@ def build(
     dbt_vars: dict[str, object] | None = None,
     progress: bool = False,
     engine: str = "duckdb",
+    exclude: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> BuildResult:
     """``dbt build`` (seeds, models, tests, unit tests) of the lake into the warehouse.
+
+    ``exclude`` is a dbt node selection to leave out (e.g. ``test_type:unit``); ``extra_env``
+    extra environment variables for this invocation (e.g. ``TRACEHOUSE_TEST_SLICES``).
 
     With ``engine="spark"`` the marts are then loaded into the warehouse's DuckDB file
     (:func:`tracehouse.engines.import_marts`), where checks, detection and publish read them.
@@ -197,9 +206,12 @@ def build(
         args.append("--full-refresh")
     if select:
         args += ["--select", select]
+    if exclude:
+        args += ["--exclude", exclude]
     engines.prepare(engine, warehouse)
     result = dbt_invoke(
-        args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress, engine=engine
+        args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress, engine=engine,
+        extra_env=extra_env,
     )
     if result.success and engine != "duckdb":
         engines.import_marts(warehouse)

@@ -1,13 +1,19 @@
-{#- Every trace is counted once in its day's `all` request_count, and every day with traces has one. -#}
+{#-
+    Every trace is counted once in its day's `all` request_count, and every day with traces has
+    one. On an incremental run, over the days written since this test last passed
+    (test_slices.sql): metric_daily rebuilds a day from all its traces.
+-#}
 
 with
 
 requests as (
     select * from {{ ref('fct_requests') }}
+    where {{ singular_test_slice('trace_date') }}
 ),
 
 metric_daily as (
     select * from {{ ref('metric_daily') }}
+    where {{ singular_test_slice('period_start') }}
 ),
 
 traces_per_day as (

@@ -1,13 +1,20 @@
-{#- fct_requests.cost_usd of a trace is the sum of its spans' cost_usd in fct_spans. -#}
+{#-
+    fct_requests.cost_usd of a trace is the sum of its spans' cost_usd in fct_spans. On an
+    incremental run, over the traces written since this test last passed (test_slices.sql):
+    both sides of a trace are rebuilt together, from all its rows.
+-#}
+{%- set traces = singular_test_slice('trace_id') %}
 
 with
 
 requests as (
     select * from {{ ref('fct_requests') }}
+    where {{ traces }}
 ),
 
 spans as (
     select * from {{ ref('fct_spans') }}
+    where {{ traces }}
 ),
 
 span_cost as (

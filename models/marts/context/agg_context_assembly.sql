@@ -23,10 +23,6 @@ all_requests as (
     select * from {{ ref('fct_requests') }}
 ),
 
-spans as (
-    select * from {{ ref('fct_spans') }}
-),
-
 requests as (
     {{ mart_requests_in_scope('all_requests') }}
 ),
@@ -36,9 +32,14 @@ day_lineage as (
 ),
 
 context_assembly_spans as (
-    select * from spans
-    where span_type = 'context_assembly'
-        and trace_date in (select trace_date from day_lineage)
+    {#- fct_spans' context_assembly rows (with their trace's day), not the wide view -#}
+    select
+        typed_spans.*,
+        traces.trace_date
+    from {{ ref('stg_lake__context_assembly_spans') }} as typed_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on typed_spans.trace_id = traces.trace_id
+    where traces.trace_date in (select trace_date from day_lineage)
 ),
 
 assembled_traces as (

@@ -66,7 +66,12 @@ requests as (
 ),
 
 spans as (
-    select * from {{ ref('fct_spans') }}
+    {#- the span envelope is all this model reads: the base table, not the wide fct_spans view -#}
+    select * from {{ ref('base_lake__spans') }}
+),
+
+routing_spans as (
+    select * from {{ ref('stg_lake__model_routing_spans') }}
 ),
 
 reviews as (
@@ -113,9 +118,8 @@ novel_traces as (
 
 fallback_traces as (
     select distinct trace_id
-    from spans
-    where span_type = 'model_routing'
-        and reason = 'fallback'
+    from routing_spans
+    where reason = 'fallback'
 ),
 
 previous_routes as (

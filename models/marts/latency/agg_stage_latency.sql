@@ -21,7 +21,17 @@ all_requests as (
 ),
 
 spans as (
-    select * from {{ ref('fct_spans') }}
+    {#- the span envelope on its trace's day: fct_spans' columns without the wide view -#}
+    select
+        base_spans.span_id,
+        base_spans.trace_id,
+        base_spans.span_type,
+        base_spans.operation_name,
+        base_spans.duration_ms,
+        traces.trace_date
+    from {{ ref('base_lake__spans') }} as base_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on base_spans.trace_id = traces.trace_id
 ),
 
 requests as (

@@ -22,10 +22,6 @@ all_requests as (
     select * from {{ ref('fct_requests') }}
 ),
 
-spans as (
-    select * from {{ ref('fct_spans') }}
-),
-
 requests as (
     {{ mart_requests_in_scope('all_requests') }}
 ),
@@ -35,15 +31,25 @@ day_lineage as (
 ),
 
 retrieval_spans as (
-    select * from spans
-    where span_type = 'retrieval'
-        and trace_date in (select trace_date from day_lineage)
+    {#- fct_spans' retrieval rows (with their trace's day), not the wide view -#}
+    select
+        typed_spans.*,
+        traces.trace_date
+    from {{ ref('stg_lake__retrieval_spans') }} as typed_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on typed_spans.trace_id = traces.trace_id
+    where traces.trace_date in (select trace_date from day_lineage)
 ),
 
 rerank_spans as (
-    select * from spans
-    where span_type = 'rerank'
-        and trace_date in (select trace_date from day_lineage)
+    {#- fct_spans' rerank rows (with their trace's day), not the wide view -#}
+    select
+        typed_spans.*,
+        traces.trace_date
+    from {{ ref('stg_lake__rerank_spans') }} as typed_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on typed_spans.trace_id = traces.trace_id
+    where traces.trace_date in (select trace_date from day_lineage)
 ),
 
 retrieval_requests as (

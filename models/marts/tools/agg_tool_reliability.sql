@@ -25,10 +25,6 @@ all_requests as (
     select * from {{ ref('fct_requests') }}
 ),
 
-spans as (
-    select * from {{ ref('fct_spans') }}
-),
-
 requests as (
     {{ mart_requests_in_scope('all_requests') }}
 ),
@@ -38,9 +34,14 @@ day_lineage as (
 ),
 
 tool_call_spans as (
-    select * from spans
-    where span_type = 'tool_call'
-        and trace_date in (select trace_date from day_lineage)
+    {#- fct_spans' tool_call rows (with their trace's day), not the wide view -#}
+    select
+        typed_spans.*,
+        traces.trace_date
+    from {{ ref('stg_lake__tool_call_spans') }} as typed_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on typed_spans.trace_id = traces.trace_id
+    where traces.trace_date in (select trace_date from day_lineage)
 ),
 
 segmented_requests as (

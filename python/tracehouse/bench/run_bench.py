@@ -45,7 +45,7 @@ SEED = 11
 SPANS_PER_TRACE = 13.1  # measured on generated lakes
 SIZES = {"100K": 100_000, "1M": 1_000_000, "3M": 3_000_000, "10M": 10_000_000, "30M": 30_000_000}
 ROUTE = "standard"
-STEPS = ("land", "batches", "build", "detect", "marts", "publish")
+STEPS = ("land", "batches", "build", "freshness", "detect", "marts", "publish", "notify")
 
 
 # ---------------------------------------------------------------- lakes
@@ -549,13 +549,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown size(s) {unknown}; choose from {list(SIZES)}")
     base = args.root or Path(tempfile.mkdtemp(prefix="tracehouse-run-bench-"))
     results: dict[str, Any] = {"machine": machine(), "sizes": {}}
-    for label in labels:
-        results["sizes"][label] = bench_size(label, base / label, args.repeats)
+    loads: list[float] = []  # the 1-minute load average every 15 s while measuring
+    stop = threading.Event()
+
+    def sample_load() -> None:
+        while not stop.wait(15.0):
+            loads.append(round(os.getloadavg()[0], 2))
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    try:
+        for label in labels:
+            results["sizes"][label] = bench_size(label, base / label, args.repeats)
+    finally:
+        stop.set()
+        sampler.join()
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    if loads:
+        results["machine"]["load_1min_while_measuring"] = {
+            "min": min(loads), "median": statistics.median(loads), "max": max(loads)}
     print("\n" + table(results))
     m = results["machine"]
     print(f"\nmachine: {m['cpus']} CPUs, {m['memory_gb']} GB, {m['platform']}; load average "
-          f"{m['load_average']} -> {m['load_average_end']}")
+          f"{m['load_average']} -> {m['load_average_end']}"
+          + (f"; 1-min load while measuring (min/median/max) "
+             f"{m['load_1min_while_measuring']}" if "load_1min_while_measuring" in m else ""))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"JSON: {args.json}")

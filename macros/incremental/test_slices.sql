@@ -1,0 +1,192 @@
+{#-
+    Data tests that cost what is new: on an incremental run, a data test of a model that
+    declares a slice (`meta.test_slice`) checks only the rows the base tables could have changed
+    since that test last passed, not the whole table.
+
+    - Each test keeps its own watermark in the watermark table (`model_name` = the test's unique
+      id; loaded.sql): per base table, the newest `_loaded_at` it has checked. At compile time the
+      newest stamps now are recorded as pending; the on-run-end hook `record_test_watermarks()`
+      makes them the test's watermark only if the test passed. A failing, erroring or warning
+      test checks the same rows (and any newer) again next run.
+    - The slice is the traces T with a row stamped in (watermark, newest] in any base table, and,
+      for daily marts, the days D of those traces (their `trace_date`, and the days of their
+      spans: the day a trace left when its root landed late). `meta.test_slice` names how the
+      tested model's rows map to them: `trace_id` (`trace_id in T`), `trace_date`
+      (`trace_date in D`) or `period_start` (`utc_date(period_start) in D`).
+    - Slices are on only when the environment has TRACEHOUSE_TEST_SLICES=1: `tracehouse run`
+      sets it on an incremental run whose dbt project is unchanged since the last good run. A full
+      refresh, a changed project (a model, macro, seed or test), a test that never passed, and
+      `dbt build` by hand test whole tables. DuckDB only for now (other engines test whole tables).
+
+    Why a slice is enough, for uniqueness too: every incremental model writes by delete+insert on
+    its key, and rebuilds whole keys (a trace, a day) from all their rows. So every row written
+    since the test last passed belongs to T (or D), every stored row that shares a key with a
+    written row was deleted, and every other row was there, unchanged, when the test last passed.
+    A duplicate key, a NULL or an unexpected value can only be in the slice. Models rebuilt from
+    inputs of many keys (dim_versions, fct_eval_candidates, the eval comparison marts) and tables
+    not fed by the lake declare no slice and are always tested whole.
+-#}
+
+{% macro test_slices_enabled() %}
+    {#-
+        An environment variable, not a dbt var: a var that differs between invocations (this
+        build, `dbt source freshness`, the next build) makes dbt re-parse the whole project.
+        Read only while executing, so parsing never depends on it.
+    -#}
+    {{ return(execute and env_var('TRACEHOUSE_TEST_SLICES', '') in ('1', 'true') and not flags.FULL_REFRESH) }}
+{% endmacro %}
+
+
+{% macro _base_relation(upstream) %}
+    {%- set node = graph.nodes.get('model.' ~ project_name ~ '.base_lake__' ~ upstream) -%}
+    {%- if node is none -%}{{ return(none) }}{%- endif -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias)) }}
+{% endmacro %}
+
+
+{% macro _model_relation(name) %}
+    {%- set node = graph.nodes.get('model.' ~ project_name ~ '.' ~ name) -%}
+    {%- if node is none -%}{{ return(none) }}{%- endif -%}
+    {{ return(adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias)) }}
+{% endmacro %}
+
+
+{% macro test_slice_traces(test_id) %}
+    {#-
+        SQL selecting the trace ids T of test `test_id`'s slice, or none when the test must read
+        the whole table (no watermark yet, a base table missing). Records the pending upper bounds.
+    -#}
+    {%- set bases = [] -%}
+    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
+        {%- set relation = _base_relation(upstream) -%}
+        {%- if relation is none -%}{{ return(none) }}{%- endif -%}
+        {%- do bases.append((upstream, relation)) -%}
+    {%- endfor -%}
+    {%- set key = "model_name = '" ~ test_id ~ "'" -%}
+    {%- set bounds_sql -%}
+        {%- for upstream, relation in bases %}
+        select '{{ upstream }}' as upstream,
+            (select max(loaded_at) from {{ watermark_table() }} where {{ key }} and upstream = '{{ upstream }}') as done,
+            (select max(_loaded_at) from {{ relation }}) as newest
+        {{ "union all" if not loop.last }}
+        {%- endfor %}
+    {%- endset -%}
+    {%- set rows = run_query(bounds_sql) -%}
+    {%- set pending = [] -%}
+    {%- set windows = {} -%}
+    {%- set state = {'whole': false} -%}
+    {%- for row in rows -%}
+        {%- if row[2] is not none -%}
+            {%- do pending.append("('" ~ test_id ~ "', '" ~ row[0] ~ "', " ~ stamp_literal(row[2]) ~ ")") -%}
+        {%- endif -%}
+        {%- if row[1] is none and row[2] is not none -%}
+            {%- do state.update({'whole': true}) -%}
+        {%- endif -%}
+        {%- do windows.update({row[0]: (row[1], row[2])}) -%}
+    {%- endfor -%}
+    {%- do run_query(
+        "delete from " ~ watermark_table('pending') ~ " where " ~ key
+        ~ (("; insert into " ~ watermark_table('pending') ~ " values " ~ pending | join(', ')) if pending else '')
+    ) -%}
+    {%- if state.whole or not test_slices_enabled() -%}{{ return(none) }}{%- endif -%}
+    {%- set parts = [] -%}
+    {%- for upstream, relation in bases -%}
+        {%- set done, newest = windows[upstream] -%}
+        {%- if newest is not none and (done is none or newest > done) -%}
+            {%- do parts.append(
+                "select trace_id from " ~ relation ~ " where _loaded_at > " ~ stamp_literal(done)
+                ~ " and _loaded_at <= " ~ stamp_literal(newest)
+            ) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if not parts -%}
+        {{ return("select cast(null as " ~ sql_type('str') ~ ") as trace_id where false") }}
+    {%- endif -%}
+    {{ return(parts | join('\n union \n')) }}
+{% endmacro %}
+
+
+{% macro test_slice_predicate(test_id, slice) %}
+    {#- A predicate over the tested relation's columns for `slice` (see above), or none: whole table. -#}
+    {%- if slice not in ('trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set traces = test_slice_traces(test_id) -%}
+    {%- if traces is none -%}{{ return(none) }}{%- endif -%}
+    {%- if slice == 'trace_id' -%}
+        {{ return('trace_id in (' ~ traces ~ ')') }}
+    {%- endif -%}
+    {%- set requests = _model_relation('int_traces_enveloped') -%}
+    {%- set spans = _base_relation('spans') -%}
+    {%- if requests is none -%}{{ return(none) }}{%- endif -%}
+    {%- set days -%}
+        select trace_date from {{ requests }} where trace_id in ({{ traces }})
+        union
+        select {{ utc_date('event_time') }} from {{ spans }} where trace_id in ({{ traces }})
+    {%- endset -%}
+    {%- if slice == 'trace_date' -%}
+        {{ return('trace_date in (' ~ days ~ ')') }}
+    {%- endif -%}
+    {{ return(utc_date('period_start') ~ ' in (' ~ days ~ ')') }}
+{% endmacro %}
+
+
+{% macro tested_model_slice() %}
+    {#- The `meta.test_slice` of the model a generic test is attached to (none if it has none). -#}
+    {%- set attached = model.get('attached_node') if model is mapping else none -%}
+    {%- if not attached -%}{{ return(none) }}{%- endif -%}
+    {%- set node = graph.nodes.get(attached) -%}
+    {%- if node is none -%}{{ return(none) }}{%- endif -%}
+    {{ return(node.config.get('meta', {}).get('test_slice')) }}
+{% endmacro %}
+
+
+{% macro get_where_subquery(relation) -%}
+    {#-
+        dbt's hook for a generic test's relation (its `where` config), extended with the test
+        slice above. Outside execution, or for a model without a slice, it is dbt's own.
+    -#}
+    {%- set where = config.get('where', '') -%}
+    {%- set slice = none -%}
+    {%- if execute and model is mapping and model.get('resource_type') == 'test' -%}
+        {%- set slice = test_slice_predicate(model.unique_id, tested_model_slice()) -%}
+    {%- endif -%}
+    {%- set predicates = [] -%}
+    {%- if where -%}{%- do predicates.append('(' ~ where ~ ')') -%}{%- endif -%}
+    {%- if slice -%}{%- do predicates.append('(' ~ slice ~ ')') -%}{%- endif -%}
+    {%- if predicates -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ predicates | join(' and ') }}) dbt_subquery
+        {%- endset -%}
+        {{ return(filtered) }}
+    {%- endif -%}
+    {{ return(relation) }}
+{%- endmacro %}
+
+
+{% macro singular_test_slice(slice) %}
+    {#- In a singular test: the slice predicate for `slice`, or `true` (whole tables). -#}
+    {%- if not execute -%}{{ return('true') }}{%- endif -%}
+    {%- set predicate = test_slice_predicate(model.unique_id, slice) -%}
+    {{ return(predicate if predicate else 'true') }}
+{% endmacro %}
+
+
+{% macro record_test_watermarks(results) %}
+    {#- on-run-end: the tests that passed this run have checked up to their pending bounds. -#}
+    {%- if not execute or target.type != 'duckdb' -%}{{ return('') }}{%- endif -%}
+    {%- set passed = [] -%}
+    {%- for result in results
+        if result.node.resource_type == 'test' and (result.status | string) == 'pass' -%}
+        {%- do passed.append("'" ~ result.node.unique_id ~ "'") -%}
+    {%- endfor -%}
+    {%- if not passed -%}{{ return('') }}{%- endif -%}
+    {%- set ids = passed | join(', ') -%}
+    create table if not exists {{ watermark_table() }} (model_name varchar, upstream varchar, loaded_at timestamptz);
+    create table if not exists {{ watermark_table('pending') }} (model_name varchar, upstream varchar, loaded_at timestamptz);
+    delete from {{ watermark_table() }}
+    where model_name in (select model_name from {{ watermark_table('pending') }} where model_name in ({{ ids }}));
+    insert into {{ watermark_table() }}
+    select model_name, upstream, loaded_at from {{ watermark_table('pending') }} where model_name in ({{ ids }});
+    delete from {{ watermark_table('pending') }} where model_name in ({{ ids }})
+{% endmacro %}
