@@ -50,9 +50,13 @@ def lake_spans(lake: Path) -> int:
     """Rows in the lake's spans dataset."""
     import duckdb
 
-    row = duckdb.sql(
-        f"SELECT count(*) FROM read_parquet('{lake}/spans/dt=*/*.parquet')"
-    ).fetchone()
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            f"SELECT count(*) FROM read_parquet('{lake}/spans/dt=*/*.parquet')"
+        ).fetchone()
+    finally:
+        con.close()
     return int(row[0]) if row else 0
 
 
@@ -152,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child(*args.child, with_tests=args.with_tests)
+        engine, child_lake, child_warehouse = args.child
+        return child(engine, child_lake, child_warehouse, with_tests=args.with_tests)
 
     engine_names = [e.strip() for e in args.engines.split(",") if e.strip()]
     root = args.keep or Path(tempfile.mkdtemp(prefix="tracehouse-spark-bench-"))
