@@ -47,7 +47,7 @@
             {%- if stored is not none -%}
                 {#- An engine without time zones in its timestamps (Spark) returns UTC, naive. -#}
                 {%- if stored.tzinfo is none -%}
-                    {%- set stored = stored.replace(tzinfo=modules.datetime.timezone.utc) -%}
+                    {%- set stored = stored.replace(tzinfo=run_started_at.tzinfo) -%}
                 {%- endif -%}
                 {%- set floor = stored + modules.datetime.timedelta(microseconds=1) -%}
                 {%- if floor > stamp -%}{%- set stamp = floor -%}{%- endif -%}
