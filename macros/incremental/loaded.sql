@@ -20,6 +20,10 @@
 
 {% macro watermark_table(kind='done') %}
     {#- The watermark table (`done`) or the compile-time upper bounds (`pending`). -#}
+    {{ return(adapter.dispatch('watermark_table', 'tracehouse')(kind)) }}
+{% endmacro %}
+
+{% macro default__watermark_table(kind='done') %}
     {{ return(target.schema ~ '.tracehouse_watermarks' ~ ('_pending' if kind == 'pending' else '')) }}
 {% endmacro %}
 
@@ -41,6 +45,10 @@
         {%- if '_loaded_at' in names -%}
             {%- set stored = run_query('select max(_loaded_at) from ' ~ this).columns[0].values()[0] -%}
             {%- if stored is not none -%}
+                {#- An engine without time zones in its timestamps (Spark) returns UTC, naive. -#}
+                {%- if stored.tzinfo is none -%}
+                    {%- set stored = stored.replace(tzinfo=run_started_at.tzinfo) -%}
+                {%- endif -%}
                 {%- set floor = stored + modules.datetime.timedelta(microseconds=1) -%}
                 {%- if floor > stamp -%}{%- set stamp = floor -%}{%- endif -%}
             {%- endif -%}
@@ -137,6 +145,9 @@
 {% endmacro %}
 
 
+{% macro default__lake_rows_from_files(dataset, files) %}{{ not_ported('lake_rows_from_files') }}{% endmacro %}
+
+
 {% macro lake_base(dataset, id_column, tie_breakers) %}
     {#-
         The body of a base table: every row of `dataset` once (the contract's dedup rule: the
@@ -211,11 +222,32 @@ select * from final
 {% endmacro %}
 
 
+{% macro watermark_table_statements() %}
+    {#- The statements (a list) that create the watermark tables if missing. -#}
+    {%- set columns = [('model_name', 'str'), ('upstream', 'str'), ('loaded_at', 'timestamp')] -%}
+    {{ return([
+        create_table_statement(watermark_table(), columns),
+        create_table_statement(watermark_table('pending'), columns),
+    ]) }}
+{% endmacro %}
+
+
 {% macro create_watermark_tables() %}
     {#- on-run-start: the watermark tables exist before any model compiles. -#}
-    create table if not exists {{ watermark_table() }} (model_name varchar, upstream varchar, loaded_at timestamptz);
-    create table if not exists {{ watermark_table('pending') }} (model_name varchar, upstream varchar, loaded_at timestamptz)
+    {{ return(adapter.dispatch('create_watermark_tables', 'tracehouse')()) }}
 {% endmacro %}
+
+{% macro default__create_watermark_tables() %}
+    {{ return(run_statements(watermark_table_statements())) }}
+{% endmacro %}
+
+
+{% macro ensure_watermark_tables() %}
+    {#- In a model, before reading its watermarks: nothing where on-run-start created them. -#}
+    {{ return(adapter.dispatch('ensure_watermark_tables', 'tracehouse')()) }}
+{% endmacro %}
+
+{% macro default__ensure_watermark_tables() %}{{ return('') }}{% endmacro %}
 
 
 {% macro loaded_window(base_relation, upstream) %}
@@ -226,6 +258,7 @@ select * from final
     -#}
     {%- if not execute -%}{{ return('true') }}{%- endif -%}
     {%- set key = "model_name = '" ~ this.identifier ~ "' and upstream = '" ~ upstream ~ "'" -%}
+    {%- do ensure_watermark_tables() -%}
     {%- set bounds = run_query(
         "select (select max(loaded_at) from " ~ watermark_table() ~ " where " ~ key ~ "), "
         ~ "(select max(_loaded_at) from " ~ base_relation ~ ")"
@@ -235,15 +268,41 @@ select * from final
     {%- if newest is none -%}
         {{ return('false') }}
     {%- endif -%}
-    {%- do run_query(
-        "delete from " ~ watermark_table('pending') ~ " where " ~ key ~ "; insert into "
-        ~ watermark_table('pending') ~ " values ('" ~ this.identifier ~ "', '" ~ upstream ~ "', "
-        ~ stamp_literal(newest) ~ ")"
-    ) -%}
+    {%- do set_pending_watermark(upstream, newest) -%}
     {%- if done is none -%}
         {{ return('_loaded_at <= ' ~ stamp_literal(newest)) }}
     {%- endif -%}
     {{ return('_loaded_at > ' ~ stamp_literal(done) ~ ' and _loaded_at <= ' ~ stamp_literal(newest)) }}
+{% endmacro %}
+
+
+{% macro set_pending_watermark(upstream, stamp) %}
+    {#- Record `stamp` as this model's pending upper bound on `upstream` (replacing any). -#}
+    {{ return(adapter.dispatch('set_pending_watermark', 'tracehouse')(upstream, stamp)) }}
+{% endmacro %}
+
+{% macro default__set_pending_watermark(upstream, stamp) %}
+    {%- set key = "model_name = '" ~ this.identifier ~ "' and upstream = '" ~ upstream ~ "'" -%}
+    {%- do run_query(run_statements(
+        delete_statements(watermark_table('pending'), key)
+        + ["insert into " ~ watermark_table('pending') ~ " values ('" ~ this.identifier ~ "', '"
+           ~ upstream ~ "', " ~ stamp_literal(stamp) ~ ")"]
+    )) -%}
+    {{ return('') }}
+{% endmacro %}
+
+
+{% macro base_tables_built() %}
+    {#- (upstream, relation) of each base table that exists: spans, feedback, annotations. -#}
+    {%- set bases = [] -%}
+    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
+        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.base_lake__' ~ upstream) -%}
+        {%- if node is not none and adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias) is not none -%}
+            {%- do bases.append((upstream, node.schema ~ '.' ~ node.alias)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(bases) }}
 {% endmacro %}
 
 
@@ -256,37 +315,38 @@ select * from final
     {%- if model.config.materialized != 'incremental' or this.identifier.startswith('base_lake__') -%}
         {{ return('') }}
     {%- endif -%}
-    {%- set bases = [] -%}
-    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
-        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.base_lake__' ~ upstream) -%}
-        {%- if node is not none and adapter.get_relation(
-            database=node.database, schema=node.schema, identifier=node.alias) is not none -%}
-            {%- do bases.append((upstream, node.schema ~ '.' ~ node.alias)) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    create table if not exists {{ watermark_table() }} (model_name varchar, upstream varchar, loaded_at timestamptz);
-    create table if not exists {{ watermark_table('pending') }} (model_name varchar, upstream varchar, loaded_at timestamptz);
-    {%- if bases %}
-    insert into {{ watermark_table('pending') }}
-    select * from (
-        {%- for upstream, relation in bases %}
-        select '{{ this.identifier }}' as model_name, '{{ upstream }}' as upstream, max(_loaded_at) as loaded_at
-        from {{ relation }}
-        {{ "union all" if not loop.last }}
-        {%- endfor %}
-    ) as newest
-    where loaded_at is not null
-        and not exists (
-            select 1 from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}'
-        );
-    {%- endif %}
-    delete from {{ watermark_table() }}
-    where model_name = '{{ this.identifier }}'
-        and upstream in (select upstream from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}');
-    insert into {{ watermark_table() }}
-    select model_name, upstream, loaded_at from {{ watermark_table('pending') }}
-    where model_name = '{{ this.identifier }}';
-    delete from {{ watermark_table('pending') }} where model_name = '{{ this.identifier }}'
+    {{ return(adapter.dispatch('record_watermarks', 'tracehouse')()) }}
+{% endmacro %}
+
+{% macro default__record_watermarks() %}
+    {%- set bases = base_tables_built() -%}
+    {%- set model_key = "model_name = '" ~ this.identifier ~ "'" -%}
+    {%- set statements = watermark_table_statements() -%}
+    {%- if bases -%}
+        {%- set newest = [] -%}
+        {%- for upstream, relation in bases -%}
+            {%- do newest.append(
+                "select '" ~ this.identifier ~ "' as model_name, '" ~ upstream
+                ~ "' as upstream, max(_loaded_at) as loaded_at from " ~ relation
+            ) -%}
+        {%- endfor -%}
+        {%- do statements.append(
+            "insert into " ~ watermark_table('pending') ~ " select * from ("
+            ~ newest | join(" union all ") ~ ") as newest where loaded_at is not null"
+            ~ " and not exists (select 1 from " ~ watermark_table('pending') ~ " where " ~ model_key ~ ")"
+        ) -%}
+    {%- endif -%}
+    {%- do statements.extend(delete_statements(
+        watermark_table(),
+        model_key ~ " and upstream in (select upstream from " ~ watermark_table('pending')
+        ~ " where " ~ model_key ~ ")"
+    )) -%}
+    {%- do statements.append(
+        "insert into " ~ watermark_table() ~ " select model_name, upstream, loaded_at from "
+        ~ watermark_table('pending') ~ " where " ~ model_key
+    ) -%}
+    {%- do statements.extend(delete_statements(watermark_table('pending'), model_key)) -%}
+    {{ return(run_statements(statements)) }}
 {% endmacro %}
 
 

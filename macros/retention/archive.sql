@@ -48,8 +48,8 @@
 {%- endmacro %}
 
 {% macro default__archived_rows(model_name) -%}
-    {#- Never read (default has_archive is false); a relation name so that parsing succeeds. -#}
-    {{ archive_glob(model_name) }}
+    {#- Never read (default has_archive is false); an error if it ever is. -#}
+    {%- if execute -%}{{ not_ported('archived_rows') }}{%- endif -%}
 {%- endmacro %}
 
 
@@ -117,7 +117,12 @@ where {{ day_expression }} not in (select distinct {{ day_expression }} from {{ 
 {% endmacro %}
 
 {% macro default__create_audit_views() %}
-    {#- Other engines: no reader of the audit files yet, so an empty, typed view (Spark SQL). -#}
+    {%- if execute -%}{{ not_ported('create_audit_views') }}{%- endif -%}
+    {{ return('') }}
+{% endmacro %}
+
+{% macro spark__create_audit_views() %}
+    {#- No Spark reader of the audit files yet, so an empty, typed view. -#}
     {%- if not execute -%}{{ return('') }}{%- endif -%}
     {{ return("create or replace view lake_raw.content_access as select "
         ~ "cast(null as string) as access_id, cast(null as timestamp) as accessed_at, "

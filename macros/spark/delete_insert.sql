@@ -70,31 +70,9 @@
 
 
 {% macro delete_where(condition) %}
-    {#- Post-hook SQL: delete the rows of `{{ this }}` where `condition` holds. -#}
-    {{ return(adapter.dispatch('delete_where', 'tracehouse')(condition)) }}
+    {#- Post-hook SQL: delete the rows of `{{ this }}` where `condition` holds (engine's way). -#}
+    {{ return(run_statements(delete_statements(this, condition))) }}
 {% endmacro %}
-
-{% macro default__delete_where(condition) -%}
-    {#- ANSI SQL. -#}
-    delete from {{ this }} where {{ condition }}
-{%- endmacro %}
-
-{% macro spark__delete_where(condition) -%}
-    {%- set file_format = config.get('file_format', default='parquet') -%}
-    {%- if file_format in ['delta', 'iceberg', 'hudi'] or not execute -%}
-        delete from {{ this }} where {{ condition }}
-    {%- else -%}
-        {#- Parquet: copy on write, keeping every row for which the condition is not true. -#}
-        {%- set kept = this.incorporate(path={'identifier': this.identifier ~ '__dbt_kept'}) -%}
-        {%- do run_query('drop table if exists ' ~ kept) -%}
-        {%- do run_query(
-            'create table ' ~ kept ~ ' using parquet as select * from ' ~ this
-            ~ ' where not coalesce(' ~ condition ~ ', false)'
-        ) -%}
-        {%- do run_query('insert overwrite table ' ~ this ~ ' select * from ' ~ kept) -%}
-        drop table if exists {{ kept }}
-    {%- endif -%}
-{%- endmacro %}
 
 
 {% macro wide_view_materialization() %}
