@@ -116,16 +116,12 @@ def register(app: typer.Typer) -> None:
         Never under a build: exits 75 at once while a `tracehouse run` reads the lake.
         """
         from tracehouse.compaction import compact_lake
-        from tracehouse.runlock import LakeBusyError
 
         if not lake.is_dir():
             raise typer.BadParameter(f"no lake folder at {lake}", param_hint="--lake")
-        try:
-            reports = compact_lake(lake, datasets=dataset or None, days=day or None,
-                                   min_files=min_files)
-        except LakeBusyError as exc:
-            typer.secho(str(exc), err=True, fg="yellow")
-            raise typer.Exit(exc.exit_code) from None
+        # a held lake lock (LakeBusyError) exits 75 through the CLI's one error handler
+        reports = compact_lake(lake, datasets=dataset or None, days=day or None,
+                               min_files=min_files)
         files = sum(len(r.inputs) for r in reports)
         rows = sum(r.rows for r in reports)
         typer.echo(f"compacted {len(reports)} day folder(s): {files} files -> {len(reports)}, "
