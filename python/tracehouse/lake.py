@@ -188,11 +188,7 @@ def write_batch(
         quarantined=result.rejected.num_rows,
         dropped_columns=result.dropped_columns,
     )
-    per_day: dict[str, list[int]] = {}
-    for day, part in _split_by_day(result.accepted, spec.time_column):
-        path = lake / dataset / f"dt={day}" / f"{batch_id}.parquet"
-        report.files.append(write_parquet_atomic(part, path))
-        per_day.setdefault(day, [0, 0])[0] += part.num_rows
+    per_day = _land_accepted(lake, spec, batch_id, result.accepted, report)
 
     if result.rejected.num_rows:
         rejected = result.rejected
@@ -217,6 +213,103 @@ def write_batch(
         per_day[ingest_time.astimezone(UTC).strftime("%Y-%m-%d")] = [0, 0]
     _write_ledger(lake, report, per_day, ingest_time)
     return report
+
+
+def write_valid_batch(
+    lake: Path | str,
+    dataset: str,
+    table: pa.Table,
+    *,
+    source: str,
+    batch_id: str,
+    ingest_time: datetime,
+) -> BatchReport:
+    """Land a batch that is valid by construction, without the validator's per-row checks.
+
+    For a producer whose rows the contract validator accepts whole by construction (the
+    synthetic generator: its tests validate every batch it lands); the files and the ledger
+    are exactly those :func:`write_batch` would write for the same table, every row accepted.
+    See :func:`write_valid_days` for the checks that do run.
+    """
+    spec = dataset_spec(dataset)
+    if table.schema.equals(spec.schema) and table.column(spec.time_column).null_count == 0:
+        days = [part for _, part in _split_by_day(table, spec.time_column)]
+    else:
+        days = [table]  # refused below, with the reason
+    return write_valid_days(lake, dataset, days, source=source, batch_id=batch_id,
+                            ingest_time=ingest_time)
+
+
+def write_valid_days(
+    lake: Path | str,
+    dataset: str,
+    days: list[pa.Table],
+    *,
+    source: str,
+    batch_id: str,
+    ingest_time: datetime,
+) -> BatchReport:
+    """:func:`write_valid_batch` of a batch the producer has already split by day: ``days``
+    holds one table per UTC day of the time column, in day order, each written as it is.
+
+    Only table-level checks run, each cheap (no per-row rule): every table is exactly in the
+    contract schema, its required columns and ``ingest_time`` hold no null, its time column lies
+    within one day (after the previous table's), and every timestamp lies in the plausible
+    window. A batch that fails one is a :class:`LakeError` (a producer bug, not bad data: such
+    rows must go through :func:`write_batch`, which quarantines them with a reason), raised
+    before anything is written.
+    """
+    lake = Path(lake)
+    spec = dataset_spec(dataset)
+    if not _BATCH_ID.match(batch_id):
+        raise LakeError(f"batch id {batch_id!r} must match {_BATCH_ID.pattern}")
+    since, until = plausible_window(ingest_time)
+    names: list[str] = []
+    for table in days:
+        if not table.schema.equals(spec.schema):
+            raise LakeError(f"{dataset} batch {batch_id} is not in the contract schema")
+        if table.num_rows == 0:
+            raise LakeError(f"{dataset} batch {batch_id} has an empty day")
+        for name in (*spec.required_columns, "ingest_time"):
+            if table.column(name).null_count:
+                raise LakeError(f"{dataset} batch {batch_id} has nulls in {name}")
+        for f in spec.schema:
+            if pa.types.is_timestamp(f.type):
+                lo, hi = pc.min_max(table.column(f.name)).values()
+                if lo.is_valid and (lo.as_py() < since or hi.as_py() > until):
+                    raise LakeError(
+                        f"{dataset} batch {batch_id}: {f.name} outside the plausible window"
+                    )
+        first, last = pc.min_max(table.column(spec.time_column).cast(pa.date32())).values()
+        name = first.as_py().strftime("%Y-%m-%d")
+        if first != last or (names and name <= names[-1]):
+            raise LakeError(f"{dataset} batch {batch_id}: days not split by "
+                            f"{spec.time_column} in order")
+        names.append(name)
+    report = BatchReport(dataset=dataset, batch_id=batch_id, source=source,
+                         received=sum(t.num_rows for t in days),
+                         accepted=sum(t.num_rows for t in days), quarantined=0)
+    per_day: dict[str, list[int]] = {}
+    for name, table in zip(names, days, strict=True):
+        path = lake / dataset / f"dt={name}" / f"{batch_id}.parquet"
+        report.files.append(write_parquet_atomic(table.cast(spec.schema), path))
+        per_day[name] = [table.num_rows, 0]
+    if not per_day:  # an empty batch is still recorded, as write_batch does
+        per_day[ingest_time.astimezone(UTC).strftime("%Y-%m-%d")] = [0, 0]
+    _write_ledger(lake, report, per_day, ingest_time)
+    return report
+
+
+def _land_accepted(
+    lake: Path, spec: DatasetSpec, batch_id: str, accepted: pa.Table, report: BatchReport
+) -> dict[str, list[int]]:
+    """Write the accepted rows, one file per day of the time column; {day: [accepted, 0]}."""
+    per_day: dict[str, list[int]] = {}
+    for day, part in _split_by_day(accepted, spec.time_column):
+        path = lake / spec.name / f"dt={day}" / f"{batch_id}.parquet"
+        report.files.append(write_parquet_atomic(part, path))
+        per_day.setdefault(day, [0, 0])[0] += part.num_rows
+    return per_day
 
 
 def combine_tables(tables: list[pa.Table]) -> pa.Table:

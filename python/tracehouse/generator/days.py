@@ -47,9 +47,9 @@ DATASETS: Final = ("spans", "feedback", "annotations")
 MIN_TRACES_PER_WORKER: Final = 20_000  # below this a worker's start-up costs more than it saves
 TMP_PREFIX: Final = ".generate-tmp-"
 
-# A part of one dataset landing on one ingest day: a table in this process, or a slice
-# (path, offset, length) of an Arrow IPC file written by another process.
-PartRef: TypeAlias = pa.Table | tuple[str, int, int]
+# A part of one dataset landing on one ingest day: in this process, or a slice (path, offset,
+# length, event days, delivery order) of an Arrow IPC file written by another process.
+PartRef: TypeAlias = "Part | tuple[str, int, int, tuple[tuple[int, int], ...], np.ndarray | None]"
 
 
 @dataclass(frozen=True)
@@ -134,32 +134,88 @@ def _slices(ordered: pa.Table, uniq: np.ndarray, counts: np.ndarray) -> dict[int
             for d, a, b in zip(uniq, bounds[:-1], bounds[1:], strict=True)}
 
 
-def ingest_parts(table: pa.Table, seed: int, dayk: int, salt: int) -> dict[int, pa.Table]:
-    """``by_ingest_day(with_duplicates(table, ...))`` with one row copy instead of several.
+TIME_COLUMN: Final = {"spans": "event_time", "feedback": "event_time", "annotations": "label_time"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """The rows of one trace day that land on one ingest day, ready for the day files.
+
+    ``rows`` are ordered by the UTC day of the dataset's time column (stable: a day's rows keep
+    their delivery order); ``days`` gives each event day's (days since the Unix epoch, rows) in
+    that order. ``delivery`` maps the rows in delivery order (the trace's rows, then the
+    redelivered ones) to their position in ``rows``, or is None when the orders agree: the
+    malformed batches of ``--bad-rows`` copy rows by their delivery position.
+    """
+
+    rows: pa.Table
+    days: tuple[tuple[int, int], ...]
+    delivery: np.ndarray | None = None
+
+    def day(self, eday: int) -> pa.Table | None:
+        """This part's rows of event day ``eday`` (a slice, not a copy), or None."""
+        offset = 0
+        for d, n in self.days:
+            if d == eday:
+                return self.rows.slice(offset, n)
+            offset += n
+        return None
+
+
+def _time_us(table: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(table.column(column).cast(pa.int64()).to_numpy(), np.int64)
+
+
+def _day_counts(days: np.ndarray) -> tuple[tuple[int, int], ...]:
+    uniq, counts = np.unique(days, return_counts=True)  # days are sorted: same order
+    return tuple((int(d), int(c)) for d, c in zip(uniq, counts, strict=True))
+
+
+def ingest_parts(table: pa.Table, seed: int, dayk: int, salt: int,
+                 time_column: str = "event_time") -> dict[int, Part]:
+    """``by_ingest_day(with_duplicates(table, ...))``, each part ordered by event day, in one
+    row copy.
 
     The redelivered rows are taken together with the reordering (a single ``take`` from the
-    table's rows, then the new ingest times set), so the parts hold exactly the same rows, in
-    the same order and the same contiguous layout, as the two-step version.
+    table's chunks, ordered by (ingest day, event day), then the new ingest times set), so
+    every day file the writer makes of the parts holds exactly the rows, in exactly the order,
+    of the two-step split followed by the lake writer's split by event day.
     """
     if table.num_rows == 0:
         return {}
     pick, later = _duplicates(table, seed, dayk, salt)
     ingest = np.concatenate([_ingest_us(table), later])
-    days = ingest // US_PER_DAY
-    uniq, counts = np.unique(days, return_counts=True)
-    if len(uniq) == 1:  # no reordering: the parts keep the table's chunks, as before
-        return by_ingest_day(with_duplicates(table, seed, dayk, salt))
-    order = np.argsort(days, kind="stable")
+    idays = ingest // US_PER_DAY
+    event = _time_us(table, time_column)
+    edays = np.concatenate([event, event[pick]]) // US_PER_DAY  # floor, as a date32 cast
+    if idays.min() == idays.max() and edays.min() == edays.max():
+        # one day: no reordering, the part keeps the table's chunks, as the two-step split does
+        return {int(idays[0]): Part(with_duplicates(table, seed, dayk, salt),
+                                    ((int(edays[0]), len(edays)),))}
+    span = int(edays.max() - edays.min()) + 1
+    order = np.argsort((idays - idays.min()) * span + (edays - edays.min()), kind="stable")
     rows = np.concatenate([np.arange(table.num_rows), pick])[order]
-    base = table.combine_chunks() if table.num_rows and table.column(0).num_chunks > 1 else table
-    ordered = base.take(pa.array(rows))
+    ordered = table.take(pa.array(rows))  # one contiguous copy of the table's chunks
     i = ordered.schema.get_field_index("ingest_time")
     field_ = ordered.schema.field(i)
     ordered = ordered.set_column(i, field_, pa.array(ingest[order], pa.int64()).view(field_.type))
-    return _slices(ordered, uniq, counts)
+    idays, edays = idays[order], edays[order]
+    out: dict[int, Part] = {}
+    for iday, start, n in _runs(idays):
+        stop = start + n
+        sub = order[start:stop]
+        delivery = None if bool(np.all(sub[1:] > sub[:-1])) else np.argsort(sub, kind="stable")
+        out[iday] = Part(ordered.slice(start, n), _day_counts(edays[start:stop]), delivery)
+    return out
 
 
-def simulate(plan: Plan, day: date) -> dict[str, list[tuple[int, pa.Table]]]:
+def _runs(sorted_days: np.ndarray) -> list[tuple[int, int, int]]:
+    """(day, first row, rows) of each run of equal values in ``sorted_days``."""
+    uniq, first, counts = np.unique(sorted_days, return_index=True, return_counts=True)
+    return [(int(d), int(f), int(c)) for d, f, c in zip(uniq, first, counts, strict=True)]
+
+
+def simulate(plan: Plan, day: date) -> dict[str, list[tuple[int, Part]]]:
     """Trace day ``day``: per dataset, the (ingest day, rows) parts that land in the range."""
     from tracehouse.generator.annotations import build_annotations
     from tracehouse.generator.feedback import build_feedback
@@ -173,9 +229,9 @@ def simulate(plan: Plan, day: date) -> dict[str, list[tuple[int, pa.Table]]]:
     if day >= plan.start - timedelta(days=SPAN_LOOKBACK_DAYS):
         tables["spans"] = build_spans(world, tr)
     s_day, e_day = plan.ingest_days
-    out: dict[str, list[tuple[int, pa.Table]]] = {}
+    out: dict[str, list[tuple[int, Part]]] = {}
     for salt, (dataset, table) in enumerate(tables.items()):
-        parts = ingest_parts(table, plan.seed, day.toordinal(), salt)
+        parts = ingest_parts(table, plan.seed, day.toordinal(), salt, TIME_COLUMN[dataset])
         out[dataset] = [(iday, part) for iday, part in parts.items() if s_day <= iday < e_day]
     return out
 
@@ -187,18 +243,42 @@ def _day_of(iday: int) -> date:
     return date(1970, 1, 1) + timedelta(days=iday)
 
 
-def _load(ref: PartRef) -> pa.Table:
-    if isinstance(ref, pa.Table):
+def _load(ref: PartRef) -> Part:
+    if isinstance(ref, Part):
         return ref
-    path, offset, length = ref
+    path, offset, length, days, delivery = ref
     with pa.memory_map(path) as source:
-        return ipc.open_file(source).read_all().slice(offset, length)
+        return Part(ipc.open_file(source).read_all().slice(offset, length), days, delivery)
+
+
+def day_files(parts: list[Part]) -> list[pa.Table]:
+    """The ingest day's batch of one dataset (``parts`` in trace-day order) as the lake
+    writer's day files, in day order: a batch of one event day as it is (its parts' chunks),
+    else one contiguous table per event day (its rows in batch order)."""
+    days = sorted({d for p in parts for d, _ in p.days})
+    if len(days) == 1:
+        return [pa.concat_tables([p.rows for p in parts])]
+    files = []
+    for eday in days:
+        pieces = [t for t in (p.day(eday) for p in parts) if t is not None]
+        if len(pieces) == 1 and all(c.num_chunks == 1 for c in pieces[0].columns):
+            files.append(pieces[0])  # already one contiguous slice
+        else:
+            files.append(pa.concat_tables(pieces).combine_chunks())
+    return files
+
+
+def _delivery_order(parts: list[Part]) -> pa.Table:
+    """The batch in delivery order (the rows the malformed batches are drawn from)."""
+    tables = [p.rows if p.delivery is None else p.rows.take(pa.array(p.delivery))
+              for p in parts]
+    return pa.concat_tables(tables)
 
 
 def write_day(plan: Plan, iday: int, parts: dict[str, list[PartRef]]) -> DayCounts:
     """Write ingest day ``iday``'s batch of each dataset (parts in trace-day order)."""
     from tracehouse.generator.faults import bad_batches
-    from tracehouse.lake import write_batch
+    from tracehouse.lake import write_batch, write_valid_days
 
     d = _day_of(iday)
     counts = DayCounts()
@@ -207,14 +287,19 @@ def write_day(plan: Plan, iday: int, parts: dict[str, list[PartRef]]) -> DayCoun
         refs = parts.get(dataset, [])
         if not refs:
             continue
-        batch = pa.concat_tables([_load(r) for r in refs])
+        loaded = [_load(r) for r in refs]
         base = f"gen-s{plan.seed}-{d.isoformat()}-{dataset}"
-        batches = [("", batch), *((f"-{suffix}", t) for suffix, t in
-                                  bad_batches(dataset, batch, plan.bad_rows, plan.seed,
-                                              d.toordinal()))]
-        for suffix, t in batches:
-            r = write_batch(plan.lake, dataset, t, source=SOURCE, batch_id=base + suffix,
-                            ingest_time=stamp)
+        # The generated rows are valid by construction (tests/test_generator_parallel.py
+        # validates every batch): they land without the per-row checks, already split by day;
+        # only the malformed batches go through the validator.
+        reports = [write_valid_days(plan.lake, dataset, day_files(loaded), source=SOURCE,
+                                    batch_id=base, ingest_time=stamp)]
+        if plan.bad_rows > 0:
+            for suffix, t in bad_batches(dataset, _delivery_order(loaded), plan.bad_rows,
+                                         plan.seed, d.toordinal()):
+                reports.append(write_batch(plan.lake, dataset, t, source=SOURCE,
+                                           batch_id=f"{base}-{suffix}", ingest_time=stamp))
+        for r in reports:
             counts.received[dataset] += r.received
             counts.accepted[dataset] += r.accepted
             counts.quarantined[dataset] += r.quarantined
@@ -233,14 +318,14 @@ def _init_worker(plan: Plan, tmp: Path) -> None:
     _PLAN, _TMP = plan, tmp
 
 
-def _simulate_to_files(day: date) -> dict[str, list[tuple[int, tuple[str, int, int]]]]:
+def _simulate_to_files(day: date) -> dict[str, list[tuple[int, Any]]]:
     """:func:`simulate` in a worker: each dataset's parts saved as one Arrow IPC file."""
     assert _PLAN is not None and _TMP is not None
     return _save(_TMP, day, simulate(_PLAN, day))
 
 
 def _save(tmp: Path, day: date,
-          parts: dict[str, list[tuple[int, pa.Table]]]) -> dict[str, list[tuple[int, Any]]]:
+          parts: dict[str, list[tuple[int, Part]]]) -> dict[str, list[tuple[int, Any]]]:
     out: dict[str, list[tuple[int, Any]]] = {}
     for dataset, items in parts.items():
         if not items:
@@ -248,13 +333,13 @@ def _save(tmp: Path, day: date,
             continue
         path = tmp / f"{dataset}-{day.isoformat()}-{uuid.uuid4().hex[:8]}.arrow"
         # The parts are slices of one table (or the table itself): save their union once.
-        whole = pa.concat_tables([t for _, t in items])
+        whole = pa.concat_tables([p.rows for _, p in items])
         with ipc.new_file(path, whole.schema) as writer:
             writer.write_table(whole)
         offset, refs = 0, []
-        for iday, t in items:
-            refs.append((iday, (str(path), offset, t.num_rows)))
-            offset += t.num_rows
+        for iday, p in items:
+            refs.append((iday, (str(path), offset, p.rows.num_rows, p.days, p.delivery)))
+            offset += p.rows.num_rows
         out[dataset] = refs
     return out
 
@@ -354,7 +439,8 @@ def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, 
     def sim_done(day: date, result: dict[str, list[tuple[int, Any]]]) -> None:
         sim_results[day] = result
         for items in result.values():
-            for _, (path, _, _) in items:
+            for _, ref in items:
+                path = ref[0]
                 users[path] = users.get(path, 0) + 1
         if on_day:
             on_day()
