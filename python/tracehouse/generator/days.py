@@ -49,7 +49,9 @@ TMP_PREFIX: Final = ".generate-tmp-"
 
 # A part of one dataset landing on one ingest day: in this process, or a slice (path, offset,
 # length, event days, delivery order) of an Arrow IPC file written by another process.
-PartRef: TypeAlias = "Part | tuple[str, int, int, tuple[tuple[int, int], ...], np.ndarray | None]"
+PartRef: TypeAlias = (
+    "Part | tuple[str, int, int, tuple[tuple[int, int], ...], np.ndarray | None, bool]"
+)
 
 
 @dataclass(frozen=True)
@@ -145,12 +147,15 @@ class Part:
     their delivery order); ``days`` gives each event day's (days since the Unix epoch, rows) in
     that order. ``delivery`` maps the rows in delivery order (the trace's rows, then the
     redelivered ones) to their position in ``rows``, or is None when the orders agree: the
-    malformed batches of ``--bad-rows`` copy rows by their delivery position.
+    malformed batches of ``--bad-rows`` copy rows by their delivery position. ``contiguous``
+    parts are rows the two-step split delivers as one chunk (the writer combines them where the
+    chunks matter), the others keep the table's chunks as that split does.
     """
 
     rows: pa.Table
     days: tuple[tuple[int, int], ...]
     delivery: np.ndarray | None = None
+    contiguous: bool = False  # written as one chunk when its batch holds a single event day
 
     def day(self, eday: int) -> pa.Table | None:
         """This part's rows of event day ``eday`` (a slice, not a copy), or None."""
@@ -173,13 +178,12 @@ def _day_counts(days: np.ndarray) -> tuple[tuple[int, int], ...]:
 
 def ingest_parts(table: pa.Table, seed: int, dayk: int, salt: int,
                  time_column: str = "event_time") -> dict[int, Part]:
-    """``by_ingest_day(with_duplicates(table, ...))``, each part ordered by event day, in one
-    row copy.
+    """``by_ingest_day(with_duplicates(table, ...))``, each part ordered by event day.
 
-    The redelivered rows are taken together with the reordering (a single ``take`` from the
-    table's chunks, ordered by (ingest day, event day), then the new ingest times set), so
-    every day file the writer makes of the parts holds exactly the rows, in exactly the order,
-    of the two-step split followed by the lake writer's split by event day.
+    Every row is copied once (the redelivered ones are taken chunk by chunk and get their new
+    ingest times; then one filter per (ingest day, event day)), and every day file the writer
+    makes of the parts holds exactly the rows, in exactly the order, of the two-step split
+    followed by the lake writer's split by event day.
     """
     if table.num_rows == 0:
         return {}
@@ -193,20 +197,37 @@ def ingest_parts(table: pa.Table, seed: int, dayk: int, salt: int,
         return {int(idays[0]): Part(with_duplicates(table, seed, dayk, salt),
                                     ((int(edays[0]), len(edays)),))}
     span = int(edays.max() - edays.min()) + 1
-    order = np.argsort((idays - idays.min()) * span + (edays - edays.min()), kind="stable")
-    rows = np.concatenate([np.arange(table.num_rows), pick])[order]
-    ordered = table.take(pa.array(rows))  # one contiguous copy of the table's chunks
-    i = ordered.schema.get_field_index("ingest_time")
-    field_ = ordered.schema.field(i)
-    ordered = ordered.set_column(i, field_, pa.array(ingest[order], pa.int64()).view(field_.type))
-    idays, edays = idays[order], edays[order]
+    key = (idays - idays.min()) * span + (edays - edays.min())
+    order = np.argsort(key, kind="stable")
+    dup = _take_ascending(table, pick)
+    i = dup.schema.get_field_index("ingest_time")
+    dup = dup.set_column(i, dup.schema.field(i),
+                         pa.array(later, pa.int64()).view(dup.schema.field(i).type))
+    both = pa.concat_tables([table, dup])
+    idays, edays, keys = idays[order], edays[order], key[order]
     out: dict[int, Part] = {}
     for iday, start, n in _runs(idays):
         stop = start + n
         sub = order[start:stop]
         delivery = None if bool(np.all(sub[1:] > sub[:-1])) else np.argsort(sub, kind="stable")
-        out[iday] = Part(ordered.slice(start, n), _day_counts(edays[start:stop]), delivery)
+        # One filter per event day keeps the table's chunks (Arrow's take would first copy the
+        # whole table into one chunk); the writer makes each day file contiguous anyway.
+        rows = pa.concat_tables([both.filter(pa.array(key == k))
+                                 for k, _, _ in _runs(keys[start:stop])])
+        out[iday] = Part(rows, _day_counts(edays[start:stop]), delivery, contiguous=True)
     return out
+
+
+def _take_ascending(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """``table.take(rows)`` for ascending ``rows``, chunk by chunk (Arrow's take on a chunked
+    table first copies every chunk into one)."""
+    batches, first = [], 0
+    for batch in table.to_batches():
+        a, b = np.searchsorted(rows, [first, first + batch.num_rows])
+        if b > a:
+            batches.append(batch.take(pa.array(rows[a:b] - first)))
+        first += batch.num_rows
+    return pa.Table.from_batches(batches, schema=table.schema)
 
 
 def _runs(sorted_days: np.ndarray) -> list[tuple[int, int, int]]:
@@ -246,9 +267,10 @@ def _day_of(iday: int) -> date:
 def _load(ref: PartRef) -> Part:
     if isinstance(ref, Part):
         return ref
-    path, offset, length, days, delivery = ref
+    path, offset, length, days, delivery, contiguous = ref
     with pa.memory_map(path) as source:
-        return Part(ipc.open_file(source).read_all().slice(offset, length), days, delivery)
+        rows = ipc.open_file(source).read_all().slice(offset, length)
+    return Part(rows, days, delivery, contiguous)
 
 
 def day_files(parts: list[Part]) -> list[pa.Table]:
@@ -257,7 +279,8 @@ def day_files(parts: list[Part]) -> list[pa.Table]:
     else one contiguous table per event day (its rows in batch order)."""
     days = sorted({d for p in parts for d, _ in p.days})
     if len(days) == 1:
-        return [pa.concat_tables([p.rows for p in parts])]
+        return [pa.concat_tables([p.rows.combine_chunks() if p.contiguous else p.rows
+                                  for p in parts])]
     files = []
     for eday in days:
         pieces = [t for t in (p.day(eday) for p in parts) if t is not None]
@@ -338,7 +361,8 @@ def _save(tmp: Path, day: date,
             writer.write_table(whole)
         offset, refs = 0, []
         for iday, p in items:
-            refs.append((iday, (str(path), offset, p.rows.num_rows, p.days, p.delivery)))
+            refs.append((iday, (str(path), offset, p.rows.num_rows, p.days, p.delivery,
+                                p.contiguous)))
             offset += p.rows.num_rows
         out[dataset] = refs
     return out
