@@ -30,23 +30,34 @@ def mix64(*parts: np.ndarray | int) -> np.ndarray:
     return h
 
 
+# byte -> its two hex characters, as one uint16 whose bytes (in memory) are the text
+_HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), np.uint16)
+
+
+def hex_matrix(*words: np.ndarray, prefix: str = "") -> np.ndarray:
+    """The text of :func:`hex_ids` as an (n, width) uint8 matrix, one row per id."""
+    n = words[0].size
+    pre = np.frombuffer(prefix.encode(), np.uint8)
+    out = np.empty((n, pre.size + 16 * len(words)), np.uint8)
+    out[:, : pre.size] = pre
+    for k, w in enumerate(words):
+        b = np.asarray(w, np.uint64).astype(">u8").view(np.uint8).reshape(n, 8)
+        a = pre.size + 16 * k
+        out[:, a : a + 16] = _HEX_PAIRS[b].view(np.uint8)
+    return out
+
+
+def fixed_strings(matrix: np.ndarray) -> pa.StringArray:
+    """One string per row of an (n, width) uint8 matrix of ASCII text."""
+    n, width = matrix.shape
+    data = np.ascontiguousarray(matrix)
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def hex_ids(*words: np.ndarray, prefix: str = "") -> pa.StringArray:
     """Lowercase hex strings, 16 characters per uint64 word, optionally after a prefix."""
-    n = words[0].size
-    cols = []
-    for w in words:
-        b = w.astype(">u8").view(np.uint8).reshape(n, 8)
-        nib = np.empty((n, 16), np.uint8)
-        nib[:, 0::2] = b >> 4
-        nib[:, 1::2] = b & 15
-        cols.append(_HEX[nib])
-    pre = np.frombuffer(prefix.encode(), np.uint8)
-    data = np.concatenate([np.broadcast_to(pre, (n, pre.size)), *cols], axis=1)
-    width = data.shape[1]
-    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int32)
-    return pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(np.ascontiguousarray(data).tobytes())
-    )
+    return fixed_strings(hex_matrix(*words, prefix=prefix))
 
 
 def labels(values: Sequence[str], idx: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:

@@ -15,7 +15,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import ARTIFACT_REF, ATTRIBUTE_KEYS, SPAN_STATUSES, SPANS_SCHEMA
-from tracehouse.generator.ids import hex_ids, labels, list_array, mix64, ragged, timestamps
+from tracehouse.generator.ids import (
+    fixed_strings,
+    hex_ids,
+    hex_matrix,
+    labels,
+    list_array,
+    mix64,
+    ragged,
+    timestamps,
+)
 from tracehouse.generator.traces import (
     ENTRYPOINTS,
     EXCLUSION_CODES,
@@ -118,15 +127,19 @@ class SpanBuilder:
         v, n = tr.v, tr.n
         seed, dayk = world.seed, tr.day.toordinal()
         t0 = v["t0"]
-        self.trace_id = hex_ids(mix64(seed, 1, dayk, v["idx"]), mix64(seed, 2, dayk, v["idx"]))
+        # Fixed-width ids are kept as text matrices: a slot's ids are a row selection.
+        self.trace_id = hex_matrix(mix64(seed, 1, dayk, v["idx"]), mix64(seed, 2, dayk, v["idx"]))
         self.span_words = {
             s: mix64(seed, 3, dayk, v["idx"], s) for s in range(N_SLOTS)
         }
-        self.request_id = hex_ids(mix64(seed, 4, dayk, v["idx"]), prefix="req_")
+        self.parent_ids = {s: hex_matrix(self.span_words[s])
+                           for s in (0, SLOT["tool_planning"])}
+        self.request_id = hex_matrix(mix64(seed, 4, dayk, v["idx"]), prefix="req_")
         convo = mix64(seed, 5, v["tenant"], v["user"], dayk, v["idx"] % 3)
-        self.conversation_id = hex_ids(convo, prefix="conv_")
-        self.session_id = hex_ids(mix64(seed, 6, v["tenant"], v["user"], dayk), prefix="sess_")
-        self.user_hash = hex_ids(mix64(seed, 7, v["tenant"], v["user"]))
+        self.conversation_id = hex_matrix(convo, prefix="conv_")
+        self.session_id = hex_matrix(mix64(seed, 6, v["tenant"], v["user"], dayk),
+                                     prefix="sess_")
+        self.user_hash = hex_matrix(mix64(seed, 7, v["tenant"], v["user"]))
         tl = world.timelines
         self.tenant = labels(world.tenant_ids, v["tenant"])
         self.release = labels(tl["release_sha"].values, tl["release_sha"].index_at(t0))
@@ -155,6 +168,8 @@ class SpanBuilder:
         return labels(line.values, line.index_at(self.tr["t0"][idx]))
 
     def span_id(self, slot: int, idx: np.ndarray) -> pa.Array:
+        if slot in self.parent_ids:
+            return fixed_strings(self.parent_ids[slot][idx])
         return hex_ids(self.span_words[slot][idx])
 
     def envelope(self, slot: int, idx: np.ndarray) -> dict[str, Any]:
@@ -183,13 +198,13 @@ class SpanBuilder:
             "end_time": timestamps(end),
             "duration_ms": pa.array((end - start) / 1000.0),
             "ingest_time": timestamps(v["ingest_us"][idx]),
-            "trace_id": self.trace_id.take(take),
+            "trace_id": fixed_strings(self.trace_id[idx]),
             "span_id": self.span_id(slot, idx),
             "parent_span_id": parent,
-            "request_id": self.request_id.take(take),
-            "conversation_id": self.conversation_id.take(take),
-            "session_id": self.session_id.take(take),
-            "user_id_hash": self.user_hash.take(take),
+            "request_id": fixed_strings(self.request_id[idx]),
+            "conversation_id": fixed_strings(self.conversation_id[idx]),
+            "session_id": fixed_strings(self.session_id[idx]),
+            "user_id_hash": fixed_strings(self.user_hash[idx]),
             "tenant_id": self.tenant.take(take),
             "environment": pa.repeat("prod", n),
             "service_name": pa.repeat(SERVICE_BY_SPAN_TYPE[span_type], n),
