@@ -46,6 +46,7 @@ DUPLICATE_SHARE: Final = 0.01
 DATASETS: Final = ("spans", "feedback", "annotations")
 MIN_TRACES_PER_WORKER: Final = 20_000  # below this a worker's start-up costs more than it saves
 TMP_PREFIX: Final = ".generate-tmp-"
+SLICE_RUN_ROWS: Final = 256  # rows per run below which a selection copies (filter) instead
 
 # A part of one dataset landing on one ingest day: in this process, or a slice (path, offset,
 # length, event days, delivery order) of an Arrow IPC file written by another process.
@@ -210,12 +211,21 @@ def ingest_parts(table: pa.Table, seed: int, dayk: int, salt: int,
         stop = start + n
         sub = order[start:stop]
         delivery = None if bool(np.all(sub[1:] > sub[:-1])) else np.argsort(sub, kind="stable")
-        # One filter per event day keeps the table's chunks (Arrow's take would first copy the
-        # whole table into one chunk); the writer makes each day file contiguous anyway.
-        rows = pa.concat_tables([both.filter(pa.array(key == k))
-                                 for k, _, _ in _runs(keys[start:stop])])
+        # One selection per event day keeps the table's chunks (Arrow's take would first copy
+        # the whole table into one chunk); the writer makes each day file contiguous anyway.
+        rows = pa.concat_tables([_select(both, key == k) for k, _, _ in _runs(keys[start:stop])])
         out[iday] = Part(rows, _day_counts(edays[start:stop]), delivery, contiguous=True)
     return out
+
+
+def _select(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """``table.filter(mask)``; without copying when the rows form few runs (a day's spans: a
+    slot's traces are in time order, so only those near midnight land on another day)."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    starts, stops = edges[0::2], edges[1::2]
+    if len(starts) * SLICE_RUN_ROWS > int(mask.sum()):
+        return table.filter(pa.array(mask))
+    return pa.concat_tables([table.slice(a, b - a) for a, b in zip(starts, stops, strict=True)])
 
 
 def _take_ascending(table: pa.Table, rows: np.ndarray) -> pa.Table:
