@@ -378,6 +378,14 @@ def _save(tmp: Path, day: date,
     return out
 
 
+def _save_path_of(new: list[PartRef], old: list[PartRef]) -> str:
+    """The hand-over file of the parts of ``old`` held in memory, saved as ``new``."""
+    for n, o in zip(new, old, strict=True):
+        if isinstance(o, Part) and isinstance(n, tuple):
+            return n[0]
+    raise ValueError("no part was saved")
+
+
 def _write_in_worker(iday: int, parts: dict[str, list[PartRef]]) -> DayCounts:
     assert _PLAN is not None
     return write_day(_PLAN, iday, parts)
@@ -456,8 +464,16 @@ def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, 
     def sims_done_through(iday: int) -> bool:
         return all(d in sim_results for d in trace_days if to_us(d) // US_PER_DAY <= iday)
 
-    def ready_write() -> int | None:
-        if writes and writes[0] <= last_day and sims_done_through(writes[0]):
+    def ready_write(here: bool) -> int | None:
+        """The next ingest day to write, if its parts exist and it is for this process
+        (``here``: most of its rows were simulated here, so they need no hand-over file) or
+        for a worker (the others)."""
+        if not (writes and writes[0] <= last_day and sims_done_through(writes[0])):
+            return None
+        refs = [r for rs in parts_for(writes[0]).values() for r in rs]
+        local = sum(r.rows.num_rows for r in refs if isinstance(r, Part))
+        remote = sum(r[2] for r in refs if isinstance(r, tuple))
+        if (local >= remote) == here:
             return writes.popleft()
         return None
 
@@ -474,10 +490,32 @@ def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, 
         sim_results[day] = result
         for items in result.values():
             for _, ref in items:
-                path = ref[0]
-                users[path] = users.get(path, 0) + 1
+                if isinstance(ref, tuple):
+                    users[ref[0]] = users.get(ref[0], 0) + 1
         if on_day:
             on_day()
+
+    def handed_over(iday: int, parts: dict[str, list[PartRef]]) -> dict[str, list[PartRef]]:
+        """``parts`` with the ones held by this process saved to a file for a worker."""
+        out: dict[str, list[PartRef]] = {}
+        for dataset, refs in parts.items():
+            mine = [(iday, r) for r in refs if isinstance(r, Part)]
+            if not mine:
+                out[dataset] = refs
+                continue
+            saved = iter([ref for _, ref in _save(tmp, _day_of(iday), {dataset: mine})[dataset]])
+            out[dataset] = [next(saved) if isinstance(r, Part) else r for r in refs]
+            path = _save_path_of(out[dataset], refs)
+            users[path] = users.get(path, 0) + len(mine)
+        return out
+
+    def taken(iday: int) -> dict[str, list[PartRef]]:
+        """The parts of ingest day ``iday``, no longer held by the scheduler once written."""
+        parts = parts_for(iday)
+        for d, result in sim_results.items():
+            sim_results[d] = {ds: [(i, r) for i, r in items if i != iday]
+                              for ds, items in result.items()}
+        return parts
 
     def write_done(parts: dict[str, list[PartRef]]) -> None:
         for refs in parts.values():
@@ -495,9 +533,9 @@ def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, 
         while sims or writes or running:
             # Keep every worker busy (one task queued behind the running one), writes first.
             while len(running) < 2 * (workers - 1):
-                iday = ready_write()
+                iday = ready_write(here=False)
                 if iday is not None:
-                    parts = parts_for(iday)
+                    parts = handed_over(iday, taken(iday))
                     running[pool.submit(_write_in_worker, iday, parts)] = ("write", parts)
                 elif sims:
                     day = sims.popleft()
@@ -506,15 +544,15 @@ def _run_parallel(plan: Plan, trace_days: list[date], write_days: list[int], *, 
                     break
             done = [f for f in running if f.done()]
             if not done:  # this process takes a task too, rather than wait
-                iday = ready_write()
+                iday = ready_write(here=True)
                 if iday is not None:
-                    parts = parts_for(iday)
+                    parts = taken(iday)
                     yield write_day(plan, iday, parts)
                     write_done(parts)
                     continue
                 if sims:
                     day = sims.popleft()
-                    sim_done(day, _save(tmp, day, simulate(plan, day)))
+                    sim_done(day, dict(simulate(plan, day)))  # kept here until written
                     continue
                 if writes and writes[0] > last_day:  # nothing more lands (cannot happen)
                     writes.clear()
