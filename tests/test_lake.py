@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tracehouse.contract import validate_table
 from tracehouse.contract.schemas import SPANS
 from tracehouse.lake import (
     LakeError,
@@ -16,6 +17,8 @@ from tracehouse.lake import (
     lake_status,
     unregistered_files,
     write_batch,
+    write_valid_batch,
+    write_valid_days,
 )
 
 from .test_contract import good_span, spans_table
@@ -140,3 +143,60 @@ def test_unknown_dataset_and_bad_batch_id_are_clear_errors(tmp_path: Path) -> No
         write_batch(tmp_path, "logs", mixed_batch(), source="t")
     with pytest.raises(LakeError, match="batch id"):
         write_batch(tmp_path, "spans", mixed_batch(), source="t", batch_id="../escape")
+
+
+def _valid_spans() -> pa.Table:
+    """Two valid spans on two days, exactly in the contract schema."""
+    table = validate_table(mixed_batch(), SPANS, ingest_time=NOW).accepted
+    assert table.num_rows == 2
+    return table
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_valid_batch_lands_as_write_batch_would_land_it(tmp_path: Path) -> None:
+    table = _valid_spans()
+    checked = write_batch(tmp_path / "a", "spans", table, source="gen", batch_id="b1",
+                          ingest_time=NOW)
+    trusted = write_valid_batch(tmp_path / "b", "spans", table, source="gen", batch_id="b1",
+                                ingest_time=NOW)
+    assert (trusted.received, trusted.accepted, trusted.quarantined) == (2, 2, 0)
+    assert (checked.received, checked.accepted, checked.quarantined) == (2, 2, 0)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")  # files and ledger, byte for byte
+    status = lake_status(tmp_path / "b").to_pylist()
+    assert status and all(r["reconciled"] for r in status)
+
+
+def test_a_valid_batch_that_is_not_valid_is_refused_before_anything_lands(
+    tmp_path: Path,
+) -> None:
+    table = _valid_spans()
+    tenant = table.schema.get_field_index("tenant_id")
+    bad = {
+        "not in the contract schema": table.drop_columns(["attributes"]),
+        "nulls in tenant_id": table.set_column(
+            tenant, table.schema.field(tenant), pa.array([None, "t-1"], pa.string())),
+        "outside the plausible window": table.set_column(
+            table.schema.get_field_index("end_time"), table.schema.field("end_time"),
+            pa.array([datetime(2031, 1, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC"))),
+    }
+    for reason, t in bad.items():
+        with pytest.raises(LakeError, match=reason):
+            write_valid_batch(tmp_path, "spans", t, source="gen", batch_id="b1",
+                              ingest_time=NOW)
+    # Days the producer did not split (or not in order) are refused too.
+    with pytest.raises(LakeError, match="days not split"):
+        write_valid_days(tmp_path, "spans", [table], source="gen", batch_id="b1",
+                         ingest_time=NOW)
+    one, two = table.slice(0, 1), table.slice(1, 1)
+    first, second = sorted([one, two], key=lambda t: t.column("event_time")[0].as_py())
+    with pytest.raises(LakeError, match="days not split"):
+        write_valid_days(tmp_path, "spans", [second, first], source="gen", batch_id="b1",
+                         ingest_time=NOW)
+    assert not list(tmp_path.rglob("*.parquet"))
+    report = write_valid_days(tmp_path, "spans", [first, second], source="gen", batch_id="b1",
+                              ingest_time=NOW)
+    assert report.accepted == 2 and len(report.files) == 2
