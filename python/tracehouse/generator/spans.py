@@ -84,7 +84,7 @@ CHILD_ENVELOPE_NULL: Final = 0.03  # share of child spans from an old SDK withou
 def chunk_ids(codes: np.ndarray) -> pa.Array:
     """Chunk id text of integer chunk codes: ``doc-00042#c07``."""
     codes = np.asarray(codes, np.int64)
-    if codes.size and 0 <= codes.min() and codes.max() < 100_000 * 64:  # fixed width: numpy
+    if codes.size and codes.min() >= 0 and codes.max() < 100_000 * 64:  # fixed width: numpy
         text = np.empty((codes.size, 13), np.uint8)
         text[:, :4] = np.frombuffer(b"doc-", np.uint8)
         text[:, 4:9] = 48 + (codes // 64)[:, None] // _POW10[None, :] % 10
