@@ -1,16 +1,19 @@
 """The generator's two units of work, and the scheduler that runs them on several processes.
 
 * :func:`simulate` (one **trace day**): simulate the day's traces, build its spans, feedback and
-  annotations, add the ~1% redeliveries, and split each dataset's rows by ingest day.
-* :func:`write_day` (one **ingest day**): concatenate, per dataset and in trace-day order, the
-  parts that land that day and write them through the lake writer as one batch (plus the
-  malformed batches of ``--bad-rows``).
+  annotations, add the ~1% redeliveries, and split each dataset's rows by ingest day, each part
+  ordered by event day (:class:`Part`).
+* :func:`write_day` (one **ingest day**): per dataset, the parts that land that day (in
+  trace-day order) become the lake writer's day files (:func:`day_files`), landed as one batch
+  without per-row checks (the rows are valid by construction; tests validate every one), plus
+  the malformed batches of ``--bad-rows``, which go through the validator.
 
 A trace day depends only on (seed, day) and an ingest day's batch only on the parts of earlier
 trace days, so the days can run on any process in any order once their inputs exist; the files
-are the same byte for byte whatever the number of workers. With more than one worker, parts are
-handed over as Arrow IPC files in a hidden folder of the lake (read back memory-mapped, so the
-bytes are not copied again) and removed as soon as the last batch that needs them is written.
+are the same byte for byte whatever the number of workers. A trace day simulated by the calling
+process stays in its memory; parts are handed to a worker process as Arrow IPC files in a hidden
+folder of the lake (read back memory-mapped, so the bytes are not copied again) and removed as
+soon as the last batch that needs them is written.
 """
 
 from __future__ import annotations
