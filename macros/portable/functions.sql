@@ -15,6 +15,36 @@
 {%- endmacro %}
 
 
+{% macro percentiles(expression, fractions) %}
+    {#-
+        Several exact continuous percentiles of one expression in ONE aggregate, as a list in the
+        order of `fractions` (read with list_item(list, 1..n)): one sorted state per group
+        instead of one per fraction. Same values as percentile(expression, fraction) each.
+    -#}
+    {{ return(adapter.dispatch('percentiles', 'tracehouse')(expression, fractions)) }}
+{% endmacro %}
+{% macro duckdb__percentiles(expression, fractions) -%}
+    quantile_cont({{ expression }}, [{{ fractions | join(', ') }}])
+{%- endmacro %}
+{% macro spark__percentiles(expression, fractions) -%}
+    percentile({{ expression }}, array({{ fractions | join(', ') }}))
+{%- endmacro %}
+{% macro default__percentiles(expression, fractions) %}{{ not_ported('percentiles') }}{% endmacro %}
+
+
+{% macro list_item(list_expression, position) %}
+    {#- The element at 1-based `position` of a list (NULL when the list is NULL). -#}
+    {{ return(adapter.dispatch('list_item', 'tracehouse')(list_expression, position)) }}
+{% endmacro %}
+{% macro duckdb__list_item(list_expression, position) -%}
+    ({{ list_expression }})[{{ position }}]
+{%- endmacro %}
+{% macro spark__list_item(list_expression, position) -%}
+    try_element_at({{ list_expression }}, {{ position }})
+{%- endmacro %}
+{% macro default__list_item(list_expression, position) %}{{ not_ported('list_item') }}{% endmacro %}
+
+
 {% macro truncate_to(grain, expression) %}
     {#- grain: 'day' or 'hour'; the result is a timestamp at the start of the UTC period. -#}
     {{ return(adapter.dispatch('truncate_to', 'tracehouse')(grain, expression)) }}

@@ -46,51 +46,61 @@ day_lineage as (
     {{ mart_day_lineage('requests') }}
 ),
 
-trace_versions as (
-    {%- for dimension in scalar_dimensions %}
+{#-
+    Build cost (docs/warehouse.md, "Build times"): each scalar dimension reads its value and the
+    measures from the request row itself (no join back to the requests on trace_id); only list
+    dimensions, whose elements are deduplicated per trace first, join the measures back.
+-#}
+{%- set measure_columns = ['trace_date', 'event_time', 'duration_ms', 'cost_usd', 'is_annotated']
+    + proxies | map('last') | list + scores + shares %}
+
+trace_measures as (
     select
         trace_id,
+        {{ measure_columns | join(', ') }}
+    from requests
+),
+
+{%- for dimension in list_dimensions %}
+
+listed_{{ dimension }} as (
+    {#- a trace counts once per distinct element of the list -#}
+    select distinct
+        requests.trace_id,
+        {{ none_if_null('listed.value') }} as version_value
+    from requests
+    {{ unnest_join('requests.' ~ dimension, 'listed') }}
+),
+{%- endfor %}
+
+versioned_requests as (
+    {%- for dimension in scalar_dimensions %}
+    select
         '{{ dimension }}' as version_dimension,
-        {{ none_if_null(dimension) }} as version_value
+        {{ none_if_null(dimension) }} as version_value,
+        {{ measure_columns | join(', ') }}
     from requests
     union all
     {%- endfor %}
     {%- for dimension in list_dimensions %}
-    select distinct
-        requests.trace_id,
+    select
         '{{ dimension }}' as version_dimension,
-        {{ none_if_null('listed.value') }} as version_value
-    from requests
-    {{ unnest_join('requests.' ~ dimension, 'listed') }}
+        listed.version_value,
+        {%- for column in measure_columns %}
+        trace_measures.{{ column }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from listed_{{ dimension }} as listed
+    inner join trace_measures
+        on listed.trace_id = trace_measures.trace_id
     union all
     select
-        trace_id,
         '{{ dimension }}' as version_dimension,
-        '(none)' as version_value
+        '(none)' as version_value,
+        {{ measure_columns | join(', ') }}
     from requests
     where coalesce({{ list_length(dimension) }}, 0) = 0
     {{ "union all" if not loop.last }}
     {%- endfor %}
-),
-
-versioned_requests as (
-    select
-        trace_versions.version_dimension,
-        trace_versions.version_value,
-        requests.trace_date,
-        requests.event_time,
-        requests.duration_ms,
-        requests.cost_usd,
-        requests.is_annotated,
-        {%- for name, column in proxies %}
-        requests.{{ column }},
-        {%- endfor %}
-        {%- for column in scores + shares %}
-        requests.{{ column }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from trace_versions
-    inner join requests
-        on trace_versions.trace_id = requests.trace_id
 ),
 
 aggregated as (
