@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import CHANGE_POINTS_SCHEMA
+from tracehouse.detect import series_cache
 from tracehouse.detect.alerts import ALERTS_SCHEMA, evaluate_alerts
 from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versions_from_rows
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
@@ -46,6 +47,7 @@ from tracehouse.detect.dedup import deduplicate
 from tracehouse.detect.evidence import ranked_causes, release_order
 from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
+from tracehouse.detect.series_cache import SeriesCache
 from tracehouse.errors import NotPublishedError
 
 MARTS = "marts"
@@ -116,6 +118,7 @@ class DetectionResult:
     seconds: float = 0.0
     skipped_reason: str | None = None
     checked_by_grain: dict[str, int] = field(default_factory=dict)
+    cache: str | None = None  # e.g. "3 series detected, 150 reused (input as already detected)"
 
     def summary(self) -> str:
         """One line: series judged, changes found, alerts raised."""
@@ -125,6 +128,7 @@ class DetectionResult:
             f"{self.series_checked}/{self.series_total} series judged, "
             f"{self.change_points.num_rows} change points ({self.raw_changes} before dedup), "
             f"{self.alerts.num_rows} alerts"
+            + (f" ({self.cache})" if self.cache else "")
         )
 
 
@@ -220,10 +224,16 @@ def penalty(points: int, series: int, config: DetectConfig) -> float:
 
 
 def detect_panel(
-    panel: Panel, mask: np.ndarray, config: DetectConfig | None = None
+    panel: Panel, mask: np.ndarray, config: DetectConfig | None = None,
+    series_cache: SeriesCache | None = None,
 ) -> list[Change]:
-    """Return the changes found in every selected series of the panel, before dedup."""
+    """Return the changes found in every selected series of the panel, before dedup.
+
+    With `series_cache`, a series whose detector input is the one the last run saw takes that
+    run's change points (`detect.series_cache`); the others are detected.
+    """
     config = config or DetectConfig()
+    run = detect if series_cache is None else series_cache.detect
     out: list[Change] = []
     season = SEASON[panel.grain]
     judged = int(mask.sum())
@@ -232,8 +242,8 @@ def detect_panel(
         y, w = _series_input(metric, panel.value[s], panel.n[s])
         valid = int(np.sum(np.isfinite(y) & (True if w is None else w > 0)))
         floor = binomial_floor(metric, panel.value[s], panel.n[s])
-        for cp in detect(y, w, season, penalty=penalty(valid, judged, config),
-                         noise_floor=floor):
+        for cp in run(y, w, season, penalty=penalty(valid, judged, config),
+                      noise_floor=floor):
             before, after = cp.value_before, cp.value_after
             if metric in COUNT_METRICS:
                 before, after = math.exp(before), math.exp(after)
@@ -403,13 +413,15 @@ def attribute_changes(changes: Sequence[Change], versions: list[Version], con: o
 def find_changes(
     panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
     *, hourly: Panel | HourlyReader | None = None, con: object = None,
+    series_cache: SeriesCache | None = None,
 ) -> tuple[list[Change], int, int, int]:
     """Return (distinct changes with causes, raw change count, series total, series judged).
 
     `hourly` (the `metric_hourly` panel, or a function reading the hourly series of the given
     (metric, segment) pairs; default: the hour panel among `panels`) locates daily changes to
     the hour; `con` (a DuckDB
-    connection to the warehouse) gives the per-trace evidence that ranks suspected causes.
+    connection to the warehouse) gives the per-trace evidence that ranks suspected causes;
+    `series_cache` (see `detect_panel`) skips the detector on series the last run saw as they are.
     """
     config = config or DetectConfig()
     raw: list[Change] = []
@@ -420,7 +432,7 @@ def find_changes(
             mask &= hourly_eligible(panel, config)
         total += int(mask.size)
         checked += int(mask.sum())
-        found = detect_panel(panel, mask, config)
+        found = detect_panel(panel, mask, config, series_cache)
         decompose(panel, found)
         raw.extend(found)
     by_grain = {p.grain: p for p in panels}
@@ -508,13 +520,15 @@ def detect_tables(
     *,
     hourly: Panel | HourlyReader | None = None,
     con: object = None,
+    series_cache: SeriesCache | None = None,
 ) -> DetectionResult:
     """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
 
-    `hourly` and `con`: see `find_changes`.
+    `hourly`, `con` and `series_cache`: see `find_changes`.
     """
     started = time.perf_counter()
-    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con)
+    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con,
+                                                series_cache=series_cache)
     day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
     alerts = evaluate_alerts(
         changes,
@@ -530,6 +544,7 @@ def detect_tables(
         series_checked=checked,
         raw_changes=raw,
         seconds=time.perf_counter() - started,
+        cache=series_cache.summary() if series_cache is not None else None,
     )
 
 
@@ -560,10 +575,14 @@ def run_detection(
     config: DetectConfig | None = None,
     write: bool = True,
     echo: Callable[[str], None] | None = None,
+    cached: bool = True,
 ) -> DetectionResult:
     """Detect changes in the warehouse's metric series; write `marts.change_points` / `alerts`.
 
     Returns the result; with `write=False` the warehouse is opened read-only and left as is.
+    With `cached` (the default) a series whose detector input the last writing run saw takes
+    that run's change points (`detect.series_cache`, kept in the warehouse database); the
+    result is the same as without.
     Without `marts.metric_daily` the job is skipped (result has `skipped_reason`).
     """
     from tracehouse.warehouse import warehouse_db
@@ -589,14 +608,17 @@ def run_detection(
             return empty
         versions = read_versions(con)
         trace_reader = con if _table_exists(con, "fct_requests") else None
+        known = series_cache.load(con) if cached else None
 
         def hourly_of(series: Sequence[tuple[str, str]]) -> Panel | None:
             return next(iter(read_panels(con, ("hour",), series=series)), None)
 
         result = detect_tables(panels, versions, run_id, config, hourly=hourly_of,
-                               con=trace_reader)
+                               con=trace_reader, series_cache=known)
         if write:
             write_tables(con, result)
+            if known is not None:
+                series_cache.save(con, known)
     finally:
         con.close()
     result.seconds = time.perf_counter() - started
