@@ -89,7 +89,8 @@ def test_the_job_reuses_the_last_runs_series_and_writes_the_same_tables(tmp_path
     first = run_detection(wh, "run-1")
     warm = run_detection(wh, "run-1")
     assert first.cache and not first.cache.startswith("0 series detected")
-    assert warm.cache == f"0 series detected, {warm.series_checked} reused (input as already detected)"
+    assert warm.cache == (f"0 series detected, {warm.series_checked} reused "
+                          "(input as already detected)")
     assert warm.cache in warm.summary()
     for result in (first, warm):
         assert result.change_points.equals(cold.change_points)
@@ -103,3 +104,42 @@ def test_the_job_reuses_the_last_runs_series_and_writes_the_same_tables(tmp_path
     grown = run_detection(wh, "run-2")
     assert grown.cache and not grown.cache.startswith("0 series detected")
     assert grown.change_points.equals(run_detection(wh, "run-2", cached=False).change_points)
+
+
+def test_evidence_is_read_again_only_when_a_day_of_its_window_changed() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tracehouse.detect.series_cache import load_evidence
+
+    con = duckdb.connect()
+    con.execute("create schema marts")
+    con.execute("create table marts.fct_requests as select "
+                "timestamptz '2026-01-01 00:00:00+00' + i * interval 1 hour as event_time, "
+                "i % 7 as v from range(24 * 30) t(i)")
+    window = (timedelta(days=3), timedelta(days=3))
+    at = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    reads: list[int] = []
+
+    def rank() -> list[str]:
+        reads.append(1)
+        return ["release_sha=abc first seen 2026-01-10T11:00Z | explains 90%"]
+
+    first = load_evidence(con, window)
+    key = first.key("error_rate", "all", at, [[], [], 6])
+    causes = first.causes(key, rank)
+    warm = load_evidence(con, window)
+    warm.known = first.used
+    assert warm.causes(warm.key("error_rate", "all", at, [[], [], 6]), rank) == causes
+    assert len(reads) == 1 and (warm.hits, warm.misses) == (1, 0)
+    # another candidate list or a change outside the window's days: other / same key
+    assert warm.key("error_rate", "all", at, [["x"], [], 6]) != key
+    con.execute("update marts.fct_requests set v = 99 "
+                "where event_time >= timestamptz '2026-01-25 00:00:00+00'")
+    assert load_evidence(con, window).key("error_rate", "all", at, [[], [], 6]) == key
+    # a late correction inside the window: read again
+    con.execute("update marts.fct_requests set v = 98 "
+                "where event_time = timestamptz '2026-01-12 05:00:00+00'")
+    changed = load_evidence(con, window)
+    changed.known = first.used
+    changed.causes(changed.key("error_rate", "all", at, [[], [], 6]), rank)
+    assert len(reads) == 2 and changed.misses == 1

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -44,10 +45,10 @@ from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versi
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
 from tracehouse.detect.changes import Change
 from tracehouse.detect.dedup import deduplicate
-from tracehouse.detect.evidence import ranked_causes, release_order
+from tracehouse.detect.evidence import WINDOW_AFTER, WINDOW_BEFORE, ranked_causes, release_order
 from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
-from tracehouse.detect.series_cache import SeriesCache
+from tracehouse.detect.series_cache import EvidenceCache, SeriesCache
 from tracehouse.errors import NotPublishedError
 
 MARTS = "marts"
@@ -398,22 +399,35 @@ def merge_grains(changes: Sequence[Change]) -> list[Change]:
     return [c for c in changes if id(c) not in drop]
 
 
-def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object) -> None:
+def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object,
+                      evidence: EvidenceCache | None = None) -> None:
     """Fill each change's suspected causes: the versions first seen near it (the timing prior),
-    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only)."""
+    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only).
+
+    With `evidence`, a change whose inputs and window content the last run saw takes that
+    run's causes (`detect.series_cache.EvidenceCache`)."""
     releases = release_order(versions)
     for c in changes:
         # day-sized window at either grain: a canary starts hours before its step
         cands = candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric)
-        c.suspected_causes = ranked_causes(con, c.metric, c.segment_key, c.change_at,
-                                           ranked_candidates=cands, releases=releases,
-                                           limit=MAX_CAUSES)
+
+        def rank(c: Change = c, cands: list[tuple[tuple[Any, ...], Version]] = cands
+                 ) -> list[str]:
+            return ranked_causes(con, c.metric, c.segment_key, c.change_at,
+                                 ranked_candidates=cands, releases=releases, limit=MAX_CAUSES)
+
+        if evidence is None or con is None:
+            c.suspected_causes = rank()
+            continue
+        key = evidence.key(c.metric, c.segment_key, c.change_at,
+                           [cands, sorted(releases.items()), MAX_CAUSES])
+        c.suspected_causes = evidence.causes(key, rank)
 
 
 def find_changes(
     panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
     *, hourly: Panel | HourlyReader | None = None, con: object = None,
-    series_cache: SeriesCache | None = None,
+    series_cache: SeriesCache | None = None, evidence: EvidenceCache | None = None,
 ) -> tuple[list[Change], int, int, int]:
     """Return (distinct changes with causes, raw change count, series total, series judged).
 
@@ -421,7 +435,8 @@ def find_changes(
     (metric, segment) pairs; default: the hour panel among `panels`) locates daily changes to
     the hour; `con` (a DuckDB
     connection to the warehouse) gives the per-trace evidence that ranks suspected causes;
-    `series_cache` (see `detect_panel`) skips the detector on series the last run saw as they are.
+    `series_cache` (see `detect_panel`) skips the detector on series the last run saw as they are,
+    `evidence` (see `attribute_changes`) the evidence of changes whose window did not change.
     """
     config = config or DetectConfig()
     raw: list[Change] = []
@@ -449,7 +464,7 @@ def find_changes(
         hourly = by_grain.get("hour")
     locate_hours(kept, hourly)
     kept = merge_grains(kept)
-    attribute_changes(kept, versions, con)
+    attribute_changes(kept, versions, con, evidence)
     return kept, len(raw), total, checked
 
 
@@ -521,14 +536,15 @@ def detect_tables(
     hourly: Panel | HourlyReader | None = None,
     con: object = None,
     series_cache: SeriesCache | None = None,
+    evidence: EvidenceCache | None = None,
 ) -> DetectionResult:
     """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
 
-    `hourly`, `con` and `series_cache`: see `find_changes`.
+    `hourly`, `con`, `series_cache` and `evidence`: see `find_changes`.
     """
     started = time.perf_counter()
     changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con,
-                                                series_cache=series_cache)
+                                                series_cache=series_cache, evidence=evidence)
     day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
     alerts = evaluate_alerts(
         changes,
@@ -544,7 +560,7 @@ def detect_tables(
         series_checked=checked,
         raw_changes=raw,
         seconds=time.perf_counter() - started,
-        cache=series_cache.summary() if series_cache is not None else None,
+        cache="; ".join(c.summary() for c in (series_cache, evidence) if c is not None) or None,
     )
 
 
@@ -609,16 +625,20 @@ def run_detection(
         versions = read_versions(con)
         trace_reader = con if _table_exists(con, "fct_requests") else None
         known = series_cache.load(con) if cached else None
+        evidence = (series_cache.load_evidence(con, (WINDOW_BEFORE, WINDOW_AFTER))
+                    if cached and trace_reader is not None else None)
 
         def hourly_of(series: Sequence[tuple[str, str]]) -> Panel | None:
             return next(iter(read_panels(con, ("hour",), series=series)), None)
 
         result = detect_tables(panels, versions, run_id, config, hourly=hourly_of,
-                               con=trace_reader, series_cache=known)
+                               con=trace_reader, series_cache=known, evidence=evidence)
         if write:
             write_tables(con, result)
             if known is not None:
                 series_cache.save(con, known)
+            if evidence is not None:
+                series_cache.save_evidence(con, evidence)
     finally:
         con.close()
     result.seconds = time.perf_counter() - started
