@@ -5,7 +5,8 @@ Run: `python -m tracehouse.bench.detect_bench [--days 90] [--traces-per-day 1000
 
 1. Generates a `--days` lake (seed of the first `--seeds`), builds it, and times the job
    (`run_detection`: read series, detect on every series, dedup, attribute, alert, write) three
-   times; prints the series count and the best and median times.
+   times without its caches (every run as cold as the first); prints the series count and the
+   best and median times.
 2. For each seed, and for a `--no-incidents` control lake, generates an `--eval-days` lake,
    builds, detects, publishes and prints recall, precision, attribution, median delay and
    false change points per series per month (`tracehouse.detect.evaluate`).
@@ -43,7 +44,7 @@ def time_job(days: int, traces_per_day: int, seed: int, workdir: Path, repeat: i
     built = time.perf_counter() - t
     times, result = [], None
     for i in range(repeat):
-        result = run_detection(warehouse, f"bench-{i}")
+        result = run_detection(warehouse, f"bench-{i}", cached=False)
         times.append(result.seconds)
     assert result is not None
     return (

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -38,14 +39,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tracehouse.contract.schemas import CHANGE_POINTS_SCHEMA
+from tracehouse.detect import series_cache
 from tracehouse.detect.alerts import ALERTS_SCHEMA, evaluate_alerts
 from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versions_from_rows
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
 from tracehouse.detect.changes import Change
 from tracehouse.detect.dedup import deduplicate
-from tracehouse.detect.evidence import ranked_causes, release_order
+from tracehouse.detect.evidence import WINDOW_AFTER, WINDOW_BEFORE, ranked_causes, release_order
 from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
+from tracehouse.detect.series_cache import EvidenceCache, SeriesCache
 from tracehouse.errors import NotPublishedError
 
 MARTS = "marts"
@@ -116,6 +119,7 @@ class DetectionResult:
     seconds: float = 0.0
     skipped_reason: str | None = None
     checked_by_grain: dict[str, int] = field(default_factory=dict)
+    cache: str | None = None  # e.g. "3 series detected, 150 reused (input as already detected)"
 
     def summary(self) -> str:
         """One line: series judged, changes found, alerts raised."""
@@ -125,6 +129,7 @@ class DetectionResult:
             f"{self.series_checked}/{self.series_total} series judged, "
             f"{self.change_points.num_rows} change points ({self.raw_changes} before dedup), "
             f"{self.alerts.num_rows} alerts"
+            + (f" ({self.cache})" if self.cache else "")
         )
 
 
@@ -220,10 +225,16 @@ def penalty(points: int, series: int, config: DetectConfig) -> float:
 
 
 def detect_panel(
-    panel: Panel, mask: np.ndarray, config: DetectConfig | None = None
+    panel: Panel, mask: np.ndarray, config: DetectConfig | None = None,
+    series_cache: SeriesCache | None = None,
 ) -> list[Change]:
-    """Return the changes found in every selected series of the panel, before dedup."""
+    """Return the changes found in every selected series of the panel, before dedup.
+
+    With `series_cache`, a series whose detector input is the one the last run saw takes that
+    run's change points (`detect.series_cache`); the others are detected.
+    """
     config = config or DetectConfig()
+    run = detect if series_cache is None else series_cache.detect
     out: list[Change] = []
     season = SEASON[panel.grain]
     judged = int(mask.sum())
@@ -232,8 +243,8 @@ def detect_panel(
         y, w = _series_input(metric, panel.value[s], panel.n[s])
         valid = int(np.sum(np.isfinite(y) & (True if w is None else w > 0)))
         floor = binomial_floor(metric, panel.value[s], panel.n[s])
-        for cp in detect(y, w, season, penalty=penalty(valid, judged, config),
-                         noise_floor=floor):
+        for cp in run(y, w, season, penalty=penalty(valid, judged, config),
+                      noise_floor=floor):
             before, after = cp.value_before, cp.value_after
             if metric in COUNT_METRICS:
                 before, after = math.exp(before), math.exp(after)
@@ -388,28 +399,44 @@ def merge_grains(changes: Sequence[Change]) -> list[Change]:
     return [c for c in changes if id(c) not in drop]
 
 
-def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object) -> None:
+def attribute_changes(changes: Sequence[Change], versions: list[Version], con: object,
+                      evidence: EvidenceCache | None = None) -> None:
     """Fill each change's suspected causes: the versions first seen near it (the timing prior),
-    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only)."""
+    re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only).
+
+    With `evidence`, a change whose inputs and window content the last run saw takes that
+    run's causes (`detect.series_cache.EvidenceCache`)."""
     releases = release_order(versions)
     for c in changes:
         # day-sized window at either grain: a canary starts hours before its step
         cands = candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric)
-        c.suspected_causes = ranked_causes(con, c.metric, c.segment_key, c.change_at,
-                                           ranked_candidates=cands, releases=releases,
-                                           limit=MAX_CAUSES)
+
+        def rank(c: Change = c, cands: list[tuple[tuple[Any, ...], Version]] = cands
+                 ) -> list[str]:
+            return ranked_causes(con, c.metric, c.segment_key, c.change_at,
+                                 ranked_candidates=cands, releases=releases, limit=MAX_CAUSES)
+
+        if evidence is None or con is None:
+            c.suspected_causes = rank()
+            continue
+        key = evidence.key(c.metric, c.segment_key, c.change_at,
+                           [cands, sorted(releases.items()), MAX_CAUSES])
+        c.suspected_causes = evidence.causes(key, rank)
 
 
 def find_changes(
     panels: list[Panel], versions: list[Version], config: DetectConfig | None = None,
     *, hourly: Panel | HourlyReader | None = None, con: object = None,
+    series_cache: SeriesCache | None = None, evidence: EvidenceCache | None = None,
 ) -> tuple[list[Change], int, int, int]:
     """Return (distinct changes with causes, raw change count, series total, series judged).
 
     `hourly` (the `metric_hourly` panel, or a function reading the hourly series of the given
     (metric, segment) pairs; default: the hour panel among `panels`) locates daily changes to
     the hour; `con` (a DuckDB
-    connection to the warehouse) gives the per-trace evidence that ranks suspected causes.
+    connection to the warehouse) gives the per-trace evidence that ranks suspected causes;
+    `series_cache` (see `detect_panel`) skips the detector on series the last run saw as they are,
+    `evidence` (see `attribute_changes`) the evidence of changes whose window did not change.
     """
     config = config or DetectConfig()
     raw: list[Change] = []
@@ -420,7 +447,7 @@ def find_changes(
             mask &= hourly_eligible(panel, config)
         total += int(mask.size)
         checked += int(mask.sum())
-        found = detect_panel(panel, mask, config)
+        found = detect_panel(panel, mask, config, series_cache)
         decompose(panel, found)
         raw.extend(found)
     by_grain = {p.grain: p for p in panels}
@@ -437,7 +464,7 @@ def find_changes(
         hourly = by_grain.get("hour")
     locate_hours(kept, hourly)
     kept = merge_grains(kept)
-    attribute_changes(kept, versions, con)
+    attribute_changes(kept, versions, con, evidence)
     return kept, len(raw), total, checked
 
 
@@ -508,13 +535,16 @@ def detect_tables(
     *,
     hourly: Panel | HourlyReader | None = None,
     con: object = None,
+    series_cache: SeriesCache | None = None,
+    evidence: EvidenceCache | None = None,
 ) -> DetectionResult:
     """Run detection, dedup, attribution and alerting on in-memory panels; write nothing.
 
-    `hourly` and `con`: see `find_changes`.
+    `hourly`, `con`, `series_cache` and `evidence`: see `find_changes`.
     """
     started = time.perf_counter()
-    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con)
+    changes, raw, total, checked = find_changes(panels, versions, config, hourly=hourly, con=con,
+                                                series_cache=series_cache, evidence=evidence)
     day = next((p for p in panels if p.grain == "day"), panels[0] if panels else None)
     alerts = evaluate_alerts(
         changes,
@@ -530,6 +560,7 @@ def detect_tables(
         series_checked=checked,
         raw_changes=raw,
         seconds=time.perf_counter() - started,
+        cache="; ".join(c.summary() for c in (series_cache, evidence) if c is not None) or None,
     )
 
 
@@ -560,10 +591,14 @@ def run_detection(
     config: DetectConfig | None = None,
     write: bool = True,
     echo: Callable[[str], None] | None = None,
+    cached: bool = True,
 ) -> DetectionResult:
     """Detect changes in the warehouse's metric series; write `marts.change_points` / `alerts`.
 
     Returns the result; with `write=False` the warehouse is opened read-only and left as is.
+    With `cached` (the default) a series whose detector input the last writing run saw takes
+    that run's change points (`detect.series_cache`, kept in the warehouse database); the
+    result is the same as without.
     Without `marts.metric_daily` the job is skipped (result has `skipped_reason`).
     """
     from tracehouse.warehouse import warehouse_db
@@ -589,14 +624,21 @@ def run_detection(
             return empty
         versions = read_versions(con)
         trace_reader = con if _table_exists(con, "fct_requests") else None
+        known = series_cache.load(con) if cached else None
+        evidence = (series_cache.load_evidence(con, (WINDOW_BEFORE, WINDOW_AFTER))
+                    if cached and trace_reader is not None else None)
 
         def hourly_of(series: Sequence[tuple[str, str]]) -> Panel | None:
             return next(iter(read_panels(con, ("hour",), series=series)), None)
 
         result = detect_tables(panels, versions, run_id, config, hourly=hourly_of,
-                               con=trace_reader)
+                               con=trace_reader, series_cache=known, evidence=evidence)
         if write:
             write_tables(con, result)
+            if known is not None:
+                series_cache.save(con, known)
+            if evidence is not None:
+                series_cache.save_evidence(con, evidence)
     finally:
         con.close()
     result.seconds = time.perf_counter() - started

@@ -14,12 +14,17 @@ import duckdb
 import pandas as pd
 
 from tracehouse.errors import TracehouseError
-from tracehouse.quality.batches import check_batches, mark_checked
+from tracehouse.quality.batches import DATASETS, check_batches, mark_checked
 from tracehouse.quality.docs import build_docs, quality_dir
 from tracehouse.quality.engine import FAIL, WARN, GxSession, SuiteResult
-from tracehouse.quality.marts import check_marts
+from tracehouse.quality.marts import check_marts, mart_tables
 from tracehouse.quality.results import RESULTS_TABLE, write_results
-from tracehouse.quality.touched import mark_marts_checked, touched_days
+from tracehouse.quality.touched import (
+    mark_marts_checked,
+    mart_fingerprints,
+    touched_days,
+    unchanged_marts,
+)
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
 
@@ -41,6 +46,7 @@ class QualityRun:
     batch_results: list[SuiteResult] = field(default_factory=list)
     mart_results: list[SuiteResult] = field(default_factory=list)
     batches_checked: int = 0
+    marts_unchanged: dict[str, str] = field(default_factory=dict)  # mart -> run that checked it
     index: Path | None = None
 
     @property
@@ -124,6 +130,10 @@ class QualityRun:
         warnings = [w for s in self.batch_results for o in s.failed for w in [_describe(s, o)]]
         summary = (f"{n} expectations on {self.batches_checked} new batches: "
                    f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}")
+        idle = [d for d in DATASETS if d not in {s.target for s in self.batch_results}]
+        if idle:
+            summary += (f"; no new {', '.join(idle)} batch: suite{'s' if len(idle) > 1 else ''} "
+                        + ", ".join(f"lake.{d}.batches" for d in idle) + " not run")
         if warnings:
             summary += "\n" + "\n".join(f"{'':<10} WARN {w}" for w in warnings[:10])
             if len(warnings) > 10:
@@ -136,11 +146,16 @@ class QualityRun:
         try:
             # only the days this build rewrote (whole-table invariants always); all on a first run
             self.mart_days = None if self.all_marts else touched_days(con)
-            self.mart_results = check_marts(con, self.session, self.mart_days)
+            fingerprints = mart_fingerprints(con, mart_tables(con))
+            # a mart a passed check saw as it is now is not validated again (not on a full check)
+            self.marts_unchanged = ({} if self.mart_days is None
+                                    else unchanged_marts(con, fingerprints))
+            self.mart_results = check_marts(con, self.session, self.mart_days,
+                                            self.marts_unchanged)
             write_results(con, self.run_id, self.mart_results)
             history = _history(con)
             if not any(o for s in self.mart_results for o in s.failed):
-                mark_marts_checked(con)
+                mark_marts_checked(con, fingerprints, self.run_id)
         finally:
             con.close()
         self.index = build_docs(self.warehouse, self.session, self.suites, self.verdict(),
@@ -156,7 +171,11 @@ class QualityRun:
             )
         suites = len([s for s in self.mart_results if s.outcomes])
         scope = "every day" if self.mart_days is None else f"{len(self.mart_days)} touched day(s)"
-        return f"{n} expectations in {suites} mart suites ({scope}): all passed"
+        text = f"{n} expectations in {suites} mart suites ({scope}): all passed"
+        if self.marts_unchanged:
+            text += (f"; {len(self.marts_unchanged)} unchanged mart(s) not re-checked "
+                     "(same content as at their last passed check)")
+        return text
 
 
 def _describe(suite: SuiteResult, outcome: object) -> str:

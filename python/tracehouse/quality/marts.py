@@ -317,8 +317,26 @@ def _change_points(con: duckdb.DuckDBPyConnection, session: GxSession) -> SuiteR
                             target="change_points", severity=FAIL, index_column="key")
 
 
+def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables of the ``marts`` schema that have suites (all but our own results)."""
+    return [
+        r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+            [MARTS_SCHEMA],
+        ).fetchall()
+        if r[0] not in SKIP_MARTS
+    ]
+
+
+def _not_rechecked(suite: str, target: str, run_id: str) -> SuiteResult:
+    return SuiteResult(suite, "mart", target, FAIL, rows=0,
+                       note=f"unchanged since the passed check of run {run_id}: not re-checked")
+
+
 def check_marts(
-    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None
+    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None,
+    unchanged: dict[str, str] | None = None,
 ) -> list[SuiteResult]:
     """Validate every table of the ``marts`` schema; one suite result per suite.
 
@@ -329,24 +347,26 @@ def check_marts(
 
     A core mart (``fct_requests``, ``metric_daily``) that does not exist yields a warning-level
     result with a note, not a failure: dbt fails the build when a model cannot be built.
+
+    ``unchanged`` (mart -> run id; :func:`tracehouse.quality.touched.unchanged_marts`) names the
+    marts whose content a passed check already saw: their suites are not run again and their
+    results carry a note saying so (the calendar suite when both of its marts are unchanged).
     """
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    tables = [
-        r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
-            [MARTS_SCHEMA],
-        ).fetchall()
-        if r[0] not in SKIP_MARTS
-    ]
+    tables = mart_tables(con)
+    unchanged = unchanged or {}
     results: list[SuiteResult] = []
     for core in CORE_MARTS:
         if core not in tables:
             results.append(SuiteResult(f"marts.{core}", "mart", core, WARN, rows=0,
                                        note=f"mart {core} is not built: not checked"))
     for table in tables:
-        if table == "fct_requests":
+        if table in unchanged:
+            suites = (["marts.fct_requests", "marts.fct_requests.table"]
+                      if table == "fct_requests" else [f"marts.{table}"])
+            results += [_not_rechecked(suite, table, unchanged[table]) for suite in suites]
+        elif table == "fct_requests":
             results.append(_fct_requests(con, session, days))
             results.append(_fct_requests_table(con, session))
         elif table == "metric_daily":
@@ -358,6 +378,10 @@ def check_marts(
         else:
             results.append(_generic(con, table, session, days))
     if "fct_requests" in tables and "metric_daily" in tables:
-        results.append(_calendar(con, session))
+        if {"fct_requests", "metric_daily"} <= unchanged.keys():
+            results.append(_not_rechecked("marts.calendar", "fct_requests+metric_daily",
+                                          unchanged["fct_requests"]))
+        else:
+            results.append(_calendar(con, session))
     return results
 
