@@ -4,13 +4,17 @@ catch a broken row there (macros/incremental/test_slices.sql).
 A small lake is built with its tests (whole tables: each test records its watermark); another
 day lands and the models are rebuilt; then a duplicate row is planted in ``fct_requests`` for a
 trace that hour touched and one for a trace it did not. With slices on, the unique test sees
-only the touched duplicate (it reads the new slice); with slices off it sees both.
+only the touched duplicate (it reads the new slice); with slices off it sees both. The same
+holds for a model's consolidated `column_checks` test (macros/tests/column_checks.sql), whose
+failure names the offending column.
 """
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -23,6 +27,7 @@ pytestmark = pytest.mark.slow
 START = date(2026, 1, 1)
 DAYS, TRACES_PER_DAY = 2, 40
 UNIQUE_TEST = "unique_fct_requests_trace_id"
+CHECKS_TEST = "column_checks_fct_requests"
 SLICES_ON = {"TRACEHOUSE_TEST_SLICES": "1"}
 
 
@@ -31,13 +36,23 @@ def _run(args: list[str], lake: Path, warehouse: Path,
     return dbt_invoke(args, lake=lake, warehouse=warehouse, extra_env=env)
 
 
-def test_sliced_unique_test_reads_the_new_slice_and_catches_a_duplicate_in_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A lake and a warehouse built with its tests (watermarks recorded), then a day landed and
+    the models rebuilt (tests not run since)."""
     from tracehouse.generator import generate
 
+    tmp_path = tmp_path_factory.mktemp("slices")
+    mp = pytest.MonkeyPatch()
     # only the tests whose every parent is selected (the others need seeds and marts not built)
-    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    mp.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    try:
+        return _build(tmp_path, generate)
+    finally:
+        mp.undo()
+
+
+def _build(tmp_path: Path, generate: Any) -> tuple[Path, Path]:
     lake, source, warehouse = tmp_path / "lake", tmp_path / "source", tmp_path / "wh"
     generate(lake, start=START, days=DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED,
              progress=False)
@@ -48,34 +63,52 @@ def test_sliced_unique_test_reads_the_new_slice_and_catches_a_duplicate_in_it(
     assert built.success, built.failures
     con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
     try:
-        marks = con.execute(
+        marks = [con.execute(
             "select count(*) from main.tracehouse_watermarks where model_name like ?",
-            [f"test.tracehouse.{UNIQUE_TEST}%"],
-        ).fetchone()
+            [f"test.tracehouse.{test}%"],
+        ).fetchone() for test in (UNIQUE_TEST, CHECKS_TEST)]
     finally:
         con.close()
-    assert marks is not None and marks[0] == 3  # spans, feedback, annotations: it passed
+    assert marks == [(3,), (3,)]  # spans, feedback, annotations: both passed
 
     assert _land_day_part(source, lake, START + timedelta(days=DAYS), first_hour=False) > 0
     rebuilt = _run(["run", "--select", "+fct_requests"], lake, warehouse)
     assert rebuilt.success, rebuilt.failures
+    return lake, warehouse
 
+
+def _touched_and_untouched(con: duckdb.DuckDBPyConnection, test: str) -> tuple[str, str]:
+    """A trace in `test`'s slice (a base row stamped after its watermark) and one outside it."""
+    checked = ("(select max(loaded_at) from main.tracehouse_watermarks "
+               "where model_name like ? and upstream = ?)")
+    new_rows = " union ".join(
+        f"select trace_id from staging.base_lake__{b} where _loaded_at > {checked}"
+        for b in ("spans", "feedback", "annotations"))
+    args = [x for b in ("spans", "feedback", "annotations")
+            for x in (f"test.tracehouse.{test}%", b)]
+    touched = con.execute(f"select min(trace_id) from ({new_rows})", args).fetchone()
+    untouched = con.execute(
+        f"select min(trace_id) from marts.fct_requests where trace_id not in ({new_rows})",
+        args).fetchone()
+    assert touched and touched[0] and untouched and untouched[0]
+    return touched[0], untouched[0]
+
+
+def _copy(built: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    lake, warehouse = built
+    shutil.copytree(warehouse, tmp_path / "wh")
+    return lake, tmp_path / "wh"
+
+
+def test_sliced_unique_test_reads_the_new_slice_and_catches_a_duplicate_in_it(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    lake, warehouse = _copy(built, tmp_path)
     con = duckdb.connect(str(warehouse_db(warehouse)))
     try:
-        # traces with a base row stamped after the unique test's watermark: the slice
-        checked = ("(select max(loaded_at) from main.tracehouse_watermarks "
-                   "where model_name like ? and upstream = ?)")
-        new_rows = " union ".join(
-            f"select trace_id from staging.base_lake__{b} where _loaded_at > {checked}"
-            for b in ("spans", "feedback", "annotations"))
-        args = [x for b in ("spans", "feedback", "annotations")
-                for x in (f"test.tracehouse.{UNIQUE_TEST}%", b)]
-        touched = con.execute(f"select min(trace_id) from ({new_rows})", args).fetchone()
-        untouched = con.execute(
-            f"select min(trace_id) from marts.fct_requests where trace_id not in ({new_rows})",
-            args).fetchone()
-        assert touched and touched[0] and untouched and untouched[0]
-        for trace_id in (touched[0], untouched[0]):
+        touched, untouched = _touched_and_untouched(con, UNIQUE_TEST)
+        for trace_id in (touched, untouched):
             con.execute("insert into marts.fct_requests select * from marts.fct_requests "
                         "where trace_id = ?", [trace_id])
     finally:
@@ -93,3 +126,34 @@ def test_sliced_unique_test_reads_the_new_slice_and_catches_a_duplicate_in_it(
     assert not whole.success
     assert any(UNIQUE_TEST in f and "Got 2 results" in f for f in whole.failures), \
         whole.failures
+
+
+def test_column_checks_reads_the_new_slice_and_names_the_failing_column(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fct_requests' not_null and accepted_values checks are one `column_checks` test: sliced, it
+    sees the NULL planted in a touched trace and not the bad value in an untouched one; whole,
+    both; and the failure message names each column with its count."""
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    lake, warehouse = _copy(built, tmp_path)
+    con = duckdb.connect(str(warehouse_db(warehouse)))
+    try:
+        touched, untouched = _touched_and_untouched(con, CHECKS_TEST)
+        con.execute("update marts.fct_requests set tool_path = null where trace_id = ?",
+                    [touched])
+        con.execute("update marts.fct_requests set status = 'sideways' where trace_id = ?",
+                    [untouched])
+    finally:
+        con.close()
+
+    select = ["test", "--select", "fct_requests,test_name:column_checks"]
+    sliced = _run(select, lake, warehouse, SLICES_ON)
+    assert not sliced.success
+    (failure,) = [f for f in sliced.failures if CHECKS_TEST in f]
+    assert "Got 1 result" in failure and "tool_path: 1 row not_null" in failure, failure
+    assert "status" not in failure.split("(", 1)[1], failure
+
+    whole = _run(select, lake, warehouse)
+    (failure,) = [f for f in whole.failures if CHECKS_TEST in f]
+    assert "Got 2 results" in failure, failure
+    assert "status: 1 row accepted_values" in failure and "tool_path: 1 row not_null" in failure

@@ -206,6 +206,10 @@ def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> lis
     return out
 
 
+#: dbt nodes an unchanged-project incremental build leaves out (see :func:`step_build`).
+SLICED_RUN_EXCLUDES = "test_type:unit source:lake"
+
+
 def step_build(  # noqa: PLR0917
     lake: Path, warehouse: Path, full_refresh: bool, progress: bool, record: runs_log.RunRecord,
     lookback_days: int | None = None, engine: str = "duckdb",
@@ -215,9 +219,12 @@ def step_build(  # noqa: PLR0917
 
     With ``project_unchanged`` (an incremental run whose dbt project is the one the last good
     run built with) the dbt unit tests are left out (their fixtures and the SQL under test are
-    the same, so they pass as they did) and the data tests check only what the base tables
-    wrote since each test last passed (``test_slices``, macros/incremental/test_slices.sql).
-    A full refresh or a changed project runs every unit test and tests whole tables.
+    the same, so they pass as they did), so are the data tests of the raw lake sources
+    (``source:lake``: they re-read the whole lake; every landed batch was already validated
+    against the contract by the lake writer, which quarantines bad rows, and by the batch
+    checks), and the data tests check only what the base tables wrote since each test last
+    passed (``test_slices``, macros/incremental/test_slices.sql). A full refresh or a changed
+    project runs every unit test and source test and tests whole tables.
     """
     from tracehouse.warehouse import build
 
@@ -226,7 +233,7 @@ def step_build(  # noqa: PLR0917
     )
     sliced = project_unchanged and not full_refresh
     res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars,
-                engine=engine, exclude="test_type:unit" if sliced else None,
+                engine=engine, exclude=SLICED_RUN_EXCLUDES if sliced else None,
                 extra_env={"TRACEHOUSE_TEST_SLICES": "1"} if sliced else None)
     record.models_built = res.models_built
     record.checks_failed = (record.checks_failed or 0) + res.tests_failed
@@ -241,8 +248,8 @@ def step_build(  # noqa: PLR0917
     if engine != "duckdb":
         mode += f" on {engine}"
     if sliced:
-        mode += ("; project unchanged: unit tests skipped, data tests on what was written "
-                 "since they last passed")
+        mode += ("; project unchanged: unit tests and lake source tests skipped (batches "
+                 "validated on landing), data tests on what was written since they last passed")
     return f"dbt build ({mode}): {counts}"
 
 

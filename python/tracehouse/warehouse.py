@@ -83,6 +83,39 @@ def _release_duckdb() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
+def column_check_failures(warehouse: Path | str, node: Any, *, query: bool = True) -> str:
+    """The offending columns of a failed ``column_checks`` test (macros/tests/column_checks.sql).
+
+    dbt's own message only counts failing rows ("Got 2 results"); one test checks many columns,
+    so the message must say which. Re-runs the test's compiled SQL on the warehouse (it returns
+    one row per offending column and check) and returns e.g. ``"status: 3 rows not_null;
+    span_type: 1 row accepted_values"``. Where that cannot run (another engine, SQL that no longer
+    compiles against the file; ``query=False``) it names the columns the test checks.
+    """
+    import duckdb
+
+    kwargs = (getattr(node, "test_metadata", None) and node.test_metadata.kwargs) or {}
+    checked = [*kwargs.get("not_null", []), *kwargs.get("accepted_values", {})]
+    fallback = "columns checked: " + ", ".join(dict.fromkeys(str(c) for c in checked))
+    sql = getattr(node, "compiled_code", None)
+    db = warehouse_db(warehouse)
+    if not query or not sql or not db.exists():
+        return fallback
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            rows = con.execute(
+                f"select column_name, check_name, failing_rows from ({sql}) order by 1, 2"
+            ).fetchall()
+        finally:
+            con.close()
+    except duckdb.Error:
+        return fallback
+    if not rows:
+        return fallback
+    return "; ".join(f"{c}: {n} row{'s' if n != 1 else ''} {check}" for c, check, n in rows)
+
+
 def dbt_invoke(
     args: Sequence[str],
     *,
@@ -175,7 +208,12 @@ def dbt_invoke(
             result.tests_failed += 1
         if status in ("error", "fail", "runtime error"):
             name = getattr(r.node, "unique_id", "?")
-            result.failures.append(f"{name}: {(r.message or '').strip()}")
+            message = (r.message or "").strip()
+            metadata = getattr(r.node, "test_metadata", None)
+            if status == "fail" and getattr(metadata, "name", None) == "column_checks":
+                detail = column_check_failures(warehouse, r.node, query=engine == "duckdb")
+                message += f" ({detail})"
+            result.failures.append(f"{name}: {message}")
     return result
 
 

@@ -10,6 +10,7 @@ import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import yaml  # type: ignore[import-untyped,unused-ignore]
@@ -95,6 +96,46 @@ def _accepted(values: tuple[str, ...] | list[str]) -> dict[str, object]:
     return {"accepted_values": {"arguments": {"values": list(values)}}}
 
 
+def consolidate_column_tests(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Move a model's (or source table's) column ``not_null`` / ``accepted_values`` tests into
+    one ``column_checks`` test of the model (macros/tests/column_checks.sql): one dbt node and
+    one scan instead of one per column and check. A primary key (a column with ``unique``)
+    keeps its own ``unique`` and ``not_null`` tests. The test is named
+    ``<prefix>column_checks_<name>`` (a source table's ``prefix`` is ``source_<source>_``)."""
+    not_null: list[str] = []
+    accepted: dict[str, list[object]] = {}
+    for column in node.get("columns", []):
+        tests = column.get("data_tests")
+        if not tests or "unique" in tests:
+            continue
+        kept = []
+        for test in tests:
+            if test == "not_null":
+                not_null.append(column["name"])
+            elif isinstance(test, dict) and list(test) == ["accepted_values"] and list(
+                    test["accepted_values"]) == ["arguments"]:
+                accepted[column["name"]] = list(test["accepted_values"]["arguments"]["values"])
+            else:
+                kept.append(test)
+        if kept:
+            column["data_tests"] = kept
+        else:
+            del column["data_tests"]
+    if not (not_null or accepted):
+        return node
+    arguments: dict[str, object] = {}
+    if not_null:
+        arguments["not_null"] = not_null
+    if accepted:
+        arguments["accepted_values"] = accepted
+    out = {k: v for k, v in node.items() if k != "columns"}
+    out["data_tests"] = [*node.get("data_tests", []),
+                         {"column_checks": {"name": f"{prefix}column_checks_{node['name']}",
+                                            "arguments": arguments}}]
+    out["columns"] = node["columns"]
+    return out
+
+
 # `dbt source freshness` thresholds: warn (never error) when a dataset stops arriving.
 # Spans flow continuously; feedback follows them within hours; human labels come in batches.
 FRESHNESS_WARN_AFTER: dict[str, dict[str, object]] = {
@@ -119,7 +160,7 @@ def render_sources() -> str:
             if tests:
                 column["data_tests"] = tests
             columns.append(column)
-        tables.append(
+        tables.append(consolidate_column_tests(
             {
                 "name": name,
                 "description": f"Every landed {name} row, duplicates included: "
@@ -128,8 +169,9 @@ def render_sources() -> str:
                 "loaded_at_field": "ingest_time",
                 "freshness": {"warn_after": FRESHNESS_WARN_AFTER[name]},
                 "columns": columns,
-            }
-        )
+            },
+            prefix="source_lake_",
+        ))
     doc = {
         "version": 2,
         "sources": [
@@ -252,6 +294,7 @@ def render_models() -> str:
                 "columns": columns,
             }
         )
+    models = [consolidate_column_tests(m) for m in models]
     return _HEADER + yaml.safe_dump({"version": 2, "models": models}, sort_keys=False, width=100)
 
 
