@@ -236,3 +236,40 @@ def test_another_build_fingerprint_rewrites_every_day(
     published = publish(runs["warehouse"], "r6", build="another project")
     assert published.all_days_because == "the dbt project or tracehouse code changed"
     assert set(published.days_written["fct_spans"]) == ALL_DAYS
+
+
+def test_a_warehouse_without_stamps_publishes_every_day_and_undated_rows(tmp_path: Path) -> None:
+    """As a Spark build leaves it (marts imported, no base tables): every day is written each
+    time, rows with no day go to ``_undated.parquet``, an empty mart keeps its columns."""
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    con = duckdb.connect(str(warehouse_db(warehouse)))
+    con.execute("CREATE SCHEMA marts")
+    con.execute("CREATE TABLE marts.fct_spans AS SELECT * FROM (VALUES "
+                "('t1', 's1', DATE '2026-01-01'), ('t1', 's2', DATE '2026-01-01'), "
+                "('t2', 's3', DATE '2026-01-02'), ('t3', 's4', NULL)) AS v(trace_id, span_id, "
+                "trace_date)")
+    con.execute("CREATE TABLE marts.fct_requests AS SELECT 'x' AS trace_id, "
+                "DATE '2026-01-01' AS trace_date WHERE false")
+    con.execute("CREATE TABLE marts.metric_daily AS SELECT 1 AS v")
+    con.close()
+    for run_id in ("a", "b"):
+        published = publish(warehouse, run_id, build="same")
+        assert published.all_days_because in {"no previous publication",
+                                               "the warehouse has no stamped base tables"}
+        spans = mart_path(warehouse, "fct_spans")
+        assert set(_files(spans)) == {"2026-01-01.parquet", "2026-01-02.parquet",
+                                      "_undated.parquet"}
+        assert set(published.days_written["fct_spans"]) == {"2026-01-01", "2026-01-02",
+                                                            "_undated"}
+        assert mart_rows(spans) == 4
+        requests = mart_path(warehouse, "fct_requests")
+        assert set(_files(requests)) == {"_undated.parquet"}
+        reader = connect(warehouse)
+        try:
+            assert reader.execute("select count(*) from fct_requests").fetchone()[0] == 0  # type: ignore[index]
+            assert reader.execute(
+                "select count(*) from fct_spans where trace_date is null").fetchone()[0] == 1  # type: ignore[index]
+        finally:
+            reader.close()
+    assert "metric_daily" in published.linked
