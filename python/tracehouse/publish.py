@@ -67,6 +67,7 @@ STAGING_SCHEMA = "staging"
 # (column trace_id) and the day is its trace's, so the days a run touched follow from the traces
 # it stamped (mapped to days by TRACE_DAYS).
 DAY_PARTITIONED: dict[str, str] = {"fct_spans": "trace_date", "fct_requests": "trace_date"}
+FLUSH_ROWS = 122_880  # DuckDB's row group size
 TRACE_DAYS = (f'"{MARTS_SCHEMA}"."fct_requests"', "trace_date")  # trace_id -> its day
 # The base tables and their stamps (as tracehouse.quality.touched.BASES).
 BASES = {
@@ -268,6 +269,9 @@ def _export_days(
     if not conditions:
         return
     shutil.rmtree(tmp, ignore_errors=True)
+    # Flush each partition's rows at about one row group, so memory does not hold ~0.5M wide
+    # rows per thread when every day is written (a full refresh).
+    con.execute(f"SET partitioned_write_flush_threshold = {FLUSH_ROWS}")
     con.execute(
         f"""COPY (
             SELECT *, coalesce(strftime("{day}", '%Y-%m-%d'), '{UNDATED}') AS __publish_day
