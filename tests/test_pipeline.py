@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tracehouse.pipeline import PipelineError, run
+from tracehouse.publication import mart_rows
 from tracehouse.publish import PUBLISH_DIR
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,9 @@ def published(lake: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
+    """Every Parquet file of a publication, the day files of fct_spans/fct_requests included."""
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*.parquet")) if p.is_file()}
 
 
 def test_run_publishes_every_mart_behind_one_link(published: Path) -> None:
@@ -55,7 +58,8 @@ def test_run_publishes_every_mart_behind_one_link(published: Path) -> None:
     finally:
         con.close()
     assert names == in_db | {"runs"}  # the runs record is published with the marts
-    assert pq.read_metadata(link / "fct_requests.parquet").num_rows == requests > 0
+    assert mart_rows(link / "fct_requests.parquet") == requests > 0
+    assert (link / "fct_requests.parquet").is_dir()  # one file per day
 
 
 def test_a_failed_build_leaves_the_previous_marts_untouched(lake: Path, published: Path) -> None:

@@ -149,7 +149,8 @@ def test_a_broken_mart_fails_the_run_and_previous_marts_stay(
     lake_src, warehouse_src, _ = small
     warehouse = _copy(warehouse_src, tmp_path / "warehouse")
     before_target = (warehouse / "marts").resolve()
-    before = {p.name: p.read_bytes() for p in (warehouse / "marts").glob("*.parquet")}
+    before = {str(p.relative_to(before_target)): p.read_bytes()
+              for p in before_target.rglob("*.parquet") if p.is_file()}
     con = duckdb.connect(str(warehouse / "tracehouse.duckdb"))
     try:  # a negative cost, a rate above 1, and a day missing from metric_daily
         con.execute("UPDATE marts.fct_requests SET cost_usd = -1 WHERE trace_id IN "
@@ -181,7 +182,9 @@ def test_a_broken_mart_fails_the_run_and_previous_marts_stay(
         run(lake_src, warehouse, progress=False, echo=lines.append)
     assert lines[-1].startswith("quality") and "FAIL" in lines[-1]
     assert (warehouse / "marts").resolve() == before_target
-    assert {p.name: p.read_bytes() for p in (warehouse / "marts").glob("*.parquet")} == before
+    after = warehouse / "marts"
+    assert {str(p.relative_to(after)): p.read_bytes()
+            for p in after.rglob("*.parquet") if p.is_file()} == before
     assert "FAIL" in (warehouse / "quality" / "index.html").read_text()
 
 

@@ -94,11 +94,29 @@ def content_fingerprint(paths: list[Path], *, suffixes: tuple[str, ...] = ()) ->
     return h.hexdigest()
 
 
+def code_fingerprint() -> str:
+    """tracehouse's own code (the Python that checks, detects and publishes)."""
+    package = Path(__file__).resolve().parent
+    return content_fingerprint([package], suffixes=(".py", ".yml", ".json", ".csv"))
+
+
+def project_fingerprint(project: Path) -> str:
+    """The dbt project: models, macros, seeds, tests, analyses and config."""
+    return content_fingerprint([project / p for p in PROJECT_PARTS])
+
+
+def build_fingerprint(project: Path, fingerprints: dict[str, str] | None = None) -> str:
+    """What the marts' content depends on besides the data: the project and the code (taken from
+    ``fingerprints``, a run's :func:`inputs`, when given)."""
+    f = fingerprints or {}
+    return (f"{f.get('project') or project_fingerprint(project)}:"
+            f"{f.get('code') or code_fingerprint()}")
+
+
 def inputs(lake: Path, project: Path) -> dict[str, str]:
     """Fingerprints of the ledger, the dbt project and tracehouse's own code."""
-    package = Path(__file__).resolve().parent
     return {
         "ledger": ledger_fingerprint(lake),
-        "project": content_fingerprint([project / p for p in PROJECT_PARTS]),
-        "code": content_fingerprint([package], suffixes=(".py", ".yml", ".json", ".csv")),
+        "project": project_fingerprint(project),
+        "code": code_fingerprint(),
     }

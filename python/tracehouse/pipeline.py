@@ -333,9 +333,14 @@ def step_check_marts(quality: QualityRun) -> str:
 
 
 def step_publish(warehouse: Path, run_id: str, result: RunResult,
-                 record: runs_log.RunRecord | None = None) -> str:
-    """Publish every mart together, with the runs record; see :mod:`tracehouse.publish`."""
+                 record: runs_log.RunRecord | None = None, *, full_refresh: bool = False) -> str:
+    """Publish every mart together, with the runs record; see :mod:`tracehouse.publish`.
+
+    The day-partitioned marts rewrite only the days the build touched (every day on a full
+    refresh or with another project or code than the current publication's)."""
+    from tracehouse import changes
     from tracehouse.publish import publish
+    from tracehouse.warehouse import project_dir
 
     others = [r for r in runs_log.history(warehouse) if r.run_id != run_id]
     mine = []
@@ -344,15 +349,22 @@ def step_publish(warehouse: Path, run_id: str, result: RunResult,
         mine[0].status, mine[0].ended_at = runs_log.PUBLISHED, runs_log.now_iso()
         mine[0].seconds = round(result.seconds, 3)
     table = runs_log.as_table([*others, *mine])
-    published = publish(warehouse, run_id, extra_tables={"runs": table})
+    build = changes.build_fingerprint(project_dir(), record.inputs if record else None)
+    published = publish(warehouse, run_id, extra_tables={"runs": table},
+                        full_refresh=full_refresh, build=build)
     result.published = published
     if record is not None:
         record.marts_written = len(published.written)
         record.marts_linked = len(published.linked)
     tables = published.tables
     linked = f", {len(published.linked)} unchanged hard-linked" if published.linked else ""
+    days = ", ".join(
+        f"{name} {len(written)} day(s) written, {published.days_linked.get(name, 0)} linked"
+        for name, written in sorted(published.days_written.items()))
+    if days and published.all_days_because:
+        days += f" (every day: {published.all_days_because})"
     return (f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows"
-            f"{linked})")
+            f"{linked}{'; ' + days if days else ''})")
 
 
 def _recover(state: _Run, killed: Any) -> None:
@@ -513,7 +525,8 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
         raise
     record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
     state.step("publish",
-               lambda: step_publish(warehouse, record.run_id, state.result, record))
+               lambda: step_publish(warehouse, record.run_id, state.result, record,
+                                    full_refresh=full_refresh))
     state.step("notify", lambda: step_notify(warehouse, record.run_id, alert_state))
     record.inputs.update(_outputs(warehouse))  # last: notify records deliveries in the warehouse
     state.finish(runs_log.PUBLISHED)

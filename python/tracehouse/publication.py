@@ -2,7 +2,12 @@
 
 A publication is an immutable folder ``<warehouse>/_publish/<run_id>/`` holding
 
-- ``<name>.parquet`` for every mart (the contract's ``<warehouse>/marts/<name>.parquet``),
+- ``<name>.parquet`` for every mart (the contract's ``<warehouse>/marts/<name>.parquet``): one
+  file, or, for the big day-partitioned marts (``fct_spans``, ``fct_requests``), a folder of that
+  name holding one file per day, ``<YYYY-MM-DD>.parquet`` (and ``_undated.parquet`` for rows with
+  no day, or an empty mart). Flat names, no ``key=value`` folders: pyarrow, polars and Spark read
+  the folder as one table; DuckDB reads ``read_parquet('<folder>/*.parquet')``. Use
+  :func:`mart_path` / :func:`mart_glob` rather than building the path by hand,
 - ``_staging/<name>.parquet`` for the event tables the trace viewer shows (feedback, labels),
 - ``marts.duckdb``: a small DuckDB file of views over those files by absolute path,
 - ``_manifest.json``: run id, time, rows and a content fingerprint of every table.
@@ -40,6 +45,7 @@ MARTS_LINK = "marts"
 MARTS_DB = "marts.duckdb"
 MANIFEST = "_manifest.json"
 STAGING_DIR = "_staging"
+UNDATED = "_undated"  # the file of a day-partitioned mart's rows with no day
 KEEP_PUBLICATIONS = int(os.environ.get("TRACEHOUSE_PUBLISH_KEEP", "2"))
 GRACE_SECONDS = float(os.environ.get("TRACEHOUSE_PUBLISH_GRACE_S", "600"))
 
@@ -68,6 +74,30 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def mart_path(warehouse: Path | str, name: str, *, folder: Path | None = None) -> Path:
+    """``<publication>/<name>.parquet`` of the current publication (or of ``folder``): a file,
+    or a folder of one file per day. Resolved once, so several marts come from one run."""
+    base = folder if folder is not None else current_folder(warehouse)
+    if base is None:
+        raise NotPublishedError(
+            f"nothing published in {warehouse}: run `tracehouse run` first")
+    return base / f"{name}.parquet"
+
+
+def mart_glob(path: Path) -> str:
+    """What DuckDB's ``read_parquet`` reads for a published mart: the file, or
+    ``<folder>/*.parquet`` for a mart published as one file per day."""
+    return str(path / "*.parquet") if path.is_dir() else str(path)
+
+
+def mart_rows(path: Path) -> int:
+    """Rows of a published mart (file or folder), from the Parquet footers only."""
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    return sum(pq.read_metadata(f).num_rows for f in files)
 
 
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:
@@ -133,12 +163,13 @@ def _quote(path: Path) -> str:
 
 
 def view_statements(folder: Path) -> list[str]:
-    """``CREATE VIEW`` statements over every Parquet file of a publication folder."""
+    """``CREATE VIEW`` statements over every mart of a publication folder (a Parquet file, or a
+    folder of one file per day)."""
     stmts = []
     for path in sorted(folder.glob("*.parquet")):
         stmts.append(
             f'CREATE OR REPLACE VIEW "{path.stem}" AS '
-            f"SELECT * FROM read_parquet({_quote(path.resolve())})"
+            f"SELECT * FROM read_parquet({_quote(Path(mart_glob(path.resolve())))})"
         )
     for path in sorted((folder / STAGING_DIR).glob("*.parquet")):
         stmts.append(

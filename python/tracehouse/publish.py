@@ -6,9 +6,25 @@ swapped to it, each by one atomic rename (see :mod:`tracehouse.publication` for 
 what readers see). A run that fails or is killed before the swap leaves the previous publication
 in place; its leftovers are removed at the next start.
 
-A mart whose content did not change since the current publication (same columns, row count and
-order-independent content hash, computed by DuckDB) is hard-linked from it instead of written
-again, so an unchanged mart costs one scan and no write while the swap stays atomic.
+The big day-partitioned marts (:data:`DAY_PARTITIONED`: ``fct_spans``, ``fct_requests``) are
+published as a folder ``<name>.parquet/`` of one file per day, ``<YYYY-MM-DD>.parquet``
+(``_undated.parquet`` for rows with no day). Only the days this run touched are written; every
+other day's file is hard-linked from the current publication, so the cost follows the new data.
+A day is rewritten when (:func:`days_to_write`):
+
+- a trace of it has a base row (``staging.base_lake__spans`` / ``__feedback`` /
+  ``__annotations``) stamped with a ``_loaded_at`` after the stamps the current publication
+  recorded in its manifest (the build stamps every row it writes,
+  macros/incremental/loaded.sql), or
+- its row count differs from the count the manifest recorded (retention deleted traces of it; a
+  trace moved to another day), or
+- there is nothing to compare with: no previous manifest or day files, a full refresh, another
+  dbt project or tracehouse code than the one recorded, other columns, base tables without
+  stamps (a Spark build) or stamps older than the recorded ones (a rebuilt warehouse).
+
+Any other mart whose content did not change since the current publication (same columns, row
+count and order-independent content hash, computed by DuckDB) is hard-linked from it instead of
+written again, so an unchanged mart costs one scan and no write while the swap stays atomic.
 """
 
 from __future__ import annotations
@@ -30,6 +46,7 @@ from tracehouse.publication import (
     MARTS_LINK,
     PUBLISH_DIR,
     STAGING_DIR,
+    UNDATED,
     PublicationError,
     check_links,
     collect_garbage,
@@ -40,11 +57,24 @@ from tracehouse.publication import (
 )
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
-__all__ = ["MARTS_LINK", "PUBLISH_DIR", "PublishError", "Published", "publish"]
+__all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "PublishError", "Published",
+           "publish"]
 
 # Event tables the trace viewer shows next to the marts (small: one row per feedback / label).
 STAGING_TABLES = ("stg_lake__feedback", "stg_lake__annotations")
 STAGING_SCHEMA = "staging"
+# The marts published as one file per day: name -> day column. Each row belongs to one trace
+# (column trace_id) and the day is its trace's, so the days a run touched follow from the traces
+# it stamped (mapped to days by TRACE_DAYS).
+DAY_PARTITIONED: dict[str, str] = {"fct_spans": "trace_date", "fct_requests": "trace_date"}
+FLUSH_ROWS = 122_880  # DuckDB's row group size
+TRACE_DAYS = (f'"{MARTS_SCHEMA}"."fct_requests"', "trace_date")  # trace_id -> its day
+# The base tables and their stamps (as tracehouse.quality.touched.BASES).
+BASES = {
+    "spans": "staging.base_lake__spans",
+    "feedback": "staging.base_lake__feedback",
+    "annotations": "staging.base_lake__annotations",
+}
 
 
 class PublishError(PublicationError):
@@ -60,6 +90,11 @@ class Published:
     tables: dict[str, int]  # mart name -> rows
     linked: list[str] = field(default_factory=list)  # unchanged, hard-linked from the last one
     written: list[str] = field(default_factory=list)  # (re)written
+    # Day-partitioned marts: the day files written, and how many were hard-linked.
+    days_written: dict[str, list[str]] = field(default_factory=dict)
+    days_linked: dict[str, int] = field(default_factory=dict)
+    # Why every day was written (no previous manifest, full refresh, ...); None: touched days.
+    all_days_because: str | None = None
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -99,6 +134,14 @@ def fingerprint(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[str, int
     return f"{rows}:{total}:{schema}", int(rows)
 
 
+def build_fingerprint() -> str:
+    """The dbt project's and tracehouse's code fingerprints (as ``tracehouse run`` records them)."""
+    from tracehouse import changes
+    from tracehouse.warehouse import project_dir
+
+    return changes.build_fingerprint(project_dir())
+
+
 def _export(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -126,24 +169,198 @@ def _export(
     return entry, False
 
 
+def _stamps(con: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
+    """The newest ``_loaded_at`` of each base table (as text, exact), or None when the warehouse
+    has no stamped base tables (a Spark build keeps them in its own catalog)."""
+    names = _relations(con, "staging")
+    if not all(t.split(".")[1] in names for t in BASES.values()):
+        return None
+    columns = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.columns "
+        "WHERE table_schema = 'staging' AND column_name = '_loaded_at'").fetchall()}
+    if not all(t.split(".")[1] in columns for t in BASES.values()):
+        return None
+    row = con.execute("SELECT " + ", ".join(
+        f"(SELECT max(_loaded_at)::VARCHAR FROM {t})" for t in BASES.values())).fetchone()
+    assert row is not None
+    return {name: value or "" for name, value in zip(BASES, row, strict=True)}
+
+
+def _schema(con: duckdb.DuckDBPyConnection, relation: str) -> str:
+    return ",".join(f"{c[0]}:{c[1]}" for c in con.execute(f"DESCRIBE {relation}").fetchall())
+
+
+def _day_key(value: object) -> str:
+    return UNDATED if value is None else str(value)
+
+
+def day_counts(con: duckdb.DuckDBPyConnection, relation: str, day: str) -> dict[str, int]:
+    """Rows per day (``YYYY-MM-DD``, or ``_undated``) of a relation: a count, no hash."""
+    rows = con.execute(
+        f'SELECT strftime("{day}", \'%Y-%m-%d\'), count(*) FROM {relation} GROUP BY 1'
+    ).fetchall()
+    return {_day_key(d): int(n) for d, n in rows}
+
+
+def touched_days(con: duckdb.DuckDBPyConnection, since: dict[str, str]) -> set[str]:
+    """The days of the traces with a base row stamped after ``since`` (per base table)."""
+    relation, day = TRACE_DAYS
+    touched = " UNION ".join(
+        f"SELECT trace_id FROM {table} WHERE _loaded_at > ?::TIMESTAMPTZ"
+        for table in BASES.values())
+    rows = con.execute(
+        f'SELECT DISTINCT strftime("{day}", \'%Y-%m-%d\') FROM {relation} '
+        f"WHERE trace_id IN ({touched})",
+        [since[name] for name in BASES],
+    ).fetchall()
+    return {_day_key(r[0]) for r in rows}
+
+
+def days_to_write(
+    con: duckdb.DuckDBPyConnection,
+    previous_manifest: dict[str, Any],
+    stamps: dict[str, str] | None,
+    build: str | None,
+    *,
+    full_refresh: bool,
+) -> tuple[set[str] | None, str | None]:
+    """The days whose trace rows a build may have changed since the previous publication, by the
+    stamps (row-count changes are added per mart by the caller); ``(None, why)`` when every day
+    must be written."""
+    if full_refresh:
+        return None, "full refresh"
+    if not previous_manifest:
+        return None, "no previous publication"
+    if build is None or previous_manifest.get("build") != build:
+        return None, "the dbt project or tracehouse code changed"
+    before = previous_manifest.get("stamps")
+    if stamps is None:
+        return None, "the warehouse has no stamped base tables"
+    if not isinstance(before, dict) or set(before) != set(BASES):
+        return None, "the previous publication recorded no stamps"
+    went_back = any(before[n] and not stamps[n] for n in BASES) or any(con.execute(
+        "SELECT ?::TIMESTAMPTZ < ?::TIMESTAMPTZ", [stamps[n], before[n]]).fetchone()[0]  # type: ignore[index]
+        for n in BASES if stamps[n] and before[n])
+    if went_back:
+        return None, "the base tables' stamps went back (a rebuilt warehouse)"
+    relation, _ = TRACE_DAYS
+    if relation.split(".")[1].strip('"') not in _relations(con, MARTS_SCHEMA):
+        return None, "no trace-to-day mapping"
+    since = {n: before[n] or "-infinity" for n in BASES}
+    return touched_days(con, since), None
+
+
+def _export_days(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    day: str,
+    target: Path,
+    *,
+    days: set[str],
+    tmp: Path,
+) -> None:
+    """Write the rows of ``days`` of ``relation`` as ``target/<day>.parquet``, one query."""
+    dated = sorted(d for d in days if d != UNDATED)
+    conditions = []
+    if dated:
+        conditions.append(f'"{day}" IN (' + ", ".join(f"DATE '{d}'" for d in dated) + ")")
+    if UNDATED in days:
+        conditions.append(f'"{day}" IS NULL')
+    if not conditions:
+        return
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Flush each partition's rows at about one row group, so memory does not hold ~0.5M wide
+    # rows per thread when every day is written (a full refresh).
+    con.execute(f"SET partitioned_write_flush_threshold = {FLUSH_ROWS}")
+    con.execute(
+        f"""COPY (
+            SELECT *, coalesce(strftime("{day}", '%Y-%m-%d'), '{UNDATED}') AS __publish_day
+            FROM {relation} WHERE {" OR ".join(conditions)}
+        ) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__publish_day),
+                      WRITE_PARTITION_COLUMNS false)"""
+    )
+    for part in sorted(tmp.iterdir()):
+        key = part.name.split("=", 1)[1]
+        for i, file in enumerate(sorted(part.glob("*.parquet"))):
+            file.replace(target / (f"{key}.parquet" if i == 0 else f"{key}.{i}.parquet"))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export_by_day(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    day: str,
+    target: Path,
+    *,
+    previous: Path | None,
+    previous_entry: dict[str, Any] | None,
+    touched: set[str] | None,
+) -> dict[str, Any]:
+    """Publish one day-partitioned mart as the folder ``target``: the days to write are written,
+    every other day is hard-linked from ``previous``. Returns its manifest entry."""
+    schema = _schema(con, relation)
+    counts = day_counts(con, relation, day)
+    old_days: dict[str, Any] = (previous_entry or {}).get("days") or {}
+    reusable = (touched is not None and previous is not None and previous.is_dir()
+                and (previous_entry or {}).get("schema") == schema)
+    write = set(counts)
+    if reusable:
+        assert touched is not None and previous is not None
+        write = {d for d in counts if d in touched or old_days.get(d, {}).get("rows") != counts[d]
+                 or old_days.get(d, {}).get("files") != [f"{d}.parquet"]
+                 or not (previous / f"{d}.parquet").is_file()}
+    target.mkdir()
+    for d in sorted(set(counts) - write):
+        assert previous is not None
+        os.link(previous / f"{d}.parquet", target / f"{d}.parquet")
+    _export_days(con, relation, day, target, days=write,
+                 tmp=target.parent / f".{target.name}.days")
+    if not counts:  # an empty mart keeps its columns: one empty file
+        con.execute(f"COPY (SELECT * FROM {relation} LIMIT 0) TO "
+                    f"'{target / f'{UNDATED}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
+    days: dict[str, Any] = {}
+    for d in sorted(set(counts) | ({UNDATED} if not counts else set())):
+        files = sorted(p.name for p in target.glob(f"{d}.*parquet"))
+        rows = sum(pq.read_metadata(target / f).num_rows for f in files)
+        if rows != counts.get(d, 0):
+            raise PublishError(f"{target.name}/{d}: {rows} rows published, "
+                               f"{counts.get(d, 0)} in the warehouse")
+        days[d] = {"rows": rows, "files": files, "linked": d not in write}
+    return {
+        "rows": sum(counts.values()),
+        "day_column": day,
+        "schema": schema,
+        "days": days,
+        "days_written": sorted(write),
+    }
+
+
 def publish(
     warehouse: Path | str,
     run_id: str,
     *,
     extra_tables: dict[str, pa.Table] | None = None,
     link_unchanged: bool = True,
+    full_refresh: bool = False,
+    build: str | None = None,
 ) -> Published:
     """Export every mart of the warehouse to Parquet and make them visible together.
 
     ``extra_tables`` are published next to the marts (the runs record). Marts that are tables
     and did not change since the current publication are hard-linked from it
     (``link_unchanged``); views are always written, since comparing them costs their build.
+    The marts of :data:`DAY_PARTITIONED` are written day by day, only the days the build touched
+    (all of them on a ``full_refresh``, or when ``build``, the fingerprint of the dbt project and
+    tracehouse's code, differs from the one the current publication recorded; by default it is
+    computed here).
     """
     warehouse = Path(warehouse)
     db = warehouse_db(warehouse)
     if not db.is_file():
         raise PublishError(f"no warehouse database at {db}: build it first")
     check_links(warehouse)
+    if build is None:
+        build = build_fingerprint()
     root = warehouse / PUBLISH_DIR
     folder = root / run_id
     if folder.exists():
@@ -156,6 +373,7 @@ def publish(
     (staging / STAGING_DIR).mkdir(parents=True)
     result = Published(run_id=run_id, folder=folder, tables={})
     manifest_tables: dict[str, Any] = {}
+    stamps: dict[str, str] | None = None
     try:
         con = duckdb.connect(str(db), read_only=True)
         try:
@@ -163,6 +381,10 @@ def publish(
             marts = _relations(con, MARTS_SCHEMA)
             if not marts:
                 raise PublishError(f"the warehouse has no tables in schema {MARTS_SCHEMA!r}")
+            stamps = _stamps(con)
+            touched, why = days_to_write(con, previous_manifest, stamps, build,
+                                         full_refresh=full_refresh or not link_unchanged)
+            result.all_days_because = why
             jobs = [(name, f'"{MARTS_SCHEMA}"."{name}"', f"{name}.parquet", kind)
                     for name, kind in sorted(marts.items())]
             staged = _relations(con, STAGING_SCHEMA)
@@ -170,10 +392,20 @@ def publish(
                       staged[name]) for name in STAGING_TABLES if name in staged]
             for name, relation, file, kind in jobs:
                 prev_path = previous_folder / file if previous_folder else None
-                entry, linked = _export(
-                    con, relation, staging / file, prev_path, previous_tables.get(file),
-                    compare=link_unchanged and kind == "BASE TABLE",
-                )
+                if name in DAY_PARTITIONED and not file.startswith(STAGING_DIR):
+                    entry = _export_by_day(con, relation, DAY_PARTITIONED[name], staging / file,
+                                           previous=prev_path,
+                                           previous_entry=previous_tables.get(file),
+                                           touched=touched)
+                    linked = not entry["days_written"] and set(entry["days"]) == set(
+                        (previous_tables.get(file) or {}).get("days") or {})
+                    result.days_written[name] = entry["days_written"]
+                    result.days_linked[name] = len(entry["days"]) - len(entry["days_written"])
+                else:
+                    entry, linked = _export(
+                        con, relation, staging / file, prev_path, previous_tables.get(file),
+                        compare=link_unchanged and kind == "BASE TABLE",
+                    )
                 entry["linked"] = linked
                 manifest_tables[file] = entry
                 (result.linked if linked else result.written).append(name)
@@ -190,6 +422,9 @@ def publish(
             "run_id": run_id,
             "published_at": datetime.now(UTC).isoformat(),
             "previous_run_id": previous_manifest.get("run_id"),
+            # What the next publication compares with to find the days it must rewrite.
+            "build": build,
+            "stamps": stamps,
             "tables": manifest_tables,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")

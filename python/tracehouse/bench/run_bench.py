@@ -214,7 +214,10 @@ def _duckdb(threads_memory: dict[str, str]) -> Any:
 
 def mart_questions(marts: Path) -> dict[str, str]:
     """The three questions over the published marts (DuckDB SQL)."""
-    spans, requests = marts / "fct_spans.parquet", marts / "fct_requests.parquet"
+    from tracehouse.publication import mart_glob
+
+    spans = mart_glob(marts / "fct_spans.parquet")  # folders of one file per day
+    requests = mart_glob(marts / "fct_requests.parquet")
     return {
         "p95_latency_by_stage_day": f"""
             select trace_date, span_type, quantile_cont(duration_ms, 0.95) as p95_ms

@@ -39,10 +39,12 @@ class ExportReport:
 
 
 def _published(folder: Path, name: str) -> str:
-    path = folder / f"{name}.parquet"
-    if not path.is_file():
+    from tracehouse.publication import mart_glob
+
+    path = folder / f"{name}.parquet"  # a file, or a folder of one file per day
+    if not path.exists():
         raise ExportError(f"no published {name} at {path}: run `tracehouse run` first")
-    return str(path).replace("'", "''")
+    return mart_glob(path).replace("'", "''")
 
 
 def _examples_sql(warehouse: Path) -> str:

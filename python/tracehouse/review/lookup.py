@@ -42,16 +42,20 @@ def find_trace(
 ) -> str:
     """Where ``trace_id`` was found (``'marts'`` or ``'lake'``); raises if it is in neither.
 
-    The published ``fct_requests`` is looked at first (one file, fast), then the lake's accepted
-    span files (a trace whose run has not happened yet can already be labelled).
+    The published ``fct_requests`` is looked at first (one row per trace, fast), then the lake's
+    accepted span files (a trace whose run has not happened yet can already be labelled).
     """
     tid = normalize_trace_id(trace_id)
     looked = []
     if warehouse is not None:
+        from tracehouse.publication import mart_glob
+
+        # a file, or (current layout) a folder of one file per day
         published = Path(warehouse) / "marts" / "fct_requests.parquet"
         looked.append(str(published))
-        if published.is_file() and _any_row(
-            f"SELECT 1 FROM read_parquet('{_glob(published)}') WHERE trace_id = ? LIMIT 1", [tid]
+        if published.exists() and _any_row(
+            f"SELECT 1 FROM read_parquet('{_glob(Path(mart_glob(published)))}') "
+            "WHERE trace_id = ? LIMIT 1", [tid]
         ):
             return "marts"
     if lake is not None:
