@@ -46,9 +46,10 @@ def _ok(result: BuildResult) -> BuildResult:
 def _warehouse_days(warehouse: Path, mart: str) -> dict[str, int]:
     con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
     try:
+        day = DAY_PARTITIONED[mart]
         return dict(con.execute(
-            f"select strftime(trace_date, '%Y-%m-%d'), count(*) from marts.{mart} group by 1"
-        ).fetchall())
+            f"select strftime(cast({day} as date), '%Y-%m-%d'), count(*) from marts.{mart} "
+            "group by 1").fetchall())
     finally:
         con.close()
 
@@ -172,14 +173,16 @@ def test_late_feedback_rewrites_only_its_day_and_links_the_others(
 ) -> None:
     second = _published(runs, "r2")
     assert second.all_days_because is None
+    # Feedback changes a request row, never a span row: fct_spans keeps every file.
+    expected = {"fct_requests": [DAY2], "fct_spans": []}
     for mart in DAY_PARTITIONED:
-        assert second.days_written[mart] == [DAY2]
-        assert second.days_linked[mart] == len(ALL_DAYS) - 1
+        assert second.days_written[mart] == expected[mart]
+        assert second.days_linked[mart] == len(ALL_DAYS) - len(expected[mart])
         before, after = runs["r1"]["files"][mart], runs["r2"]["files"][mart]
         assert set(before) == set(after)
         for name, inode in after.items():
-            # same inode: a hard link of the previous publication's file; DAY2 a new file
-            assert (inode == before[name]) == (name != f"{DAY2}.parquet"), name
+            # same inode: a hard link of the previous publication's file; a written day is new
+            assert (inode == before[name]) == (name[:-len(".parquet")] not in expected[mart]), name
         assert mart_rows(runs["r2"]["folder"] / f"{mart}.parquet") == sum(
             runs["r2"]["warehouse"][mart].values())
     assert "fct_requests" in second.written  # a day of it was written
@@ -188,9 +191,11 @@ def test_late_feedback_rewrites_only_its_day_and_links_the_others(
 def test_the_manifest_records_days_stamps_and_build(runs: dict[str, Any]) -> None:
     manifest = json.loads((runs["r2"]["folder"] / MANIFEST).read_text())
     assert manifest["build"] and set(manifest["stamps"]) == {"spans", "feedback", "annotations"}
-    entry = manifest["tables"]["fct_spans.parquet"]
-    assert {d: v["rows"] for d, v in entry["days"].items()} == runs["r2"]["warehouse"]["fct_spans"]
-    assert entry["days_written"] == [DAY2]
+    for mart, written in (("fct_spans", []), ("fct_requests", [DAY2])):
+        entry = manifest["tables"][f"{mart}.parquet"]
+        assert {d: v["rows"] for d, v in entry["days"].items()} == runs["r2"]["warehouse"][mart]
+        assert entry["day_column"] == DAY_PARTITIONED[mart]
+        assert entry["days_written"] == written
 
 
 def test_nothing_new_writes_no_day(runs: dict[str, Any]) -> None:
@@ -207,7 +212,11 @@ def test_an_expiry_rewrites_the_day_it_deleted_from(runs: dict[str, Any]) -> Non
     for mart in DAY_PARTITIONED:
         assert runs["r4"]["warehouse"][mart]["2026-01-01"] < runs["r3"]["warehouse"][mart][
             "2026-01-01"]
-        assert fourth.days_written[mart] == ["2026-01-01"]
+        # exactly the days whose rows the expiry deleted (a span of a first-day trace may
+        # have ended up past midnight)
+        before, after = runs["r3"]["warehouse"][mart], runs["r4"]["warehouse"][mart]
+        assert fourth.days_written[mart] == sorted(d for d in before if after.get(d) != before[d])
+        assert "2026-01-01" in fourth.days_written[mart]
         files = runs["r4"]["files"][mart]
         assert files["2026-01-01.parquet"] != runs["r3"]["files"][mart]["2026-01-01.parquet"]
         assert mart_rows(runs["r4"]["folder"] / f"{mart}.parquet") == sum(
@@ -245,10 +254,13 @@ def test_a_warehouse_without_stamps_publishes_every_day_and_undated_rows(tmp_pat
     warehouse.mkdir()
     con = duckdb.connect(str(warehouse_db(warehouse)))
     con.execute("CREATE SCHEMA marts")
-    con.execute("CREATE TABLE marts.fct_spans AS SELECT * FROM (VALUES "
-                "('t1', 's1', DATE '2026-01-01'), ('t1', 's2', DATE '2026-01-01'), "
-                "('t2', 's3', DATE '2026-01-02'), ('t3', 's4', NULL)) AS v(trace_id, span_id, "
-                "trace_date)")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE marts.fct_spans AS SELECT trace_id, span_id, "
+                "event_time::TIMESTAMPTZ AS event_time, event_time::DATE AS trace_date FROM ("
+                "VALUES ('t1', 's1', TIMESTAMP '2026-01-01 00:00:00'), "
+                "('t1', 's2', TIMESTAMP '2026-01-01 23:59:59.999'), "
+                "('t2', 's3', TIMESTAMP '2026-01-02 00:00:00'), ('t3', 's4', NULL)) "
+                "AS v(trace_id, span_id, event_time)")
     con.execute("CREATE TABLE marts.fct_requests AS SELECT 'x' AS trace_id, "
                 "DATE '2026-01-01' AS trace_date WHERE false")
     con.execute("CREATE TABLE marts.metric_daily AS SELECT 1 AS v")
@@ -263,6 +275,8 @@ def test_a_warehouse_without_stamps_publishes_every_day_and_undated_rows(tmp_pat
         assert set(published.days_written["fct_spans"]) == {"2026-01-01", "2026-01-02",
                                                             "_undated"}
         assert mart_rows(spans) == 4
+        # a day's file holds the rows of that UTC day, its last microsecond included
+        assert pq.read_table(spans / "2026-01-01.parquet").num_rows == 2
         requests = mart_path(warehouse, "fct_requests")
         assert set(_files(requests)) == {"_undated.parquet"}
         reader = connect(warehouse)

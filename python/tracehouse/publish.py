@@ -12,10 +12,12 @@ published as a folder ``<name>.parquet/`` of one file per day, ``<YYYY-MM-DD>.pa
 other day's file is hard-linked from the current publication, so the cost follows the new data.
 A day is rewritten when (:func:`days_to_write`):
 
-- a trace of it has a base row (``staging.base_lake__spans`` / ``__feedback`` /
-  ``__annotations``) stamped with a ``_loaded_at`` after the stamps the current publication
-  recorded in its manifest (the build stamps every row it writes,
-  macros/incremental/loaded.sql), or
+- it holds a row of a trace with a base row stamped with a ``_loaded_at`` after the stamps the
+  current publication recorded in its manifest (the build stamps every row it writes,
+  macros/incremental/loaded.sql): for ``fct_requests`` (by ``trace_date``) a stamped span,
+  feedback or label row; for ``fct_spans`` (by the span's own ``event_time`` day, so that a day's
+  rows are selected by a range on a column of the span scan, read before any attribute is
+  parsed) a stamped span of the trace, since feedback and labels do not change a span row, or
 - its row count differs from the count the manifest recorded (retention deleted traces of it; a
   trace moved to another day), or
 - there is nothing to compare with: no previous manifest or day files, a full refresh, another
@@ -63,12 +65,17 @@ __all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "PublishError", "Publ
 # Event tables the trace viewer shows next to the marts (small: one row per feedback / label).
 STAGING_TABLES = ("stg_lake__feedback", "stg_lake__annotations")
 STAGING_SCHEMA = "staging"
-# The marts published as one file per day: name -> day column. Each row belongs to one trace
-# (column trace_id) and the day is its trace's, so the days a run touched follow from the traces
-# it stamped (mapped to days by TRACE_DAYS).
-DAY_PARTITIONED: dict[str, str] = {"fct_spans": "trace_date", "fct_requests": "trace_date"}
-FLUSH_ROWS = 122_880  # DuckDB's row group size
-TRACE_DAYS = (f'"{MARTS_SCHEMA}"."fct_requests"', "trace_date")  # trace_id -> its day
+# The marts published as one file per day: name -> day column (a DATE, or a timestamp whose
+# UTC date is the day). Each row belongs to one trace (column trace_id), so the days a run touched
+# follow from the traces it stamped: TOUCHED_BY maps them to days.
+DAY_PARTITIONED: dict[str, str] = {"fct_spans": "event_time", "fct_requests": "trace_date"}
+# mart -> (relation holding trace_id and the day column, the base tables whose stamps touch it).
+# fct_spans' days come from the span base table itself: a view's day filter pushed into that
+# scan is what keeps a day's export from evaluating every span.
+TOUCHED_BY: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fct_spans": ("staging.base_lake__spans", ("spans",)),
+    "fct_requests": (f'"{MARTS_SCHEMA}"."fct_requests"', ("spans", "feedback", "annotations")),
+}
 # The base tables and their stamps (as tracehouse.quality.touched.BASES).
 BASES = {
     "spans": "staging.base_lake__spans",
@@ -194,24 +201,27 @@ def _day_key(value: object) -> str:
     return UNDATED if value is None else str(value)
 
 
+def _day_sql(column: str) -> str:
+    """SQL for the day (``YYYY-MM-DD``, UTC: publish's connection is in UTC) of a day column."""
+    return f"strftime(CAST(\"{column}\" AS DATE), '%Y-%m-%d')"
+
+
 def day_counts(con: duckdb.DuckDBPyConnection, relation: str, day: str) -> dict[str, int]:
     """Rows per day (``YYYY-MM-DD``, or ``_undated``) of a relation: a count, no hash."""
-    rows = con.execute(
-        f'SELECT strftime("{day}", \'%Y-%m-%d\'), count(*) FROM {relation} GROUP BY 1'
-    ).fetchall()
+    rows = con.execute(f"SELECT {_day_sql(day)}, count(*) FROM {relation} GROUP BY 1").fetchall()
     return {_day_key(d): int(n) for d, n in rows}
 
 
-def touched_days(con: duckdb.DuckDBPyConnection, since: dict[str, str]) -> set[str]:
-    """The days of the traces with a base row stamped after ``since`` (per base table)."""
-    relation, day = TRACE_DAYS
+def touched_days(con: duckdb.DuckDBPyConnection, mart: str, since: dict[str, str]) -> set[str]:
+    """The days of ``mart`` holding rows of traces with a base row stamped after ``since`` (per
+    base table; which base tables count is :data:`TOUCHED_BY`)."""
+    relation, bases = TOUCHED_BY[mart]
     touched = " UNION ".join(
-        f"SELECT trace_id FROM {table} WHERE _loaded_at > ?::TIMESTAMPTZ"
-        for table in BASES.values())
+        f"SELECT trace_id FROM {BASES[name]} WHERE _loaded_at > ?::TIMESTAMPTZ" for name in bases)
     rows = con.execute(
-        f'SELECT DISTINCT strftime("{day}", \'%Y-%m-%d\') FROM {relation} '
+        f"SELECT DISTINCT {_day_sql(DAY_PARTITIONED[mart])} FROM {relation} "
         f"WHERE trace_id IN ({touched})",
-        [since[name] for name in BASES],
+        [since[name] for name in bases],
     ).fetchall()
     return {_day_key(r[0]) for r in rows}
 
@@ -223,10 +233,10 @@ def days_to_write(
     build: str | None,
     *,
     full_refresh: bool,
-) -> tuple[set[str] | None, str | None]:
-    """The days whose trace rows a build may have changed since the previous publication, by the
-    stamps (row-count changes are added per mart by the caller); ``(None, why)`` when every day
-    must be written."""
+) -> tuple[dict[str, str] | None, str | None]:
+    """The stamps (per base table) after which a build may have changed a day's rows since the
+    previous publication (:func:`touched_days` turns them into days per mart; row-count changes
+    are added by the caller); ``(None, why)`` when every day must be written."""
     if full_refresh:
         return None, "full refresh"
     if not previous_manifest:
@@ -243,11 +253,21 @@ def days_to_write(
         for n in BASES if stamps[n] and before[n])
     if went_back:
         return None, "the base tables' stamps went back (a rebuilt warehouse)"
-    relation, _ = TRACE_DAYS
-    if relation.split(".")[1].strip('"') not in _relations(con, MARTS_SCHEMA):
+    if "fct_requests" not in _relations(con, MARTS_SCHEMA):
         return None, "no trace-to-day mapping"
-    since = {n: before[n] or "-infinity" for n in BASES}
-    return touched_days(con, since), None
+    return {n: before[n] or "-infinity" for n in BASES}, None
+
+
+def _day_filter(column: str, kind: str, day: str) -> str:
+    """A filter selecting one day's rows that DuckDB pushes into the scan (a range on the column
+    itself, not a function of it), so exporting a day of a view reads that day's rows only."""
+    if day == UNDATED:
+        return f'"{column}" IS NULL'
+    if kind.upper() == "DATE":
+        return f"\"{column}\" = DATE '{day}'"
+    literal = "TIMESTAMPTZ" if "TIME ZONE" in kind.upper() else "TIMESTAMP"
+    lo = f"{literal} '{day} 00:00:00{'+00' if literal == 'TIMESTAMPTZ' else ''}'"
+    return f'"{column}" >= {lo} AND "{column}" < {lo} + INTERVAL 1 DAY'
 
 
 def _export_days(
@@ -257,55 +277,40 @@ def _export_days(
     target: Path,
     *,
     days: set[str],
-    tmp: Path,
 ) -> None:
-    """Write the rows of ``days`` of ``relation`` as ``target/<day>.parquet``, one query."""
-    dated = sorted(d for d in days if d != UNDATED)
-    conditions = []
-    if dated:
-        conditions.append(f'"{day}" IN (' + ", ".join(f"DATE '{d}'" for d in dated) + ")")
-    if UNDATED in days:
-        conditions.append(f'"{day}" IS NULL')
-    if not conditions:
-        return
-    shutil.rmtree(tmp, ignore_errors=True)
-    # Flush each partition's rows at about one row group, so memory does not hold ~0.5M wide
-    # rows per thread when every day is written (a full refresh).
-    con.execute(f"SET partitioned_write_flush_threshold = {FLUSH_ROWS}")
-    con.execute(
-        f"""COPY (
-            SELECT *, coalesce(strftime("{day}", '%Y-%m-%d'), '{UNDATED}') AS __publish_day
-            FROM {relation} WHERE {" OR ".join(conditions)}
-        ) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__publish_day),
-                      WRITE_PARTITION_COLUMNS false)"""
-    )
-    for part in sorted(tmp.iterdir()):
-        key = part.name.split("=", 1)[1]
-        for i, file in enumerate(sorted(part.glob("*.parquet"))):
-            file.replace(target / (f"{key}.parquet" if i == 0 else f"{key}.{i}.parquet"))
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write the rows of each of ``days`` of ``relation`` as ``target/<day>.parquet``: one query
+    per day, each reading only its day (:func:`_day_filter`)."""
+    kinds = {c[0]: str(c[1]) for c in con.execute(f"DESCRIBE {relation}").fetchall()}
+    for d in sorted(days):
+        con.execute(
+            f"COPY (SELECT * FROM {relation} WHERE {_day_filter(day, kinds[day], d)}) "
+            f"TO '{target / f'{d}.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+        )
 
 
 def _export_by_day(
     con: duckdb.DuckDBPyConnection,
+    name: str,
     relation: str,
-    day: str,
     target: Path,
     *,
     previous: Path | None,
     previous_entry: dict[str, Any] | None,
-    touched: set[str] | None,
+    since: dict[str, str] | None,
 ) -> dict[str, Any]:
     """Publish one day-partitioned mart as the folder ``target``: the days to write are written,
     every other day is hard-linked from ``previous``. Returns its manifest entry."""
+    day = DAY_PARTITIONED[name]
     schema = _schema(con, relation)
     counts = day_counts(con, relation, day)
     old_days: dict[str, Any] = (previous_entry or {}).get("days") or {}
-    reusable = (touched is not None and previous is not None and previous.is_dir()
-                and (previous_entry or {}).get("schema") == schema)
+    reusable = (since is not None and previous is not None and previous.is_dir()
+                and (previous_entry or {}).get("schema") == schema
+                and (previous_entry or {}).get("day_column") == day)
     write = set(counts)
     if reusable:
-        assert touched is not None and previous is not None
+        assert since is not None and previous is not None
+        touched = touched_days(con, name, since)
         write = {d for d in counts if d in touched or old_days.get(d, {}).get("rows") != counts[d]
                  or old_days.get(d, {}).get("files") != [f"{d}.parquet"]
                  or not (previous / f"{d}.parquet").is_file()}
@@ -313,8 +318,7 @@ def _export_by_day(
     for d in sorted(set(counts) - write):
         assert previous is not None
         os.link(previous / f"{d}.parquet", target / f"{d}.parquet")
-    _export_days(con, relation, day, target, days=write,
-                 tmp=target.parent / f".{target.name}.days")
+    _export_days(con, relation, day, target, days=write)
     if not counts:  # an empty mart keeps its columns: one empty file
         con.execute(f"COPY (SELECT * FROM {relation} LIMIT 0) TO "
                     f"'{target / f'{UNDATED}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
@@ -382,7 +386,7 @@ def publish(
             if not marts:
                 raise PublishError(f"the warehouse has no tables in schema {MARTS_SCHEMA!r}")
             stamps = _stamps(con)
-            touched, why = days_to_write(con, previous_manifest, stamps, build,
+            since, why = days_to_write(con, previous_manifest, stamps, build,
                                          full_refresh=full_refresh or not link_unchanged)
             result.all_days_because = why
             jobs = [(name, f'"{MARTS_SCHEMA}"."{name}"', f"{name}.parquet", kind)
@@ -393,10 +397,10 @@ def publish(
             for name, relation, file, kind in jobs:
                 prev_path = previous_folder / file if previous_folder else None
                 if name in DAY_PARTITIONED and not file.startswith(STAGING_DIR):
-                    entry = _export_by_day(con, relation, DAY_PARTITIONED[name], staging / file,
+                    entry = _export_by_day(con, name, relation, staging / file,
                                            previous=prev_path,
                                            previous_entry=previous_tables.get(file),
-                                           touched=touched)
+                                           since=since)
                     linked = not entry["days_written"] and set(entry["days"]) == set(
                         (previous_tables.get(file) or {}).get("days") or {})
                     result.days_written[name] = entry["days_written"]
