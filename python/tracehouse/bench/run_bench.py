@@ -214,11 +214,11 @@ def _duckdb(threads_memory: dict[str, str]) -> Any:
 
 def mart_questions(marts: Path) -> dict[str, str]:
     """The three questions over the published marts (DuckDB SQL)."""
-    spans, requests = marts / "fct_spans.parquet", marts / "fct_requests.parquet"
+    latency, requests = marts / "agg_route_stage_latency.parquet", marts / "fct_requests.parquet"
     return {
         "p95_latency_by_stage_day": f"""
-            select trace_date, span_type, quantile_cont(duration_ms, 0.95) as p95_ms
-            from read_parquet('{spans}') where route_name = '{ROUTE}' group by all""",
+            select trace_date, span_type, duration_ms_p95 as p95_ms
+            from read_parquet('{latency}') where route_name = '{ROUTE}'""",
         "cost_per_successful_task_by_model_week": f"""
             select model_name, date_trunc('week', trace_date) as week,
                    sum(cost_usd) / nullif(count(*) filter (where is_successful_task), 0) as usd
