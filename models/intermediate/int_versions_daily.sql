@@ -15,8 +15,9 @@
     with traces has a row.
 
     Incremental like the agg_* marts (macros/portable/marts.sql): a run rebuilds, from all their
-    requests, the days of the traces the base tables wrote since this model's watermark, and every
-    stored day whose trace count changed; a day with no trace left is deleted. Every row written
+    requests, the days of the traces base_lake__spans wrote since this model's watermark (versions
+    come from spans only: late feedback does not rebuild a day), and every stored day whose trace
+    count changed; a day with no trace left is deleted. Every row written
     is stamped `_loaded_at` (this build), so the models downstream (fct_eval_candidates) know
     which days were rebuilt. dim_versions is a small rollup of this table.
 -#}
@@ -38,11 +39,11 @@ all_requests as (
 ),
 
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope('all_requests', ['spans']) }}
 ),
 
 day_lineage as (
-    {{ mart_day_lineage('requests') }}
+    {{ mart_day_lineage('requests', ['spans']) }}
 ),
 
 validator_items as (

@@ -13,7 +13,9 @@
     p50/p95/p99 of the stage's span durations. Percentiles do not combine across
     agg_stage_latency's finer grain, so this coarser grain is computed from the spans themselves.
     A span without a duration counts in span_count but not in the percentiles (as a SQL
-    quantile over the raw spans). Incremental on the days a run touched (macros/portable/marts.sql).
+    quantile over the raw spans). Incremental on the days whose spans a run touched
+    (macros/portable/marts.sql): it reads no feedback or annotation, so late feedback does not
+    rebuild a day.
 -#}
 
 with
@@ -23,11 +25,11 @@ all_requests as (
 ),
 
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope('all_requests', ['spans']) }}
 ),
 
 day_lineage as (
-    {{ mart_day_lineage('requests') }}
+    {{ mart_day_lineage('requests', ['spans']) }}
 ),
 
 stage_spans as (
@@ -65,7 +67,7 @@ final as (
         stage_stats.duration_ms_p50,
         stage_stats.duration_ms_p95,
         stage_stats.duration_ms_p99,
-        {{ mart_lineage_columns('day_lineage') }}
+        {{ mart_lineage_columns('day_lineage', ['spans']) }}
     from stage_stats
     inner join day_lineage
         on stage_stats.trace_date = day_lineage.trace_date
