@@ -141,6 +141,12 @@
 {% endmacro %}
 
 
+{% macro lineage_column(source_name) -%}
+    {#- The lineage column of a source: spans -> last_span_ingest_at, and so on. -#}
+    last_{{ {'spans': 'span', 'feedback': 'feedback', 'annotations': 'annotation'}[source_name] }}_ingest_at
+{%- endmacro %}
+
+
 {% macro mart_day_lineage(requests_relation, sources=['spans', 'feedback', 'annotations']) %}
     {#-
         The body of a CTE: per trace_date, the trace count and the newest ingest per source
@@ -149,8 +155,8 @@
     select
         trace_date,
         {%- for source_name in sources %}
-        max(last_{{ source_name[:-1] if source_name != 'spans' else 'span' }}_ingest_at)
-            as last_{{ source_name[:-1] if source_name != 'spans' else 'span' }}_ingest_at,
+        max({{ lineage_column(source_name) }})
+            as {{ lineage_column(source_name) }},
         {%- endfor %}
         {%- if sources | length == 3 %}
         max(last_ingest_at) as last_ingest_at,
@@ -165,7 +171,7 @@
     {#- The lineage select items every incremental daily mart row carries (no trailing comma). -#}
     {{ day_lineage_alias }}.day_trace_count
     {%- for source_name in sources %},
-    {{ day_lineage_alias }}.last_{{ source_name[:-1] if source_name != 'spans' else 'span' }}_ingest_at
+    {{ day_lineage_alias }}.{{ lineage_column(source_name) }}
     {%- endfor %}
     {%- if sources | length == 3 %},
     {{ day_lineage_alias }}.last_ingest_at
