@@ -133,9 +133,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
         order by 1""")
     after_full = out["after_full"]
     assert isinstance(after_full, dict)
-    stamped = " union all ".join(
-        f"select trace_id from staging.{base} where _loaded_at > timestamptz "
-        f"'{after_full[base][0].isoformat()}'" for base in BASES)
+    # versions come from spans: late feedback or annotations do not rebuild a day
+    stamped = (f"select trace_id from staging.base_lake__spans where _loaded_at > timestamptz "
+               f"'{after_full['base_lake__spans'][0].isoformat()}'")
     out["days_touched_by_hour"] = _query(inc, f"""
         select distinct trace_date from marts.fct_requests
         where trace_id in ({stamped}) order by 1""")
@@ -170,7 +170,7 @@ def test_an_hour_writes_only_its_rows(runs: dict[str, object]) -> None:
 
 def test_an_hour_rebuilds_only_its_day_of_version_state(runs: dict[str, object]) -> None:
     # dim_versions and fct_eval_candidates follow int_versions_daily: it rebuilt the days of the
-    # traces the hour brought rows for (late rows of older days too), not every day
+    # traces the hour brought spans for (late spans of older days too), not every day
     rebuilt, touched = runs["version_days_after_hour"], runs["days_touched_by_hour"]
     assert isinstance(rebuilt, list) and isinstance(touched, list) and touched
     assert set(touched) <= set(rebuilt) and len(rebuilt) < DAYS

@@ -353,7 +353,9 @@ def test_eval_candidates_are_deterministic_and_respect_a_smaller_cap(
     copy = Path(marts["root"]) / "capped"
     copy.mkdir()
     shutil.copy(warehouse_db(marts["full"]), warehouse_db(copy))
-    _ok(dbt_invoke(["run", "--select", "fct_eval_candidates"], lake=marts["lake"], warehouse=copy,
+    # a changed policy is a changed model: incremental by day, it needs a full refresh
+    _ok(dbt_invoke(["run", "--full-refresh", "--select", "fct_eval_candidates"],
+                   lake=marts["lake"], warehouse=copy,
                    dbt_vars={"eval_candidate_policy": {"thumbs_down": {"cap": 2}}}))
     capped = duckdb.connect(str(warehouse_db(copy)), read_only=True)
     try:
