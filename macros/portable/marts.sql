@@ -195,3 +195,16 @@
     -#}
     ({{ exact_sum(expression, scale) }} / nullif(count({{ expression }}), 0))
 {%- endmacro %}
+
+
+{% macro eval_candidates_by_day() %}
+    {#-
+        Whether fct_eval_candidates' incremental run rebuilds only the days whose inputs moved
+        (true) or every day (the portable default: exact, as costly as a full build). Spark
+        inlines the CTEs, and the day selection repeated under each of the model's ~20 reads of
+        its requests made its planner run out of heap; DuckDB plans it in milliseconds.
+    -#}
+    {{ return(adapter.dispatch('eval_candidates_by_day', 'tracehouse')()) }}
+{% endmacro %}
+{% macro duckdb__eval_candidates_by_day() %}{{ return(true) }}{% endmacro %}
+{% macro default__eval_candidates_by_day() %}{{ return(false) }}{% endmacro %}

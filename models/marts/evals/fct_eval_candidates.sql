@@ -84,6 +84,8 @@
 ] %}
 
 {%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' %}
+{#- only the days whose inputs moved, where the engine plans it (eval_candidates_by_day) -#}
+{%- set by_day = is_incremental() and eval_candidates_by_day() %}
 {%- if not is_unit_test %}
     {{- loaded_base_refs() }}
     {%- set version_days_relation = ref('int_versions_daily') %}
@@ -96,7 +98,7 @@ all_requests as (
     select * from {{ ref('fct_requests') }}
 ),
 
-{% if is_incremental() %}
+{% if by_day %}
 touched_traces as (
     {{ traces_loaded() }}
 ),
@@ -153,7 +155,7 @@ days_to_build as (
 {% endif %}
 requests as (
     select * from all_requests
-    {%- if is_incremental() %}
+    {%- if by_day %}
     where trace_date in (select trace_date from days_to_build)
     {%- endif %}
 ),
@@ -161,7 +163,7 @@ requests as (
 conversation_requests as (
     {#- every request of the conversations in scope, whatever its day: the previous route -#}
     select * from all_requests
-    {%- if is_incremental() %}
+    {%- if by_day %}
     where conversation_id in (select conversation_id from requests)
     {%- endif %}
 ),
