@@ -30,7 +30,7 @@ START = date(2026, 1, 1)
 DAYS, TRACES_PER_DAY, SEED = 3, 60, 11
 SELECT = (
     "+fct_requests +fct_spans +metric_daily +metric_hourly +agg_stage_latency "
-    "+agg_cost_per_successful_task"
+    "+agg_cost_per_successful_task +fct_eval_candidates +dim_versions +agg_route_stage_latency"
 )
 QUICK = ["--resource-type", "model", "--resource-type", "seed"]
 COMPARED = [
@@ -50,6 +50,10 @@ COMPARED = [
     "marts.metric_hourly",
     "marts.agg_stage_latency",
     "marts.agg_cost_per_successful_task",
+    "marts.agg_route_stage_latency",
+    "intermediate.int_versions_daily",
+    "marts.dim_versions",
+    "marts.fct_eval_candidates",
 ]
 BASES = ["base_lake__spans", "base_lake__feedback", "base_lake__annotations"]
 
@@ -123,6 +127,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     build(inc)
     out["after_hour"] = _stamps(inc)
     out["fct_requests_after_hour"] = _query(inc, "select * from marts.fct_requests order by all")
+    out["version_days_after_hour"] = _query(inc, """
+        select distinct trace_date from intermediate.int_versions_daily
+        where _loaded_at = (select max(_loaded_at) from intermediate.int_versions_daily)
+        order by 1""")
+    after_full = out["after_full"]
+    assert isinstance(after_full, dict)
+    # versions come from spans: late feedback or annotations do not rebuild a day
+    stamped = (f"select trace_id from staging.base_lake__spans where _loaded_at > timestamptz "
+               f"'{after_full['base_lake__spans'][0].isoformat()}'")
+    out["days_touched_by_hour"] = _query(inc, f"""
+        select distinct trace_date from marts.fct_requests
+        where trace_id in ({stamped}) order by 1""")
     build(inc)
     out["after_noop"] = _stamps(inc)
     out["fct_requests_after_noop"] = _query(inc, "select * from marts.fct_requests order by all")
@@ -150,6 +166,14 @@ def test_an_hour_writes_only_its_rows(runs: dict[str, object]) -> None:
     assert stamp > after_full["base_lake__spans"][0]
     # only the hour's rows were written: a small share of the lake, never the old days again
     assert 0 < n <= hour_rows and n < 0.2 * spans_total  # type: ignore[operator]
+
+
+def test_an_hour_rebuilds_only_its_day_of_version_state(runs: dict[str, object]) -> None:
+    # dim_versions and fct_eval_candidates follow int_versions_daily: it rebuilt the days of the
+    # traces the hour brought spans for (late spans of older days too), not every day
+    rebuilt, touched = runs["version_days_after_hour"], runs["days_touched_by_hour"]
+    assert isinstance(rebuilt, list) and isinstance(touched, list) and touched
+    assert set(touched) <= set(rebuilt) and len(rebuilt) < DAYS
 
 
 def test_nothing_new_writes_nothing(runs: dict[str, object]) -> None:
@@ -187,8 +211,10 @@ def _table(warehouse: object, table: str) -> pa.Table:
     # each warehouse opened under its own name: views (fct_spans) name their catalog
     con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)  # type: ignore[arg-type]
     try:
-        return con.sql(f"select * exclude (_loaded_at) from {table}" if table.startswith(
-            "staging.base_") else f"select * from {table}").to_arrow_table()
+        rel = con.sql(f"select * from {table}")
+        # _loaded_at says which build wrote a row: it differs by design
+        return (rel.select(", ".join(f'"{c}"' for c in rel.columns if c != "_loaded_at"))
+                .to_arrow_table())
     finally:
         con.close()
 

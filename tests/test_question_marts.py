@@ -28,6 +28,7 @@ FIRST_DAYS, MORE_DAYS, TRACES_PER_DAY, SEED = 3, 2, 200, 7
 MARTS = [
     "agg_cost_per_successful_task",
     "agg_stage_latency",
+    "agg_route_stage_latency",
     "agg_retrieval_quality",
     "agg_tool_reliability",
     "agg_context_assembly",
@@ -158,6 +159,41 @@ def test_stage_latency_waterfall_adds_up(marts: dict[str, Any]) -> None:
            or share_of_wall_time > share_of_wall_time_when_present + 1e-12
     """)[0][0]
     assert bad == 0
+
+
+def test_route_stage_latency_equals_the_raw_lake_answer(marts: dict[str, Any]) -> None:
+    """The bench's dashboard question from the mart equals it from the raw lake, for the same
+    definition: every span once (the latest copy of a span id), on its root's day and route."""
+    from tracehouse.bench.run_bench import ROUTE
+
+    spans = marts["lake"] / "spans" / "dt=*" / "*.parquet"
+    raw = duckdb.connect()
+    try:
+        expected = raw.execute(f"""
+            with spans as (
+                select * from read_parquet('{spans}', hive_partitioning = false,
+                                           union_by_name = true)
+                qualify row_number() over (partition by span_id
+                                           order by ingest_time desc, span_id) = 1),
+            roots as (select trace_id, route_name, event_time from spans
+                      where parent_span_id is null)
+            select cast(r.event_time as date) as trace_date, s.span_type, count(*) as n,
+                   round(quantile_cont(s.duration_ms, 0.95), 6) as p95_ms
+            from spans as s join roots as r using (trace_id)
+            where r.route_name = '{ROUTE}' group by all order by all""").fetchall()
+    finally:
+        raw.close()
+    got = _rows(marts["con"], f"""
+        select trace_date, span_type, span_count, round(duration_ms_p95, 6)
+        from marts.agg_route_stage_latency where route_name = '{ROUTE}' order by all""")
+    assert len(expected) > 10
+    assert got == expected
+    # and the fine-grained waterfall agrees on the counts of the same route and days
+    (counts,) = _rows(marts["con"], f"""
+        select (select sum(span_count) from marts.agg_stage_latency where route_name = '{ROUTE}'),
+               (select sum(span_count) from marts.agg_route_stage_latency
+                where route_name = '{ROUTE}')""")
+    assert counts[0] == counts[1] > 0
 
 
 def test_retrieval_hit_rate_never_grows_along_the_pipeline(marts: dict[str, Any]) -> None:
@@ -317,7 +353,9 @@ def test_eval_candidates_are_deterministic_and_respect_a_smaller_cap(
     copy = Path(marts["root"]) / "capped"
     copy.mkdir()
     shutil.copy(warehouse_db(marts["full"]), warehouse_db(copy))
-    _ok(dbt_invoke(["run", "--select", "fct_eval_candidates"], lake=marts["lake"], warehouse=copy,
+    # a changed policy is a changed model: incremental by day, it needs a full refresh
+    _ok(dbt_invoke(["run", "--full-refresh", "--select", "fct_eval_candidates"],
+                   lake=marts["lake"], warehouse=copy,
                    dbt_vars={"eval_candidate_policy": {"thumbs_down": {"cap": 2}}}))
     capped = duckdb.connect(str(warehouse_db(copy)), read_only=True)
     try:

@@ -306,11 +306,31 @@ select * from final
 {% endmacro %}
 
 
+{% macro watermarked_upstreams() %}
+    {#-
+        (upstream, relation) of everything this model's full build takes as read: the base
+        tables that exist, and the stamped models (`_loaded_at`) it declares it windows on in
+        config meta.watermark_upstreams = {upstream: model name} (fct_eval_candidates).
+    -#}
+    {%- set upstreams = base_tables_built() -%}
+    {%- set declared = model.config.get('meta', {}).get('watermark_upstreams', {}) or {} -%}
+    {%- for upstream, name in declared.items() -%}
+        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.' ~ name) -%}
+        {%- if node is not none and adapter.get_relation(
+            database=node.database, schema=node.schema, identifier=node.alias) is not none -%}
+            {%- do upstreams.append((upstream, node.schema ~ '.' ~ node.alias)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(upstreams) }}
+{% endmacro %}
+
+
 {% macro record_watermarks() %}
     {#-
         Post-hook of every incremental model downstream of the base tables (dbt_project.yml):
         the pending upper bounds of this build become the model's watermarks. A full build
-        recorded none (it read everything): its watermark is the newest stamp of every base table.
+        recorded none (it read everything): its watermark is the newest stamp of every base table
+        (and of the stamped models it declares, `watermarked_upstreams()`).
     -#}
     {%- if model.config.materialized != 'incremental' or this.identifier.startswith('base_lake__') -%}
         {{ return('') }}
@@ -319,7 +339,7 @@ select * from final
 {% endmacro %}
 
 {% macro default__record_watermarks() %}
-    {%- set bases = base_tables_built() -%}
+    {%- set bases = watermarked_upstreams() -%}
     {%- set model_key = "model_name = '" ~ this.identifier ~ "'" -%}
     {%- set statements = watermark_table_statements() -%}
     {%- if bases -%}

@@ -103,11 +103,15 @@
                   post_hook=["{{ delete_vanished_days() }}"]) }}
 -#}
 
-{% macro mart_days_to_build(requests_relation) %}
-    {#- The body of a CTE: the trace_dates an incremental run must rebuild. -#}
+{% macro mart_days_to_build(requests_relation, sources=['spans', 'feedback', 'annotations']) %}
+    {#-
+        The body of a CTE: the trace_dates an incremental run must rebuild. A mart that reads
+        nothing of feedback or annotations passes sources=['spans']: late feedback for an old
+        day does not rebuild it.
+    -#}
     select trace_date
     from {{ requests_relation }}
-    where trace_id in ({{ traces_loaded() }})
+    where trace_id in ({{ traces_loaded(sources) }})
     union
     select stored.trace_date
     from (
@@ -126,38 +130,52 @@
 {% endmacro %}
 
 
-{% macro mart_requests_in_scope(requests_relation) %}
+{% macro mart_requests_in_scope(requests_relation, sources=['spans', 'feedback', 'annotations']) %}
     {#- The body of a CTE: the requests of the days this run builds (all of them on a full build). -#}
     {{- loaded_base_refs() }}
     select *
     from {{ requests_relation }}
     {%- if is_incremental() %}
-    where trace_date in ({{ mart_days_to_build(requests_relation) }})
+    where trace_date in ({{ mart_days_to_build(requests_relation, sources) }})
     {%- endif %}
 {% endmacro %}
 
 
-{% macro mart_day_lineage(requests_relation) %}
-    {#- The body of a CTE: per trace_date, the trace count and the newest ingest per source. -#}
+{% macro lineage_column(source_name) -%}
+    {#- The lineage column of a source: spans -> last_span_ingest_at, and so on. -#}
+    last_{{ {'spans': 'span', 'feedback': 'feedback', 'annotations': 'annotation'}[source_name] }}_ingest_at
+{%- endmacro %}
+
+
+{% macro mart_day_lineage(requests_relation, sources=['spans', 'feedback', 'annotations']) %}
+    {#-
+        The body of a CTE: per trace_date, the trace count and the newest ingest per source
+        (of `sources`; last_ingest_at only with all three).
+    -#}
     select
         trace_date,
-        count(*) as day_trace_count,
-        max(last_span_ingest_at) as last_span_ingest_at,
-        max(last_feedback_ingest_at) as last_feedback_ingest_at,
-        max(last_annotation_ingest_at) as last_annotation_ingest_at,
-        max(last_ingest_at) as last_ingest_at
+        {%- for source_name in sources %}
+        max({{ lineage_column(source_name) }})
+            as {{ lineage_column(source_name) }},
+        {%- endfor %}
+        {%- if sources | length == 3 %}
+        max(last_ingest_at) as last_ingest_at,
+        {%- endif %}
+        count(*) as day_trace_count
     from {{ requests_relation }}
     group by trace_date
 {% endmacro %}
 
 
-{% macro mart_lineage_columns(day_lineage_alias='day_lineage') %}
+{% macro mart_lineage_columns(day_lineage_alias='day_lineage', sources=['spans', 'feedback', 'annotations']) %}
     {#- The lineage select items every incremental daily mart row carries (no trailing comma). -#}
-    {{ day_lineage_alias }}.day_trace_count,
-    {{ day_lineage_alias }}.last_span_ingest_at,
-    {{ day_lineage_alias }}.last_feedback_ingest_at,
-    {{ day_lineage_alias }}.last_annotation_ingest_at,
+    {{ day_lineage_alias }}.day_trace_count
+    {%- for source_name in sources %},
+    {{ day_lineage_alias }}.{{ lineage_column(source_name) }}
+    {%- endfor %}
+    {%- if sources | length == 3 %},
     {{ day_lineage_alias }}.last_ingest_at
+    {%- endif %}
 {%- endmacro %}
 
 
@@ -177,3 +195,16 @@
     -#}
     ({{ exact_sum(expression, scale) }} / nullif(count({{ expression }}), 0))
 {%- endmacro %}
+
+
+{% macro eval_candidates_by_day() %}
+    {#-
+        Whether fct_eval_candidates' incremental run rebuilds only the days whose inputs moved
+        (true) or every day (the portable default: exact, as costly as a full build). Spark
+        inlines the CTEs, and the day selection repeated under each of the model's ~20 reads of
+        its requests made its planner run out of heap; DuckDB plans it in milliseconds.
+    -#}
+    {{ return(adapter.dispatch('eval_candidates_by_day', 'tracehouse')()) }}
+{% endmacro %}
+{% macro duckdb__eval_candidates_by_day() %}{{ return(true) }}{% endmacro %}
+{% macro default__eval_candidates_by_day() %}{{ return(false) }}{% endmacro %}

@@ -119,7 +119,7 @@
     {%- if not pending -%}
         {#- A full build recorded no bound: the watermark is the newest stamp of each base table. -#}
         {%- set newest = [] -%}
-        {%- for upstream, relation in base_tables_built() -%}
+        {%- for upstream, relation in watermarked_upstreams() -%}
             {%- do newest.append("select '" ~ upstream ~ "' as upstream, max(_loaded_at) as loaded_at from " ~ relation) -%}
         {%- endfor -%}
         {%- if newest -%}

@@ -53,6 +53,7 @@ ARCHIVED_MODELS: Final[dict[str, str]] = {
     "agg_cost_per_successful_task": "trace_date",
     "agg_failure_taxonomy": "trace_date",
     "agg_stage_latency": "trace_date",
+    "agg_route_stage_latency": "trace_date",
     "agg_version_quality": "trace_date",
     "agg_retrieval_quality": "trace_date",
     "agg_tool_reliability": "trace_date",

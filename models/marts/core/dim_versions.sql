@@ -5,73 +5,16 @@
     before it). Change points are attributed to the versions first seen near them.
     Scopes: `all`; `route_name=X` for model_name per route; `task_type=X` for prompt_version and system_prompt_version per
     task type; `validator_name=X` for validator_version; `tool_name=X` for tool_version.
-    A table rebuilt from fct_requests on every run (small: one row per version).
+    A small table rolled up on every run from int_versions_daily (one row per day and version,
+    incremental on the days a run touched), never from fct_requests: its cost follows the
+    number of versions, not of requests.
 -#}
-{%- set scalar_dimensions = [
-    'release_sha', 'app_version', 'prompt_version', 'retriever_version', 'index_version',
-    'embedding_version', 'reranker_version', 'route_policy_version', 'classifier_version',
-    'planner_version', 'system_prompt_version', 'model_name',
-] -%}
-{%- set scoped_dimensions = [
-    ['model_name', 'route_name'],
-    ['prompt_version', 'task_type'],
-    ['system_prompt_version', 'task_type'],
-] -%}
 
 with
 
-requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
-validator_items as (
-    select
-        event_time,
-        {{ explode_list('validator_versions') }} as item
-    from requests
-),
-
-tool_items as (
-    select
-        event_time,
-        {{ explode_list('tool_versions') }} as item
-    from requests
-),
-
-version_facts as (
-    {%- for dimension in scalar_dimensions %}
-    select
-        '{{ dimension }}' as version_dimension,
-        'all' as scope_key,
-        {{ dimension }} as version_value,
-        event_time
-    from requests
-    where {{ dimension }} is not null
-    union all
-    {%- endfor %}
-    {%- for dimension, scope in scoped_dimensions %}
-    select
-        '{{ dimension }}' as version_dimension,
-        '{{ scope }}=' || coalesce({{ scope }}, 'unknown') as scope_key,
-        {{ dimension }} as version_value,
-        event_time
-    from requests
-    where {{ dimension }} is not null
-    union all
-    {%- endfor %}
-    select
-        'validator_version' as version_dimension,
-        'validator_name=' || split_part(item, '=', 1) as scope_key,
-        split_part(item, '=', 2) as version_value,
-        event_time
-    from validator_items
-    union all
-    select
-        'tool_version' as version_dimension,
-        'tool_name=' || split_part(item, '=', 1) as scope_key,
-        split_part(item, '=', 2) as version_value,
-        event_time
-    from tool_items
+version_days as (
+    select * from {{ ref('int_versions_daily') }}
+    where version_dimension <> '(day)'
 ),
 
 grouped as (
@@ -79,10 +22,10 @@ grouped as (
         version_dimension,
         scope_key,
         version_value,
-        min(event_time) as first_seen_at,
-        max(event_time) as last_seen_at,
-        count(*) as request_count
-    from version_facts
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        cast(sum(request_count) as {{ sql_type('int') }}) as request_count
+    from version_days
     group by version_dimension, scope_key, version_value
 ),
 

@@ -1,3 +1,16 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='trace_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
+        post_hook=["{{ delete_vanished_days() }}"],
+        meta={'watermark_upstreams': {
+            'versions_daily': 'int_versions_daily',
+            'versions_first_seen': 'int_versions_first_seen',
+        }},
+    )
+}}
 {#-
     Production traces proposed for the eval set: one row per selected trace, with why it was
     proposed, how urgent it is, and everything needed to replay it (frozen versions, artifact
@@ -10,8 +23,19 @@
     reason takes it. Override the policy with the var `eval_candidate_policy`
     ({reason: {rate, cap, weight}}, any subset).
 
-    A table rebuilt on every run, not incremental: a day's sample depends on other days
-    (versions first seen, the previous request of a conversation).
+    Incremental on trace_date (delete+insert): a day's sample is rebuilt, from all its requests,
+    when anything it depends on changed since this model's watermark:
+      - the day's requests: a day that int_versions_daily rebuilt (the days of the traces the
+        base tables wrote, and every day whose trace count changed), and the days of the
+        traces the base tables wrote (feedback, annotations, artifact refs are per trace);
+      - the versions first seen: for every version whose first-seen date changed
+        (int_versions_first_seen keeps the previous date), the days from the older date to the
+        newer one plus `eval_novel_version_days`; the data's first day likewise;
+      - the previous request of a conversation: every day of a conversation that has a trace the
+        base tables wrote.
+    A day with no trace left is deleted (post-hook). Not covered: a trace whose conversation_id
+    changes, or that expires (`tracehouse lake expire`), leaves its old conversation's next
+    request unrebuilt; a full refresh recomputes it.
 -#}
 
 {%- set default_policy = {
@@ -59,10 +83,89 @@
     'model_name',
 ] %}
 
+{%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' %}
+{#- only the days whose inputs moved, where the engine plans it (eval_candidates_by_day) -#}
+{%- set by_day = is_incremental() and eval_candidates_by_day() %}
+{%- if not is_unit_test %}
+    {{- loaded_base_refs() }}
+    {%- set version_days_relation = ref('int_versions_daily') %}
+    {%- set first_seen_relation = ref('int_versions_first_seen') %}
+{%- endif %}
+
 with
 
-requests as (
+all_requests as (
     select * from {{ ref('fct_requests') }}
+),
+
+{% if by_day %}
+touched_traces as (
+    {{ traces_loaded() }}
+),
+
+touched_conversations as (
+    select distinct conversation_id
+    from all_requests
+    where trace_id in (select trace_id from touched_traces)
+        and conversation_id is not null
+),
+
+first_seen_changes as (
+    select
+        coalesce(first_seen_date, previous_first_seen_date) as changed_date,
+        coalesce(previous_first_seen_date, first_seen_date) as other_date
+    from {{ first_seen_relation }}
+    where {{ loaded_window(first_seen_relation, 'versions_first_seen') }}
+),
+
+stored_days as (
+    select trace_date
+    from {{ version_days_relation }}
+    where version_dimension = '(day)'
+),
+
+days_to_build as (
+    {#- the days int_versions_daily rebuilt: touched traces' days and days whose count changed -#}
+    select trace_date
+    from {{ version_days_relation }}
+    where {{ loaded_window(version_days_relation, 'versions_daily') }}
+    union
+    select trace_date
+    from all_requests
+    where trace_id in (select trace_id from touched_traces)
+    union
+    select trace_date
+    from all_requests
+    where conversation_id in (select conversation_id from touched_conversations)
+    union
+    -- novelty: from the older to the newer first-seen date, plus the novelty window
+    select stored_days.trace_date
+    from stored_days
+    inner join first_seen_changes
+        on (
+            {{ days_between('first_seen_changes.changed_date', 'stored_days.trace_date') }} >= 0
+            or {{ days_between('first_seen_changes.other_date', 'stored_days.trace_date') }} >= 0
+        )
+        and {{ days_between('first_seen_changes.changed_date', 'stored_days.trace_date') }}
+            < {{ novel_version_days }}
+        and {{ days_between('first_seen_changes.other_date', 'stored_days.trace_date') }}
+            < {{ novel_version_days }}
+),
+
+{% endif %}
+requests as (
+    select * from all_requests
+    {%- if by_day %}
+    where trace_date in (select trace_date from days_to_build)
+    {%- endif %}
+),
+
+conversation_requests as (
+    {#- every request of the conversations in scope, whatever its day: the previous route -#}
+    select * from all_requests
+    {%- if by_day %}
+    where conversation_id in (select conversation_id from requests)
+    {%- endif %}
 ),
 
 spans as (
@@ -111,7 +214,7 @@ novel_traces as (
     where {{ days_between('version_first_seen.first_seen_date', 'requests.trace_date') }}
         < {{ novel_version_days }}
         {# the data's first days are not "novel": everything is first seen then -#}
-        and version_first_seen.first_seen_date > (select min(trace_date) from requests)
+        and version_first_seen.first_seen_date > (select min(trace_date) from all_requests)
     {{ "union" if not loop.last }}
     {%- endfor %}
 ),
@@ -120,6 +223,7 @@ fallback_traces as (
     select distinct trace_id
     from routing_spans
     where reason = 'fallback'
+        and trace_id in (select trace_id from requests)
 ),
 
 previous_routes as (
@@ -129,7 +233,7 @@ previous_routes as (
             partition by conversation_id
             order by event_time, trace_id
         ) as previous_route_name
-    from requests
+    from conversation_requests
     where conversation_id is not null
 ),
 

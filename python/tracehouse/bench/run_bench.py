@@ -216,12 +216,12 @@ def mart_questions(marts: Path) -> dict[str, str]:
     """The three questions over the published marts (DuckDB SQL)."""
     from tracehouse.publication import mart_glob
 
-    spans = mart_glob(marts / "fct_spans.parquet")  # folders of one file per day
-    requests = mart_glob(marts / "fct_requests.parquet")
+    latency = marts / "agg_route_stage_latency.parquet"
+    requests = mart_glob(marts / "fct_requests.parquet")  # a folder of one file per day
     return {
         "p95_latency_by_stage_day": f"""
-            select trace_date, span_type, quantile_cont(duration_ms, 0.95) as p95_ms
-            from read_parquet('{spans}') where route_name = '{ROUTE}' group by all""",
+            select trace_date, span_type, duration_ms_p95 as p95_ms
+            from read_parquet('{latency}') where route_name = '{ROUTE}'""",
         "cost_per_successful_task_by_model_week": f"""
             select model_name, date_trunc('week', trace_date) as week,
                    sum(cost_usd) / nullif(count(*) filter (where is_successful_task), 0) as usd
