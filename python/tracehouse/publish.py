@@ -57,6 +57,7 @@ from tracehouse.publication import (
     swap_links,
     write_views_db,
 )
+from tracehouse.resources import apply_limits
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
 __all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "PublishError", "Published",
@@ -379,7 +380,7 @@ def publish(
     manifest_tables: dict[str, Any] = {}
     stamps: dict[str, str] | None = None
     try:
-        con = duckdb.connect(str(db), read_only=True)
+        con = apply_limits(duckdb.connect(str(db), read_only=True))
         try:
             con.execute("SET TimeZone = 'UTC'")
             marts = _relations(con, MARTS_SCHEMA)

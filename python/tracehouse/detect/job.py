@@ -50,6 +50,7 @@ from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
 from tracehouse.detect.series_cache import EvidenceCache, SeriesCache
 from tracehouse.errors import NotPublishedError
+from tracehouse.resources import apply_limits
 
 MARTS = "marts"
 SERIES_TABLES = {"day": "metric_daily", "hour": "metric_hourly"}
@@ -608,7 +609,7 @@ def run_detection(
     if not db.is_file():
         raise NotPublishedError(f"no warehouse database at {db}: build it first")
     started = time.perf_counter()
-    con = duckdb.connect(str(db), read_only=not write)
+    con = apply_limits(duckdb.connect(str(db), read_only=not write))
     try:
         con.execute("set TimeZone = 'UTC'").fetchall()
         panels = read_panels(con, config.grains, metrics={"hour": config.hourly_metrics})

@@ -25,6 +25,7 @@ from tracehouse.quality.touched import (
     touched_days,
     unchanged_marts,
 )
+from tracehouse.resources import apply_limits
 from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
 
 
@@ -105,7 +106,7 @@ class QualityRun:
         """
         self.warehouse.mkdir(parents=True, exist_ok=True)
         try:
-            con = duckdb.connect(str(warehouse_db(self.warehouse)))
+            con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
         except duckdb.IOException as exc:
             note = f"batch checks skipped, warehouse database busy: {str(exc).splitlines()[0]}"
             self.batch_results = [SuiteResult("lake.batches", "batch", "lake", WARN, rows=0,
@@ -142,7 +143,7 @@ class QualityRun:
 
     def check_marts(self) -> str:
         """Validate every mart; record results and Data Docs; raise QualityError on a failure."""
-        con = duckdb.connect(str(warehouse_db(self.warehouse)))
+        con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
         try:
             # only the days this build rewrote (whole-table invariants always); all on a first run
             self.mart_days = None if self.all_marts else touched_days(con)
