@@ -58,7 +58,7 @@ from tracehouse.publication import (
     write_views_db,
 )
 from tracehouse.resources import apply_limits
-from tracehouse.warehouse import MARTS_SCHEMA, warehouse_db
+from tracehouse.warehouse import BASE_TABLES, MARTS_SCHEMA, warehouse_db
 
 __all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "PublishError", "Published",
            "publish"]
@@ -74,14 +74,8 @@ DAY_PARTITIONED: dict[str, str] = {"fct_spans": "event_time", "fct_requests": "t
 # fct_spans' days come from the span base table itself: a view's day filter pushed into that
 # scan is what keeps a day's export from evaluating every span.
 TOUCHED_BY: dict[str, tuple[str, tuple[str, ...]]] = {
-    "fct_spans": ("staging.base_lake__spans", ("spans",)),
+    "fct_spans": (BASE_TABLES["spans"], ("spans",)),
     "fct_requests": (f'"{MARTS_SCHEMA}"."fct_requests"', ("spans", "feedback", "annotations")),
-}
-# The base tables and their stamps (as tracehouse.quality.touched.BASES).
-BASES = {
-    "spans": "staging.base_lake__spans",
-    "feedback": "staging.base_lake__feedback",
-    "annotations": "staging.base_lake__annotations",
 }
 
 
@@ -181,17 +175,17 @@ def _stamps(con: duckdb.DuckDBPyConnection) -> dict[str, str] | None:
     """The newest ``_loaded_at`` of each base table (as text, exact), or None when the warehouse
     has no stamped base tables (a Spark build keeps them in its own catalog)."""
     names = _relations(con, "staging")
-    if not all(t.split(".")[1] in names for t in BASES.values()):
+    if not all(t.split(".")[1] in names for t in BASE_TABLES.values()):
         return None
     columns = {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.columns "
         "WHERE table_schema = 'staging' AND column_name = '_loaded_at'").fetchall()}
-    if not all(t.split(".")[1] in columns for t in BASES.values()):
+    if not all(t.split(".")[1] in columns for t in BASE_TABLES.values()):
         return None
     row = con.execute("SELECT " + ", ".join(
-        f"(SELECT max(_loaded_at)::VARCHAR FROM {t})" for t in BASES.values())).fetchone()
+        f"(SELECT max(_loaded_at)::VARCHAR FROM {t})" for t in BASE_TABLES.values())).fetchone()
     assert row is not None
-    return {name: value or "" for name, value in zip(BASES, row, strict=True)}
+    return {name: value or "" for name, value in zip(BASE_TABLES, row, strict=True)}
 
 
 def _schema(con: duckdb.DuckDBPyConnection, relation: str) -> str:
@@ -218,7 +212,8 @@ def touched_days(con: duckdb.DuckDBPyConnection, mart: str, since: dict[str, str
     base table; which base tables count is :data:`TOUCHED_BY`)."""
     relation, bases = TOUCHED_BY[mart]
     touched = " UNION ".join(
-        f"SELECT trace_id FROM {BASES[name]} WHERE _loaded_at > ?::TIMESTAMPTZ" for name in bases)
+        f"SELECT trace_id FROM {BASE_TABLES[name]} WHERE _loaded_at > ?::TIMESTAMPTZ"
+        for name in bases)
     rows = con.execute(
         f"SELECT DISTINCT {_day_sql(DAY_PARTITIONED[mart])} FROM {relation} "
         f"WHERE trace_id IN ({touched})",
@@ -247,16 +242,16 @@ def days_to_write(
     before = previous_manifest.get("stamps")
     if stamps is None:
         return None, "the warehouse has no stamped base tables"
-    if not isinstance(before, dict) or set(before) != set(BASES):
+    if not isinstance(before, dict) or set(before) != set(BASE_TABLES):
         return None, "the previous publication recorded no stamps"
-    went_back = any(before[n] and not stamps[n] for n in BASES) or any(con.execute(
+    went_back = any(before[n] and not stamps[n] for n in BASE_TABLES) or any(con.execute(
         "SELECT ?::TIMESTAMPTZ < ?::TIMESTAMPTZ", [stamps[n], before[n]]).fetchone()[0]  # type: ignore[index]
-        for n in BASES if stamps[n] and before[n])
+        for n in BASE_TABLES if stamps[n] and before[n])
     if went_back:
         return None, "the base tables' stamps went back (a rebuilt warehouse)"
     if "fct_requests" not in _relations(con, MARTS_SCHEMA):
         return None, "no trace-to-day mapping"
-    return {n: before[n] or "-infinity" for n in BASES}, None
+    return {n: before[n] or "-infinity" for n in BASE_TABLES}, None
 
 
 def _day_filter(column: str, kind: str, day: str) -> str:

@@ -14,6 +14,13 @@ from tracehouse.errors import TracehouseError
 
 WAREHOUSE_DB = "tracehouse.duckdb"
 MARTS_SCHEMA = "marts"
+# The base tables every build stamps with `_loaded_at` (macros/incremental/loaded.sql), by lake
+# dataset: what the mart checks and the publication compare with to find what a build touched.
+BASE_TABLES = {
+    "spans": "staging.base_lake__spans",
+    "feedback": "staging.base_lake__feedback",
+    "annotations": "staging.base_lake__annotations",
+}
 
 
 class WarehouseError(TracehouseError, RuntimeError):

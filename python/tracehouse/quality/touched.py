@@ -21,16 +21,11 @@ from pathlib import Path
 
 import duckdb
 
-from tracehouse.warehouse import MARTS_SCHEMA
+from tracehouse.warehouse import BASE_TABLES, MARTS_SCHEMA
 
 WATERMARKS = "main.tracehouse_watermarks"
 CHECKER = "quality.marts"
 CHECKED_MARTS = "quality.checked_marts"
-BASES = {
-    "spans": "staging.base_lake__spans",
-    "feedback": "staging.base_lake__feedback",
-    "annotations": "staging.base_lake__annotations",
-}
 
 
 def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -42,7 +37,7 @@ def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
 
 
 def _has_stamps(con: duckdb.DuckDBPyConnection) -> bool:
-    return all(_exists(con, t) for t in (*BASES.values(), WATERMARKS,
+    return all(_exists(con, t) for t in (*BASE_TABLES.values(), WATERMARKS,
                                          f"{MARTS_SCHEMA}.fct_requests"))
 
 
@@ -55,10 +50,10 @@ def touched_days(con: duckdb.DuckDBPyConnection) -> list[str] | None:
         f"SELECT upstream, max(loaded_at) FROM {WATERMARKS} WHERE model_name = ? GROUP BY 1",
         [CHECKER],
     ).fetchall())
-    if set(marks) != set(BASES):
+    if set(marks) != set(BASE_TABLES):
         return None
     touched = " UNION ".join(
-        f"SELECT trace_id FROM {table} WHERE _loaded_at > ?" for table in BASES.values()
+        f"SELECT trace_id FROM {table} WHERE _loaded_at > ?" for table in BASE_TABLES.values()
     )
     rows = con.execute(
         f"""
@@ -67,7 +62,7 @@ def touched_days(con: duckdb.DuckDBPyConnection) -> list[str] | None:
         WHERE trace_id IN ({touched}) AND trace_date IS NOT NULL
         ORDER BY day
         """,
-        [marks[name] for name in BASES],
+        [marks[name] for name in BASE_TABLES],
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -114,12 +109,12 @@ def mark_marts_checked(con: duckdb.DuckDBPyConnection,
         con.executemany(f"INSERT INTO {CHECKED_MARTS} VALUES (?, ?, ?, ?)",
                         [[m, fp, checks_digest(), unchanged.get(m, run_id)]
                          for m, fp in sorted(fingerprints.items())])
-    if not all(_exists(con, t) for t in BASES.values()):
+    if not all(_exists(con, t) for t in BASE_TABLES.values()):
         return
     con.execute(f"CREATE TABLE IF NOT EXISTS {WATERMARKS} "
                 "(model_name VARCHAR, upstream VARCHAR, loaded_at TIMESTAMPTZ)")
     con.execute(f"DELETE FROM {WATERMARKS} WHERE model_name = ?", [CHECKER])
-    for name, table in BASES.items():
+    for name, table in BASE_TABLES.items():
         con.execute(
             f"INSERT INTO {WATERMARKS} SELECT ?, ?, max(_loaded_at) FROM {table} "
             "HAVING max(_loaded_at) IS NOT NULL",
