@@ -156,3 +156,41 @@ def test_dbt_docs_generate_documents_the_built_marts(lake: Path, published: Path
     documented = manifest["nodes"]["model.tracehouse.fct_requests"]
     assert documented["description"]
     assert documented["columns"]["is_successful_task"]["description"]
+
+
+def test_the_bench_answers_dashboard_questions_from_the_aggregates_as_the_request_fact_does(
+    published: Path,
+) -> None:
+    """`make bench` times its questions on the aggregate marts: they give the answers the
+    published request fact gives (a NULL version is the aggregates' '(none)')."""
+    from tracehouse.bench.run_bench import mart_questions
+    from tracehouse.publication import mart_glob
+
+    marts = published / "marts"
+    requests = mart_glob(marts / "fct_requests.parquet")
+    from_fact = {
+        "cost_per_successful_task_by_model_week": f"""
+            select coalesce(model_name, '(none)'), date_trunc('week', trace_date),
+                   sum(cost_usd) / nullif(count(*) filter (where is_successful_task), 0)
+            from read_parquet('{requests}') group by all""",
+        "retrieval_hit_rate_by_retriever_version": f"""
+            select coalesce(retriever_version, '(none)'), avg(is_retrieval_hit::int), count(*)
+            from read_parquet('{requests}') where is_retrieval_judged group by all""",
+    }
+    con = duckdb.connect()
+    try:
+        questions = mart_questions(marts)
+        assert con.execute(questions["p95_latency_by_stage_day"]).fetchall()
+        for name, sql in from_fact.items():
+            expected = sorted(con.execute(sql).fetchall(), key=str)
+            answered = sorted(con.execute(questions[name]).fetchall(), key=str)
+            assert expected, name
+            assert len(answered) == len(expected), name
+            for got, want in zip(answered, expected, strict=True):
+                for value, wanted in zip(got, want, strict=True):
+                    if isinstance(wanted, float):
+                        assert value == pytest.approx(wanted, rel=1e-9), (name, got, want)
+                    else:
+                        assert value == wanted, (name, got, want)
+    finally:
+        con.close()

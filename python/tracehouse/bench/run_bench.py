@@ -213,22 +213,25 @@ def _duckdb(threads_memory: dict[str, str]) -> Any:
 
 
 def mart_questions(marts: Path) -> dict[str, str]:
-    """The three questions over the published marts (DuckDB SQL)."""
-    from tracehouse.publication import mart_glob
-
+    """The three questions over the published marts (DuckDB SQL), as a dashboard asks them: from
+    the question's aggregate mart (day grain, additive counts), not from the request fact.
+    `tests/test_pipeline.py` checks the answers equal the ones computed from fct_requests."""
     latency = marts / "agg_route_stage_latency.parquet"
-    requests = mart_glob(marts / "fct_requests.parquet")  # a folder of one file per day
+    cost = marts / "agg_cost_per_successful_task.parquet"
+    retrieval = marts / "agg_retrieval_quality.parquet"
     return {
         "p95_latency_by_stage_day": f"""
             select trace_date, span_type, duration_ms_p95 as p95_ms
             from read_parquet('{latency}') where route_name = '{ROUTE}'""",
         "cost_per_successful_task_by_model_week": f"""
             select model_name, date_trunc('week', trace_date) as week,
-                   sum(cost_usd) / nullif(count(*) filter (where is_successful_task), 0) as usd
-            from read_parquet('{requests}') group by all""",
+                   sum(cost_usd) / nullif(sum(successful_task_count), 0) as usd
+            from read_parquet('{cost}') group by all""",
         "retrieval_hit_rate_by_retriever_version": f"""
-            select retriever_version, avg(is_retrieval_hit::int) as hit_rate, count(*) as judged
-            from read_parquet('{requests}') where is_retrieval_judged group by all""",
+            select retriever_version,
+                   sum(hit_included_count) / sum(judged_trace_count) as hit_rate,
+                   sum(judged_trace_count) as judged
+            from read_parquet('{retrieval}') group by all having sum(judged_trace_count) > 0""",
     }
 
 
