@@ -11,8 +11,15 @@
     - The slice is the traces T with a row stamped in (watermark, newest] in any base table, and,
       for daily marts, the days D of those traces (their `trace_date`, and the days of their
       spans: the day a trace left when its root landed late). `meta.test_slice` names how the
-      tested model's rows map to them: `trace_id` (`trace_id in T`), `trace_date`
+      tested model's rows map to them: `trace_id` (`trace_id in T`), `span_trace_id` (fct_spans:
+      `trace_id in T` and event_time within the days of T's spans), `trace_date`
       (`trace_date in D`) or `period_start` (`utc_date(period_start) in D`).
+    - T is read from the base tables' rows stamped in (watermark, newest] (the end of each table:
+      cheap through zone maps). D is read from `int_traces_stamped` (one small row per trace:
+      trace_date, span_dates, newest stamps), not from a scan of base_lake__spans, when the test
+      is downstream of it in the graph (so a build updates it first: fct_requests refs it) and
+      its newest stamps equal the base tables'; else from int_traces_enveloped and
+      base_lake__spans as before. D is inlined as date literals (row groups of other days skipped).
     - Slices are on only when the environment has TRACEHOUSE_TEST_SLICES=1: `tracehouse run`
       sets it on an incremental run whose dbt project is unchanged since the last good run. A full
       refresh, a changed project (a model, macro, seed or test), a test that never passed, and
@@ -179,15 +186,47 @@
 {% endmacro %}
 
 
+{% macro _span_trace_predicate(test_id, traces) %}
+    {#-
+        `span_trace_id` (fct_spans, a view over every span): `trace_id in T`, and the span's
+        event_time within the days of T's spans (from int_traces_stamped, when the test may read
+        it): every span of T is there, and the scans of base_lake__spans under the view skip the
+        row groups of other days (the table is stored in load order, i.e. by day).
+    -#}
+    {%- set predicate = 'trace_id in (' ~ traces ~ ')' -%}
+    {%- set stamps = _stamps_relation(test_id) -%}
+    {%- if stamps is none -%}{{ return(predicate) }}{%- endif -%}
+    {%- set bounds = run_query(
+        'select min(day), max(day) from (select unnest(span_dates) as day from ' ~ stamps
+        ~ ' where trace_id in (' ~ traces ~ ')) as days'
+    ) -%}
+    {%- set first, last = bounds.columns[0].values()[0], bounds.columns[1].values()[0] -%}
+    {%- if first is none -%}
+        {#- No span of T has an event_time: only spans without one can be in the slice. -#}
+        {{ return(predicate ~ ' and event_time is null') }}
+    {%- endif -%}
+    {%- set after = last + modules.datetime.timedelta(days=1) -%}
+    {{ return(
+        predicate ~ ' and (event_time is null or event_time >= '
+        ~ timestamp_literal(first.strftime('%Y-%m-%d') ~ ' 00:00:00+00') ~ ' and event_time < '
+        ~ timestamp_literal(after.strftime('%Y-%m-%d') ~ ' 00:00:00+00')
+        ~ ') /* the days of the slice, from ' ~ stamps ~ ' */'
+    ) }}
+{% endmacro %}
+
+
 {% macro test_slice_predicate(test_id, slice) %}
     {#- A predicate over the tested relation's columns for `slice` (see above), or none: whole table. -#}
-    {%- if slice not in ('trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
+    {%- if slice not in ('trace_id', 'span_trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set traces = test_slice_traces(test_id) -%}
     {%- if traces is none -%}{{ return(none) }}{%- endif -%}
     {%- if slice == 'trace_id' -%}
         {{ return('trace_id in (' ~ traces ~ ')') }}
+    {%- endif -%}
+    {%- if slice == 'span_trace_id' -%}
+        {{ return(_span_trace_predicate(test_id, traces)) }}
     {%- endif -%}
     {%- set days_sql = test_slice_days(test_id, traces) -%}
     {%- if days_sql is none -%}{{ return(none) }}{%- endif -%}
@@ -268,9 +307,10 @@
 
 {% macro test_slice_stamps_ref() %}
     {#-
-        In fct_requests: render at parse time so dbt builds int_traces_stamped before
-        fct_requests, hence before every test of a model downstream of it (the day-sliced marts),
-        which read it without a ref (`_stamps_relation`). Not in a unit test (no fixture needed).
+        In fct_requests and fct_spans: render at parse time so dbt builds int_traces_stamped
+        before them, hence before every test of a model downstream of them (fct_spans, the
+        day-sliced marts), which read it without a ref (`_stamps_relation`). Not in a unit test
+        (no fixture needed).
     -#}
     {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
     {%- set relation = ref('int_traces_stamped') -%}
