@@ -39,6 +39,7 @@ COMPARED = [
     "staging.base_lake__annotations",
     "intermediate.int_spans_priced",
     "intermediate.int_traces_enveloped",
+    "intermediate.int_traces_stamped",
     "intermediate.int_traces_stage_timed",
     "intermediate.int_traces_retrieval_summarized",
     "intermediate.int_traces_llm_summarized",
@@ -212,8 +213,10 @@ def _table(warehouse: object, table: str) -> pa.Table:
     con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)  # type: ignore[arg-type]
     try:
         rel = con.sql(f"select * from {table}")
-        # _loaded_at says which build wrote a row: it differs by design
-        return (rel.select(", ".join(f'"{c}"' for c in rel.columns if c != "_loaded_at"))
+        # _loaded_at (and int_traces_stamped's copies of it) says which build wrote a row: it
+        # differs by design
+        return (rel.select(", ".join(f'"{c}"' for c in rel.columns
+                                     if not c.endswith("_loaded_at")))
                 .to_arrow_table())
     finally:
         con.close()
@@ -238,3 +241,24 @@ def test_incremental_equals_full_refresh_row_for_row(runs: dict[str, object]) ->
             con.unregister("ful")
     finally:
         con.close()
+
+
+def test_stamps_date_every_trace_as_int_traces_enveloped(runs: dict[str, object]) -> None:
+    """int_traces_stamped (the test slices' days) gives every trace int_traces_enveloped's
+    trace_date, among its span days, and its newest stamps are the base tables'."""
+    for warehouse in (runs["inc"], runs["full"]):
+        assert isinstance(warehouse, Path)
+        ((traces, differ, outside),) = _query(warehouse, """
+            select count(*),
+                count(*) filter (where s.trace_date is distinct from e.trace_date),
+                count(*) filter (where not list_contains(s.span_dates, e.trace_date))
+            from intermediate.int_traces_enveloped as e
+            left join intermediate.int_traces_stamped as s using (trace_id)""")
+        assert traces > 0 and differ == 0 and outside == 0
+        assert _query(warehouse, """
+            select (select max(_loaded_at) from staging.base_lake__spans),
+                (select max(_loaded_at) from staging.base_lake__feedback),
+                (select max(_loaded_at) from staging.base_lake__annotations)""") == _query(
+            warehouse, """
+            select max(spans_loaded_at), max(feedback_loaded_at), max(annotations_loaded_at)
+            from intermediate.int_traces_stamped""")

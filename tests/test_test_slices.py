@@ -6,7 +6,9 @@ day lands and the models are rebuilt; then a duplicate row is planted in ``fct_r
 trace that hour touched and one for a trace it did not. With slices on, the unique test sees
 only the touched duplicate (it reads the new slice); with slices off it sees both. The same
 holds for a model's consolidated `column_checks` test (macros/tests/column_checks.sql), whose
-failure names the offending column.
+failure names the offending column. A daily mart's test slices by the days of the touched
+traces, read from int_traces_stamped: their trace_date and every day of their spans, so a day a
+trace left is checked too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DAYS, TRACES_PER_DAY = 2, 40
 UNIQUE_TEST = "unique_fct_requests_trace_id"
 CHECKS_TEST = "column_checks_fct_requests"
 SLICES_ON = {"TRACEHOUSE_TEST_SLICES": "1"}
+DAY_MART = "agg_cost_per_successful_task"  # a daily mart (test_slice: trace_date), on fct_requests
+DAY_TEST = f"unique_combination_{DAY_MART}"
 
 
 def _run(args: list[str], lake: Path, warehouse: Path,
@@ -58,7 +62,7 @@ def _build(tmp_path: Path, generate: Any) -> tuple[Path, Path]:
              progress=False)
     generate(source, start=START, days=DAYS + 1, traces_per_day=TRACES_PER_DAY, seed=SEED,
              progress=False)
-    built = _run(["build", "--select", "+fct_requests", "--exclude", "test_type:unit"],
+    built = _run(["build", "--select", f"+{DAY_MART}", "--exclude", "test_type:unit"],
                  lake, warehouse)
     assert built.success, built.failures
     con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
@@ -66,13 +70,13 @@ def _build(tmp_path: Path, generate: Any) -> tuple[Path, Path]:
         marks = [con.execute(
             "select count(*) from main.tracehouse_watermarks where model_name like ?",
             [f"test.tracehouse.{test}%"],
-        ).fetchone() for test in (UNIQUE_TEST, CHECKS_TEST)]
+        ).fetchone() for test in (UNIQUE_TEST, CHECKS_TEST, DAY_TEST)]
     finally:
         con.close()
-    assert marks == [(3,), (3,)]  # spans, feedback, annotations: both passed
+    assert marks == [(3,), (3,), (3,)]  # spans, feedback, annotations: all passed
 
     assert _land_day_part(source, lake, START + timedelta(days=DAYS), first_hour=False) > 0
-    rebuilt = _run(["run", "--select", "+fct_requests"], lake, warehouse)
+    rebuilt = _run(["run", "--select", f"+{DAY_MART}"], lake, warehouse)
     assert rebuilt.success, rebuilt.failures
     return lake, warehouse
 
@@ -157,3 +161,43 @@ def test_column_checks_reads_the_new_slice_and_names_the_failing_column(
     (failure,) = [f for f in whole.failures if CHECKS_TEST in f]
     assert "Got 2 results" in failure, failure
     assert "status: 1 row accepted_values" in failure and "tool_path: 1 row not_null" in failure
+
+
+def test_day_slice_checks_the_day_a_trace_left(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trace whose root landed late moved from the day of its earliest span to the root's day;
+    the daily marts rebuilt both days, so the day slice must hold both. Here a touched trace gets
+    a span on a day no trace is dated (base_lake__spans edited, int_traces_stamped rebuilt), and a
+    duplicate segment is planted in the daily mart on that day: the sliced test, which reads the
+    days from int_traces_stamped, still catches it."""
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    lake, warehouse = _copy(built, tmp_path)
+    left = START - timedelta(days=5)
+    con = duckdb.connect(str(warehouse_db(warehouse)))
+    try:
+        touched, _ = _touched_and_untouched(con, DAY_TEST)
+        moved = con.execute(
+            "update staging.base_lake__spans set event_time = cast(? as timestamptz) "
+            "where span_id = (select min(span_id) from staging.base_lake__spans "
+            "where trace_id = ? and parent_span_id is not null)",
+            [f"{left.isoformat()} 12:00:00+00", touched]).fetchall()
+        assert moved == [(1,)]
+        assert con.execute(f"select count(*) from marts.{DAY_MART} where trace_date = ?",
+                           [left]).fetchone() == (0,)
+        for _ in range(2):
+            con.execute(f"insert into marts.{DAY_MART} select * replace (cast(? as date) as "
+                        f"trace_date) from marts.{DAY_MART} limit 1", [left])
+    finally:
+        con.close()
+    stamped = _run(["run", "--select", "int_traces_stamped", "--full-refresh"], lake, warehouse)
+    assert stamped.success, stamped.failures
+
+    select = ["test", "--select", f"{DAY_MART},test_name:unique_combination"]
+    sliced = _run(select, lake, warehouse, SLICES_ON)
+    assert not sliced.success
+    assert any(DAY_TEST in f and "Got 1 result" in f for f in sliced.failures), sliced.failures
+    # dbt shortens a long test name in its file names
+    compiled = next((warehouse / "_dbt" / "target" / "compiled").rglob(f"{DAY_TEST[:30]}*.sql"))
+    text = compiled.read_text()
+    assert f"date '{left.isoformat()}'" in text and 'int_traces_stamped" */' in text, text

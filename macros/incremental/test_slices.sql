@@ -11,8 +11,15 @@
     - The slice is the traces T with a row stamped in (watermark, newest] in any base table, and,
       for daily marts, the days D of those traces (their `trace_date`, and the days of their
       spans: the day a trace left when its root landed late). `meta.test_slice` names how the
-      tested model's rows map to them: `trace_id` (`trace_id in T`), `trace_date`
+      tested model's rows map to them: `trace_id` (`trace_id in T`), `span_trace_id` (fct_spans:
+      `trace_id in T` and event_time within the days of T's spans), `trace_date`
       (`trace_date in D`) or `period_start` (`utc_date(period_start) in D`).
+    - T is read from the base tables' rows stamped in (watermark, newest] (the end of each table:
+      cheap through zone maps). D is read from `int_traces_stamped` (one small row per trace:
+      trace_date, span_dates, newest stamps), not from a scan of base_lake__spans, when the test
+      is downstream of it in the graph (so a build updates it first: fct_requests refs it) and
+      its newest stamps equal the base tables'; else from int_traces_enveloped and
+      base_lake__spans as before. D is inlined as date literals (row groups of other days skipped).
     - Slices are on only when the environment has TRACEHOUSE_TEST_SLICES=1: `tracehouse run`
       sets it on an incremental run whose dbt project is unchanged since the last good run. A full
       refresh, a changed project (a model, macro, seed or test), a test that never passed, and
@@ -106,9 +113,111 @@
 {% endmacro %}
 
 
+{% macro _depends_on(node_id, ancestor_id) %}
+    {#- Whether graph node `node_id` reads `ancestor_id`, directly or through other nodes. -#}
+    {%- set seen = {} -%}
+    {%- set queue = [node_id] -%}
+    {%- for current in queue -%}
+        {%- set node = graph.nodes.get(current) -%}
+        {%- if node is not none -%}
+            {%- for parent in node.depends_on.nodes if parent not in seen -%}
+                {%- if parent == ancestor_id -%}{{ return(true) }}{%- endif -%}
+                {%- do seen.update({parent: true}) -%}
+                {%- do queue.append(parent) -%}
+            {%- endfor -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(false) }}
+{% endmacro %}
+
+
+{% macro _stamps_relation(test_id) %}
+    {#-
+        int_traces_stamped, when test `test_id` may read it: the test runs after it in any build
+        (the tested model, or the singular test itself, is downstream of it), and it has taken in
+        every stamp of the base tables (it is not older than a base table built since). Else none.
+    -#}
+    {%- set stamps_id = 'model.' ~ project_name ~ '.int_traces_stamped' -%}
+    {%- set test_node = graph.nodes.get(test_id) -%}
+    {%- if test_node is none -%}{{ return(none) }}{%- endif -%}
+    {%- set attached = test_node.get('attached_node') -%}
+    {%- if not _depends_on(attached if attached else test_id, stamps_id) -%}{{ return(none) }}{%- endif -%}
+    {%- set stamps = _model_relation('int_traces_stamped') -%}
+    {%- if stamps is none -%}{{ return(none) }}{%- endif -%}
+    {%- set checks = [] -%}
+    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
+        {%- set relation = _base_relation(upstream) -%}
+        {%- if relation is none -%}{{ return(none) }}{%- endif -%}
+        {%- do checks.append(
+            "(select max(_loaded_at) from " ~ relation ~ ") is not distinct from "
+            ~ "(select max(" ~ upstream ~ "_loaded_at) from " ~ stamps ~ ")"
+        ) -%}
+    {%- endfor -%}
+    {%- set current = run_query("select " ~ checks | join(' and ')).columns[0].values()[0] -%}
+    {{ return(stamps if current else none) }}
+{% endmacro %}
+
+
+{% macro test_slice_days(test_id, traces) %}
+    {#-
+        (relation read, SQL selecting the days D of the traces `traces` (SQL selecting trace
+        ids): their trace_date and the days of their spans). From int_traces_stamped (small) when the test may
+        read it (`_stamps_relation`); else from int_traces_enveloped and base_lake__spans (a scan
+        of every span), or none when those are missing.
+    -#}
+    {%- set stamps = _stamps_relation(test_id) -%}
+    {%- if stamps is not none -%}
+        {%- set days -%}
+            select trace_date from {{ stamps }} where trace_id in ({{ traces }})
+            union
+            select unnest(span_dates) from {{ stamps }} where trace_id in ({{ traces }})
+        {%- endset -%}
+        {{ return([stamps | string, days]) }}
+    {%- endif -%}
+    {%- set requests = _model_relation('int_traces_enveloped') -%}
+    {%- set spans = _base_relation('spans') -%}
+    {%- if requests is none or spans is none -%}{{ return(none) }}{%- endif -%}
+    {%- set days -%}
+        select trace_date from {{ requests }} where trace_id in ({{ traces }})
+        union
+        select {{ utc_date('event_time') }} from {{ spans }} where trace_id in ({{ traces }})
+    {%- endset -%}
+    {{ return([requests ~ ' and ' ~ spans, days]) }}
+{% endmacro %}
+
+
+{% macro _span_trace_predicate(test_id, traces) %}
+    {#-
+        `span_trace_id` (fct_spans, a view over every span): `trace_id in T`, and the span's
+        event_time within the days of T's spans (from int_traces_stamped, when the test may read
+        it): every span of T is there, and the scans of base_lake__spans under the view skip the
+        row groups of other days (the table is stored in load order, i.e. by day).
+    -#}
+    {%- set predicate = 'trace_id in (' ~ traces ~ ')' -%}
+    {%- set stamps = _stamps_relation(test_id) -%}
+    {%- if stamps is none -%}{{ return(predicate) }}{%- endif -%}
+    {%- set bounds = run_query(
+        'select min(day), max(day) from (select unnest(span_dates) as day from ' ~ stamps
+        ~ ' where trace_id in (' ~ traces ~ ')) as days'
+    ) -%}
+    {%- set first, last = bounds.columns[0].values()[0], bounds.columns[1].values()[0] -%}
+    {%- if first is none -%}
+        {#- No span of T has an event_time: only spans without one can be in the slice. -#}
+        {{ return(predicate ~ ' and event_time is null') }}
+    {%- endif -%}
+    {%- set after = last + modules.datetime.timedelta(days=1) -%}
+    {{ return(
+        predicate ~ ' and (event_time is null or event_time >= '
+        ~ timestamp_literal(first.strftime('%Y-%m-%d') ~ ' 00:00:00+00') ~ ' and event_time < '
+        ~ timestamp_literal(after.strftime('%Y-%m-%d') ~ ' 00:00:00+00')
+        ~ ') /* the days of the slice, from ' ~ stamps ~ ' */'
+    ) }}
+{% endmacro %}
+
+
 {% macro test_slice_predicate(test_id, slice) %}
     {#- A predicate over the tested relation's columns for `slice` (see above), or none: whole table. -#}
-    {%- if slice not in ('trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
+    {%- if slice not in ('trace_id', 'span_trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set traces = test_slice_traces(test_id) -%}
@@ -116,14 +225,18 @@
     {%- if slice == 'trace_id' -%}
         {{ return('trace_id in (' ~ traces ~ ')') }}
     {%- endif -%}
-    {%- set requests = _model_relation('int_traces_enveloped') -%}
-    {%- set spans = _base_relation('spans') -%}
-    {%- if requests is none -%}{{ return(none) }}{%- endif -%}
-    {%- set days -%}
-        select trace_date from {{ requests }} where trace_id in ({{ traces }})
-        union
-        select {{ utc_date('event_time') }} from {{ spans }} where trace_id in ({{ traces }})
-    {%- endset -%}
+    {%- if slice == 'span_trace_id' -%}
+        {{ return(_span_trace_predicate(test_id, traces)) }}
+    {%- endif -%}
+    {%- set days_sql = test_slice_days(test_id, traces) -%}
+    {%- if days_sql is none -%}{{ return(none) }}{%- endif -%}
+    {#- The days, as date literals: a mart stored by day skips the other days' row groups. -#}
+    {%- set literals = [] -%}
+    {%- for day in run_query('select distinct * from (' ~ days_sql[1] ~ ') as days where trace_date is not null').columns[0].values() -%}
+        {%- do literals.append("date '" ~ day.strftime('%Y-%m-%d') ~ "'") -%}
+    {%- endfor -%}
+    {%- set days = literals | join(', ') if literals else 'select cast(null as date) where false' -%}
+    {%- set days = days ~ ' /* the days of the slice, from ' ~ days_sql[0] ~ ' */' -%}
     {%- if slice == 'trace_date' -%}
         {{ return('trace_date in (' ~ days ~ ')') }}
     {%- endif -%}
@@ -189,4 +302,17 @@
     insert into {{ watermark_table() }}
     select model_name, upstream, loaded_at from {{ watermark_table('pending') }} where model_name in ({{ ids }});
     delete from {{ watermark_table('pending') }} where model_name in ({{ ids }})
+{% endmacro %}
+
+
+{% macro test_slice_stamps_ref() %}
+    {#-
+        In fct_requests and fct_spans: render at parse time so dbt builds int_traces_stamped
+        before them, hence before every test of a model downstream of them (fct_spans, the
+        day-sliced marts), which read it without a ref (`_stamps_relation`). Not in a unit test
+        (no fixture needed).
+    -#}
+    {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
+    {%- set relation = ref('int_traces_stamped') -%}
+    {{ return('') }}
 {% endmacro %}

@@ -58,6 +58,19 @@
 {% macro default__truncate_to(grain, expression) %}{{ not_ported('truncate_to') }}{% endmacro %}
 
 
+{% macro distinct_sorted_list_agg(expression) %}
+    {#- Aggregate: the group's distinct non-NULL values of `expression`, as a sorted list. -#}
+    {{ return(adapter.dispatch('distinct_sorted_list_agg', 'tracehouse')(expression)) }}
+{% endmacro %}
+{% macro duckdb__distinct_sorted_list_agg(expression) -%}
+    list(distinct {{ expression }} order by {{ expression }}) filter (where {{ expression }} is not null)
+{%- endmacro %}
+{% macro spark__distinct_sorted_list_agg(expression) -%}
+    array_sort(collect_set({{ expression }}))
+{%- endmacro %}
+{% macro default__distinct_sorted_list_agg(expression) %}{{ not_ported('distinct_sorted_list_agg') }}{% endmacro %}
+
+
 {% macro list_length(expression) %}
     {{ return(adapter.dispatch('list_length', 'tracehouse')(expression)) }}
 {% endmacro %}

@@ -4,6 +4,7 @@
     both sides of a trace are rebuilt together, from all its rows.
 -#}
 {%- set traces = singular_test_slice('trace_id') %}
+{%- set span_traces = singular_test_slice('span_trace_id') %}
 
 with
 
@@ -14,7 +15,7 @@ requests as (
 
 spans as (
     select * from {{ ref('fct_spans') }}
-    where {{ traces }}
+    where {{ span_traces }}
 ),
 
 span_cost as (

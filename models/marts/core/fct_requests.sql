@@ -18,6 +18,7 @@
 -#}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
 {{ loaded_base_refs() }}
+{{ test_slice_stamps_ref() }}
 
 with
 
