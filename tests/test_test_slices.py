@@ -201,3 +201,47 @@ def test_day_slice_checks_the_day_a_trace_left(
     compiled = next((warehouse / "_dbt" / "target" / "compiled").rglob(f"{DAY_TEST[:30]}*.sql"))
     text = compiled.read_text()
     assert f"date '{left.isoformat()}'" in text and 'int_traces_stamped" */' in text, text
+
+
+SPAN_TEST = "unique_base_lake__spans_span_id"
+
+
+def test_span_slice_reads_the_spans_written_and_their_days_and_catches_a_duplicate(
+    built: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The span base table and the staging span views slice by the spans written since the test
+    last passed (`span_id`, with their event_time range): a duplicate of a span written in the
+    window is caught; one of an older span is outside the slice (a whole-table test sees both)."""
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    lake, warehouse = _copy(built, tmp_path)
+    con = duckdb.connect(str(warehouse_db(warehouse)))
+    try:
+        mark = ("(select max(loaded_at) from main.tracehouse_watermarks "
+                "where model_name like ? and upstream = 'spans')")
+        test = [f"test.tracehouse.{SPAN_TEST}%"]
+        assert con.execute(  # the span slice keeps a watermark on spans only
+            "select list(distinct upstream) from main.tracehouse_watermarks where model_name like ?",
+            test).fetchone() == (["spans"],)
+        written = con.execute(
+            f"select min(span_id) from staging.base_lake__spans where _loaded_at > {mark}",
+            test).fetchone()
+        older = con.execute(
+            f"select min(span_id) from staging.base_lake__spans where _loaded_at <= {mark}",
+            test).fetchone()
+        assert written and written[0] and older and older[0]
+        for span_id in (written[0], older[0]):
+            con.execute("insert into staging.base_lake__spans select * from "
+                        "staging.base_lake__spans where span_id = ?", [span_id])
+    finally:
+        con.close()
+
+    select = ["test", "--select", "base_lake__spans,test_name:unique"]
+    sliced = _run(select, lake, warehouse, SLICES_ON)
+    assert not sliced.success
+    assert any(SPAN_TEST in f and "Got 1 result" in f for f in sliced.failures), sliced.failures
+    compiled = next((warehouse / "_dbt" / "target" / "compiled").rglob(f"{SPAN_TEST}*.sql"))
+    assert "span_id in (select span_id" in compiled.read_text()
+    assert "event_time >= " in compiled.read_text()
+
+    whole = _run(select, lake, warehouse)
+    assert any(SPAN_TEST in f and "Got 2 results" in f for f in whole.failures), whole.failures

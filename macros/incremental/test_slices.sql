@@ -11,8 +11,11 @@
     - The slice is the traces T with a row stamped in (watermark, newest] in any base table, and,
       for daily marts, the days D of those traces (their `trace_date`, and the days of their
       spans: the day a trace left when its root landed late). `meta.test_slice` names how the
-      tested model's rows map to them: `trace_id` (`trace_id in T`), `span_trace_id` (fct_spans:
-      `trace_id in T` and event_time within the days of T's spans), `trace_date`
+      tested model's rows map to them: `span_id` (the span base table and the staging span
+      views, whose rows are each a function of one span: the span ids written in the window,
+      and their event_time range), `trace_id` (`trace_id in T`), `span_trace_id` (fct_spans:
+      `trace_id in T` and event_time within the days of T's spans; T from new spans only,
+      since feedback and annotations change no span row), `trace_date`
       (`trace_date in D`) or `period_start` (`utc_date(period_start) in D`).
     - T is read from the base tables' rows stamped in (watermark, newest] (the end of each table:
       cheap through zone maps). D is read from `int_traces_stamped` (one small row per trace:
@@ -58,13 +61,17 @@
 {% endmacro %}
 
 
-{% macro test_slice_traces(test_id) %}
+{% macro test_slice_traces(test_id, sources=none, columns='trace_id') %}
     {#-
         SQL selecting the trace ids T of test `test_id`'s slice, or none when the test must read
         the whole table (no watermark yet, a base table missing). Records the pending upper bounds.
+        `sources`: the base tables whose new rows can change the tested rows (default all
+        three; span-level relations pass ['spans']: late feedback or annotations change no span
+        row). `columns`: what to select of each new row instead of `trace_id` (the span slice
+        selects `span_id, event_time`).
     -#}
     {%- set bases = [] -%}
-    {%- for upstream in ['spans', 'feedback', 'annotations'] -%}
+    {%- for upstream in (sources or ['spans', 'feedback', 'annotations']) -%}
         {%- set relation = _base_relation(upstream) -%}
         {%- if relation is none -%}{{ return(none) }}{%- endif -%}
         {%- do bases.append((upstream, relation)) -%}
@@ -101,13 +108,13 @@
         {%- set done, newest = windows[upstream] -%}
         {%- if newest is not none and (done is none or newest > done) -%}
             {%- do parts.append(
-                "select trace_id from " ~ relation ~ " where _loaded_at > " ~ stamp_literal(done)
+                "select " ~ columns ~ " from " ~ relation ~ " where _loaded_at > " ~ stamp_literal(done)
                 ~ " and _loaded_at <= " ~ stamp_literal(newest)
             ) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if not parts -%}
-        {{ return("select cast(null as " ~ sql_type('str') ~ ") as trace_id where false") }}
+        {{ return("select " ~ columns ~ " from " ~ bases[0][1] ~ " where false") }}
     {%- endif -%}
     {{ return(parts | join('\n union \n')) }}
 {% endmacro %}
@@ -215,12 +222,39 @@
 {% endmacro %}
 
 
+{% macro _span_id_predicate(test_id) %}
+    {#-
+        `span_id` (the span base table and the staging span views: one row per span, a function
+        of that span's row alone): the spans the span base table wrote since the test last
+        passed (every other row is as it was then: the base table replaces a span by
+        delete+insert on span_id), and their event_time range, so the scan under a view skips
+        the row groups of other days (the table is stored in load order, i.e. by day).
+    -#}
+    {%- set rows = test_slice_traces(test_id, ['spans'], 'span_id, event_time') -%}
+    {%- if rows is none -%}{{ return(none) }}{%- endif -%}
+    {%- set bounds = run_query(
+        'select count(*), min(event_time), max(event_time), count(*) - count(event_time) from ('
+        ~ rows ~ ') as written'
+    ) -%}
+    {%- set n, first, last, undated = bounds.rows[0] -%}
+    {%- if n == 0 -%}{{ return('false /* no span written since this test last passed */') }}{%- endif -%}
+    {%- set predicate = 'span_id in (select span_id from (' ~ rows ~ ') as written)' -%}
+    {%- if first is none -%}{{ return(predicate ~ ' and event_time is null') }}{%- endif -%}
+    {%- set within = 'event_time >= ' ~ stamp_literal(first) ~ ' and event_time <= ' ~ stamp_literal(last) -%}
+    {{ return(predicate ~ ' and (' ~ (('event_time is null or ' if undated > 0 else '') ~ within) ~ ')') }}
+{% endmacro %}
+
+
 {% macro test_slice_predicate(test_id, slice) %}
     {#- A predicate over the tested relation's columns for `slice` (see above), or none: whole table. -#}
-    {%- if slice not in ('trace_id', 'span_trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
+    {%- if slice not in ('span_id', 'trace_id', 'span_trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set traces = test_slice_traces(test_id) -%}
+    {%- if slice == 'span_id' -%}
+        {{ return(_span_id_predicate(test_id)) }}
+    {%- endif -%}
+    {#- A span-level relation (fct_spans) changes only with new spans. -#}
+    {%- set traces = test_slice_traces(test_id, ['spans'] if slice == 'span_trace_id' else none) -%}
     {%- if traces is none -%}{{ return(none) }}{%- endif -%}
     {%- if slice == 'trace_id' -%}
         {{ return('trace_id in (' ~ traces ~ ')') }}

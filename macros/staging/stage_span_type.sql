@@ -10,6 +10,8 @@
         {%- do envelope.append(column) -%}
     {%- endfor -%}
     {%- set keys = contract_attribute_keys(span_type) | map('first') | list -%}
+    {#- a row is a function of its span alone: data tests slice by the spans written (test_slices.sql) -#}
+    {{ config(meta={'test_slice': 'span_id'}) }}
 with
 
 spans as (

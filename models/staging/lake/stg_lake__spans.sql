@@ -1,3 +1,4 @@
+{{ config(meta={'test_slice': 'span_id'}) }}
 with
 
 spans as (
