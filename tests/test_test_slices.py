@@ -220,8 +220,8 @@ def test_span_slice_reads_the_spans_written_and_their_days_and_catches_a_duplica
                 "where model_name like ? and upstream = 'spans')")
         test = [f"test.tracehouse.{SPAN_TEST}%"]
         assert con.execute(  # the span slice keeps a watermark on spans only
-            "select list(distinct upstream) from main.tracehouse_watermarks where model_name like ?",
-            test).fetchone() == (["spans"],)
+            "select list(distinct upstream) from main.tracehouse_watermarks "
+            "where model_name like ?", test).fetchone() == (["spans"],)
         written = con.execute(
             f"select min(span_id) from staging.base_lake__spans where _loaded_at > {mark}",
             test).fetchone()
