@@ -223,39 +223,3 @@ def test_mart_checks_look_at_the_days_a_build_rewrote(
     assert failed.unexpected_targets == [trace_id]
     # row by row, only the traces the build rewrote: every other row of the day passed before
     assert requests.rows == 1
-
-
-@pytest.mark.slow
-def test_mart_checks_started_during_detection_give_the_same_results(
-    small: tuple[Path, Path, list[str]], tmp_path: Path
-) -> None:
-    lake_src, warehouse_src, lines = small
-    # the pipeline checked the marts detection does not write while detection ran
-    assert any(line.startswith("marts") and "alongside detection" in line for line in lines)
-
-    def outcomes(q: QualityRun) -> list[tuple[object, ...]]:
-        return [(s.suite, s.target, s.rows, s.note,
-                 [(o.check, o.success, o.observed, o.unexpected_targets) for o in s.outcomes])
-                for s in q.mart_results]
-
-    results = []
-    for name, early in (("direct", False), ("early", True)):
-        warehouse = _copy(warehouse_src, tmp_path / name)
-        q = QualityRun(lake_src, warehouse, run_id=f"test-{name}", all_marts=True)
-        if early:
-            q.start_marts()
-        q.check_marts()
-        results.append(outcomes(q))
-    assert results[0] == results[1]
-    assert [r[0] for r in results[1]].index("marts.change_points") < \
-        [r[0] for r in results[1]].index("marts.calendar")
-    # a broken mart found by the early part still stops the run before publishing
-    warehouse = _copy(warehouse_src, tmp_path / "broken")
-    con = duckdb.connect(str(warehouse / "tracehouse.duckdb"))
-    con.execute("UPDATE marts.fct_requests SET cost_usd = -1 WHERE trace_id IN "
-                "(SELECT trace_id FROM marts.fct_requests LIMIT 1)")
-    con.close()
-    q = QualityRun(lake_src, warehouse, run_id="test-broken", all_marts=True)
-    q.start_marts()
-    with pytest.raises(QualityError, match="cost_usd"):
-        q.check_marts()

@@ -514,15 +514,9 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     state.step("freshness", lambda: step_freshness(lake, warehouse, record, engine=engine))
     alerts: list[str] = []
     alert_state: list[pa.Table] = []
-    # the marts detection does not write are checked meanwhile; the marts step waits for them
-    quality.start_marts()
-    try:
-        state.step("detect",
-                   lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
-                                       result=state.result))
-    except BaseException:
-        quality.abandon_marts()
-        raise
+    state.step("detect",
+               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
+                                   result=state.result))
     try:
         state.step("marts", lambda: step_check_marts(quality))
     except PipelineError:

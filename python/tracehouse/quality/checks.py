@@ -7,9 +7,6 @@ says the one-line verdict the run ends with.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from tracehouse.errors import TracehouseError
 from tracehouse.quality.batches import DATASETS, check_batches, mark_checked
 from tracehouse.quality.docs import build_docs, quality_dir
 from tracehouse.quality.engine import FAIL, WARN, GxSession, SuiteResult
-from tracehouse.quality.marts import DETECTION_MARTS, check_marts, in_check_order, mart_tables
+from tracehouse.quality.marts import check_marts, mart_tables
 from tracehouse.quality.results import RESULTS_TABLE, write_results
 from tracehouse.quality.touched import (
     TOUCHED_TRACES,
@@ -53,7 +50,6 @@ class QualityRun:
     batches_checked: int = 0
     marts_unchanged: dict[str, str] = field(default_factory=dict)  # mart -> run that checked it
     index: Path | None = None
-    _early: _Background | None = field(default=None, repr=False)
 
     @property
     def suites(self) -> list[SuiteResult]:
@@ -146,58 +142,19 @@ class QualityRun:
                 summary += f"\n{'':<10} ... {len(warnings) - 10} more in dq_results"
         return summary
 
-    def start_marts(self) -> None:
-        """Start checking, in a background thread, every mart detection does not write.
-
-        Those checks only read the warehouse (their own connection; results are written by
-        :meth:`check_marts`), so they can run while the detect step does; :meth:`check_marts`
-        waits for them, checks ``change_points`` and ``alerts`` and decides as before.
-        """
-        if self._early is None:
-            self._early = _Background(self._check_early)
-
-    def abandon_marts(self) -> None:
-        """Wait for checks started by :meth:`start_marts` and drop them (the run failed)."""
-        early, self._early = self._early, None
-        if early is not None:
-            early.wait()
-
-    def _check_early(self) -> _Part:
-        started = time.perf_counter()
-        con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
-        try:
-            # only the days this build rewrote (whole-table invariants always); all on a
-            # first run
-            days = None if self.all_marts else touched_days(con)
-            tables = [t for t in mart_tables(con) if t not in DETECTION_MARTS]
-            fingerprints = mart_fingerprints(con, tables)
-            # a mart a passed check saw as it is now is not validated again (not on a full
-            # check)
-            unchanged = {} if days is None else unchanged_marts(con, fingerprints)
-            results = check_marts(con, self.session, days, unchanged,
-                                  traces=None if days is None else TOUCHED_TRACES,
-                                  skip=DETECTION_MARTS)
-        finally:
-            con.close()
-        return _Part(days, fingerprints, unchanged, results, time.perf_counter() - started)
-
     def check_marts(self) -> str:
         """Validate every mart; record results and Data Docs; raise QualityError on a failure."""
-        early, self._early = self._early, None
-        part = early.join() if early is not None else self._check_early()
-        self.mart_days = part.days
         con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
         try:
-            tables = mart_tables(con)
-            fingerprints = {**part.fingerprints, **mart_fingerprints(
-                con, [t for t in tables if t in DETECTION_MARTS])}
-            late_unchanged = ({} if self.mart_days is None else
-                              unchanged_marts(con, {t: fingerprints[t] for t in tables
-                                                    if t in DETECTION_MARTS}))
-            self.marts_unchanged = {**part.unchanged, **late_unchanged}
-            late = check_marts(con, self.session, self.mart_days, late_unchanged,
-                               only=DETECTION_MARTS)
-            self.mart_results = in_check_order([*part.results, *late], tables)
+            # only the days this build rewrote (whole-table invariants always); all on a first run
+            self.mart_days = None if self.all_marts else touched_days(con)
+            fingerprints = mart_fingerprints(con, mart_tables(con))
+            # a mart a passed check saw as it is now is not validated again (not on a full check)
+            self.marts_unchanged = ({} if self.mart_days is None
+                                    else unchanged_marts(con, fingerprints))
+            self.mart_results = check_marts(
+                con, self.session, self.mart_days, self.marts_unchanged,
+                traces=None if self.mart_days is None else TOUCHED_TRACES)
             write_results(con, self.run_id, self.mart_results)
             history = _history(con)
             if not any(o for s in self.mart_results for o in s.failed):
@@ -221,51 +178,7 @@ class QualityRun:
         if self.marts_unchanged:
             text += (f"; {len(self.marts_unchanged)} unchanged mart(s) not re-checked "
                      "(same content as at their last passed check)")
-        if early is not None:
-            text += (f"; {len([r for r in part.results if r.outcomes])} of the suites ran "
-                     f"alongside detection ({part.seconds:.1f} s)")
         return text
-
-
-@dataclass
-class _Part:
-    """The checks of the marts detection does not write (see :meth:`QualityRun.start_marts`)."""
-
-    days: list[str] | None
-    fingerprints: dict[str, str]
-    unchanged: dict[str, str]
-    results: list[SuiteResult]
-    seconds: float
-
-
-class _Background:
-    """A function run in a daemon thread; :meth:`join` returns its result or raises its error."""
-
-    def __init__(self, fn: Callable[[], _Part]) -> None:
-        self._fn = fn
-        self._result: _Part | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tracehouse-mart-checks",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._fn()
-        except BaseException as exc:  # handed to the joining thread, which raises it
-            self._error = exc
-
-    def wait(self) -> None:
-        """Wait for the function to end, whatever it gave."""
-        self._thread.join()
-
-    def join(self) -> _Part:
-        """The function's result (its error raised)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
 
 
 def _describe(suite: SuiteResult, outcome: object) -> str:

@@ -27,8 +27,6 @@ from tracehouse.quality.results import RESULTS_TABLE
 from tracehouse.warehouse import MARTS_SCHEMA
 
 CORE_MARTS = ("fct_requests", "metric_daily")
-#: The marts the detect step writes: checked after it; every other mart can be checked meanwhile.
-DETECTION_MARTS = frozenset({"change_points", "alerts"})
 SKIP_MARTS = (RESULTS_TABLE,)  # our own output
 ROW_LEVEL_LIMIT = 500_000  # above this many rows a mart is checked on per-day aggregates only
 
@@ -343,18 +341,9 @@ def _not_rechecked(suite: str, target: str, run_id: str) -> SuiteResult:
                        note=f"unchanged since the passed check of run {run_id}: not re-checked")
 
 
-def in_check_order(results: list[SuiteResult], tables: list[str]) -> list[SuiteResult]:
-    """``results`` of separately checked marts in the order one :func:`check_marts` gives:
-    missing core marts first, then by mart, the calendar last."""
-    rank = {t: i for i, t in enumerate(tables)}
-    return sorted(results,
-                  key=lambda r: rank.get(r.target, len(tables) if "+" in r.target else -1))
-
-
 def check_marts(
     con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None,
     unchanged: dict[str, str] | None = None, traces: str | None = None,
-    *, only: frozenset[str] | None = None, skip: frozenset[str] = frozenset(),
 ) -> list[SuiteResult]:
     """Validate every table of the ``marts`` schema; one suite result per suite.
 
@@ -371,24 +360,17 @@ def check_marts(
     ``unchanged`` (mart -> run id; :func:`tracehouse.quality.touched.unchanged_marts`) names the
     marts whose content a passed check already saw: their suites are not run again and their
     results carry a note saying so (the calendar suite when both of its marts are unchanged).
-
-    ``only`` checks those marts and nothing else (not the calendar, no note on missing core
-    marts); ``skip`` leaves those marts out: the pipeline checks the marts detection writes
-    (:data:`DETECTION_MARTS`) apart from the others, which it checks while detection runs.
     """
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     tables = mart_tables(con)
     unchanged = unchanged or {}
     results: list[SuiteResult] = []
-    if only is None:
-        for core in CORE_MARTS:
-            if core not in tables:
-                results.append(SuiteResult(f"marts.{core}", "mart", core, WARN, rows=0,
-                                           note=f"mart {core} is not built: not checked"))
+    for core in CORE_MARTS:
+        if core not in tables:
+            results.append(SuiteResult(f"marts.{core}", "mart", core, WARN, rows=0,
+                                       note=f"mart {core} is not built: not checked"))
     for table in tables:
-        if table in skip or (only is not None and table not in only):
-            continue
         if table in unchanged:
             suites = (["marts.fct_requests", "marts.fct_requests.table"]
                       if table == "fct_requests" else [f"marts.{table}"])
@@ -404,7 +386,7 @@ def check_marts(
             results.append(_change_points(con, session))
         else:
             results.append(_generic(con, table, session, days))
-    if only is None and "fct_requests" in tables and "metric_daily" in tables:
+    if "fct_requests" in tables and "metric_daily" in tables:
         if {"fct_requests", "metric_daily"} <= unchanged.keys():
             results.append(_not_rechecked("marts.calendar", "fct_requests+metric_daily",
                                           unchanged["fct_requests"]))
