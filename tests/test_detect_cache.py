@@ -143,3 +143,104 @@ def test_evidence_is_read_again_only_when_a_day_of_its_window_changed() -> None:
     changed.known = first.used
     changed.causes(changed.key("error_rate", "all", at, [[], [], 6]), rank)
     assert len(reads) == 2 and changed.misses == 1
+
+
+def _requests(con: duckdb.DuckDBPyConnection, days: int = 42) -> None:
+    """A `marts.fct_requests` of a trace every 15 minutes: citation mismatches jump on day 12, when
+    release `r2` replaces `r1`; a label column that late annotations rewrite."""
+    con.execute("create schema if not exists marts")
+    con.execute(
+        "create or replace table marts.fct_requests as select "
+        "'t' || i as trace_id, "
+        "timestamptz '2026-01-01 00:00:00+00' + i * interval 15 minute as event_time, "
+        "'qa' as task_type, 'standard' as route_name, "
+        "case when i // 96 >= 12 then 'r2' else 'r1' end as release_sha, "
+        "(hash(i) % 100 < case when i // 96 >= 12 then 20 else 5 end) as is_citation_mismatch, "
+        "true as has_citation_check, (hash(i, 'ok') % 10 < 7) as is_successful_task "
+        f"from range({days} * 96) t(i)")
+
+
+def _versions(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "create or replace table marts.dim_versions as select * from (values "
+        "('release_sha', 'r1', 'all', timestamptz '2026-01-01 00:00:00+00'), "
+        "('release_sha', 'r2', 'all', timestamptz '2026-01-13 00:00:00+00')) "
+        "t(version_dimension, version_value, scope_key, first_seen_at)")
+
+
+def test_evidence_keys_read_the_columns_of_the_window_query_only() -> None:
+    from datetime import UTC, datetime
+
+    from tracehouse.detect.attribution import Version
+    from tracehouse.detect.evidence import WINDOW_AFTER, WINDOW_BEFORE, window_sql
+    from tracehouse.detect.series_cache import load_evidence
+
+    con = duckdb.connect()
+    _requests(con)
+    at = datetime(2026, 1, 13, tzinfo=UTC)
+    r2 = Version("release_sha", "r2", "all", at)
+    sql = window_sql("citation_mismatch_rate", "all", at, candidates=[r2],
+                     releases={"release_sha": ["r1", "r2"]})
+
+    def key() -> str:
+        cache = load_evidence(con, (WINDOW_BEFORE, WINDOW_AFTER))
+        columns = cache.columns_of(sql)
+        assert columns is not None and "is_successful_task" not in columns
+        assert {"event_time", "release_sha", "is_citation_mismatch"} <= set(columns)
+        cache.prepare([(at, columns)])
+        return cache.key("citation_mismatch_rate", "all", at, [["r2"]], columns=columns)
+
+    first = key()
+    # a late label inside the window: a column the query does not read
+    con.execute("update marts.fct_requests set is_successful_task = not is_successful_task "
+                "where event_time < timestamptz '2026-01-14 00:00:00+00'")
+    assert key() == first
+    # two traces of one day swap their values: the same column sums, other rows
+    (a, b), (c, d) = con.execute(
+        "select * from (select trace_id, is_citation_mismatch from marts.fct_requests "
+        "where event_time >= timestamptz '2026-01-13 00:00:00+00' "
+        "and event_time < timestamptz '2026-01-14 00:00:00+00' order by trace_id) "
+        "qualify row_number() over (partition by is_citation_mismatch) = 1").fetchall()
+    assert b != d
+    con.execute("update marts.fct_requests set is_citation_mismatch = not is_citation_mismatch "
+                "where trace_id in (?, ?)", [a, c])
+    swapped = key()
+    assert swapped != first
+    # a trace id twice on a day of the window: the key matches no other key, ever
+    con.execute("insert into marts.fct_requests select * from marts.fct_requests "
+                "where trace_id = ?", [a])
+    assert key() != key()
+
+
+def test_a_warm_detection_after_an_hour_more_equals_a_cold_one(tmp_path: Path) -> None:
+    wh = tmp_path / "warehouse"
+    wh.mkdir()
+    con = duckdb.connect(str(wh / "tracehouse.duckdb"))
+    con.execute("create schema marts")
+    con.register("md", metric_daily(days=42, traffic=2000.0, seed=21, shifts=SHIFTS))
+    con.execute("create table marts.metric_daily as select * from md")
+    _requests(con)
+    _versions(con)
+    con.close()
+    first = run_detection(wh, "run-1")
+    assert first.change_points.num_rows and any(
+        "release_sha=r2" in c for cs in first.change_points["suspected_causes"].to_pylist()
+        for c in cs)
+    # the next hour: new traces, late labels on old days, metric_daily's last day grown
+    con = duckdb.connect(str(wh / "tracehouse.duckdb"))
+    con.execute("update marts.fct_requests set is_successful_task = not is_successful_task "
+                "where event_time < timestamptz '2026-01-20 00:00:00+00'")
+    con.execute("insert into marts.fct_requests select 'n' || i, "
+                "timestamptz '2026-02-12 00:00:00+00' + i * interval 1 minute, 'qa', "
+                "'standard', 'r2', false, true, true from range(60) t(i)")
+    con.register("more", metric_daily(days=43, traffic=2000.0, seed=21, shifts=SHIFTS))
+    con.execute("create or replace table marts.metric_daily as select * from more")
+    con.close()
+    warm = run_detection(wh, "run-2")
+    assert warm.cache and "reused" in warm.cache
+    assert not warm.cache.endswith("causes of 0 change(s) read, 0 reused")
+    reused = int(warm.cache.split("read, ")[1].split()[0])
+    assert reused > 0  # the late labels do not touch what the citation evidence reads
+    cold = run_detection(wh, "run-2", cached=False, write=False)
+    assert warm.change_points.equals(cold.change_points)
+    assert warm.alerts.equals(cold.alerts)

@@ -221,3 +221,5 @@ def test_mart_checks_look_at_the_days_a_build_rewrote(
     requests = next(s for s in quality.mart_results if s.suite == "marts.fct_requests")
     (failed,) = [o for o in requests.failed if o.check.column == "cost_usd"]
     assert failed.unexpected_targets == [trace_id]
+    # row by row, only the traces the build rewrote: every other row of the day passed before
+    assert requests.rows == 1

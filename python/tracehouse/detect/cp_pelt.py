@@ -38,18 +38,24 @@ def pelt(y: FloatArray, w: FloatArray, penalty: float, min_size: int) -> IntArra
     best = np.full(n + 1, np.inf)
     best[0] = -penalty
     last = np.zeros(n + 1, dtype=np.intp)
-    cand = np.zeros(1, dtype=np.intp)
+    # the surviving candidates, in increasing order, are buf[:m] (no reallocation per step)
+    buf = np.zeros(n + 1, dtype=np.intp)
+    m = 1
     for t in range(min_size, n + 1):
         fresh = t - min_size
         if fresh >= min_size:
-            cand = np.append(cand, fresh)
+            buf[m] = fresh
+            m += 1
+        cand = buf[:m]
         sw = s0[t] - s0[cand]
         sy = s1[t] - s1[cand]
         total = best[cand] + (s2[t] - s2[cand]) - sy * sy / sw
-        k = int(np.argmin(total))
+        k = int(total.argmin())
         best[t] = total[k] + penalty
         last[t] = cand[k]
-        cand = cand[total <= best[t]]
+        kept = cand[total <= best[t]]
+        m = kept.size
+        buf[:m] = kept
     changes: list[int] = []
     t = int(last[n])
     while t > 0:

@@ -231,9 +231,10 @@ class Window:
     cell: np.ndarray | None = None
 
 
-def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
-                candidates: Sequence[Version], releases: dict[str, list[str]]) -> Window | None:
-    """Read the change's window from `marts.fct_requests` (None when it cannot be measured)."""
+def window_sql(metric: str, segment_key: str, change_at: datetime, *,
+               candidates: Sequence[Version], releases: dict[str, list[str]]) -> str | None:
+    """The query `read_window` runs on `marts.fct_requests` (None: the change has no per-trace
+    evidence, nothing is read)."""
     cols = metric_columns(metric, segment_key)
     where = segment_filter(segment_key, metric)
     if cols is None or where is None:
@@ -244,13 +245,22 @@ def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
     xs = "".join(f", ({s})::boolean as x{i}" for i, s in enumerate(inds))
     scopes = [segment_filter(v.scope_key, "") or "true" for v in candidates]
     xs += "".join(f", coalesce(({s}), false) as s{i}" for i, s in enumerate(scopes))
-    sql = (
+    return (
         f"select epoch_us(event_time) as t, hash(task_type, route_name) as cell, "
         f"({cols[0]})::double as num, "
         f"({cols[1]})::double as den{xs} from marts.fct_requests "
         f"where event_time >= timestamptz '{lo.isoformat()}+00' "
         f"and event_time < timestamptz '{hi.isoformat()}+00' and ({where})"
     )
+
+
+def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
+                candidates: Sequence[Version], releases: dict[str, list[str]]) -> Window | None:
+    """Read the change's window from `marts.fct_requests` (None when it cannot be measured)."""
+    sql = window_sql(metric, segment_key, change_at, candidates=candidates, releases=releases)
+    if sql is None:
+        return None
+    k = len(candidates)
     tab = con.sql(sql).to_arrow_table()
     if tab.num_rows == 0:
         return None
@@ -260,11 +270,11 @@ def read_window(con: Any, metric: str, segment_key: str, change_at: datetime, *,
     den = tab["den"].to_numpy(zero_copy_only=False).astype(float)
     x = np.column_stack([
         np.asarray(tab[f"x{i}"].cast(pa.float64()).to_numpy(zero_copy_only=False), float)
-        for i in range(len(inds))
-    ]) if inds else np.zeros((len(t), 0))
+        for i in range(k)
+    ]) if k else np.zeros((len(t), 0))
     scope = np.column_stack([
-        np.asarray(tab[f"s{i}"].to_numpy(zero_copy_only=False), bool) for i in range(len(inds))
-    ]) if inds else np.zeros((len(t), 0), bool)
+        np.asarray(tab[f"s{i}"].to_numpy(zero_copy_only=False), bool) for i in range(k)
+    ]) if k else np.zeros((len(t), 0), bool)
     ok = np.isfinite(den) & (den > 0) & np.isfinite(num)
     t, num, den, x, scope, cell = t[ok], num[ok], den[ok], x[ok], scope[ok], cell[ok]
     if metric in LATENCY_QUANTILE:

@@ -45,7 +45,13 @@ from tracehouse.detect.attribution import MAX_CAUSES, Version, candidates, versi
 from tracehouse.detect.changepoint import ALGORITHM_NAME, detect
 from tracehouse.detect.changes import Change
 from tracehouse.detect.dedup import deduplicate
-from tracehouse.detect.evidence import WINDOW_AFTER, WINDOW_BEFORE, ranked_causes, release_order
+from tracehouse.detect.evidence import (
+    WINDOW_AFTER,
+    WINDOW_BEFORE,
+    ranked_causes,
+    release_order,
+    window_sql,
+)
 from tracehouse.detect.locate import refine
 from tracehouse.detect.segments import ALL
 from tracehouse.detect.series_cache import EvidenceCache, SeriesCache
@@ -405,12 +411,23 @@ def attribute_changes(changes: Sequence[Change], versions: list[Version], con: o
     """Fill each change's suspected causes: the versions first seen near it (the timing prior),
     re-ranked by per-trace evidence read through `con` (`detect.evidence`; None: prior only).
 
-    With `evidence`, a change whose inputs and window content the last run saw takes that
-    run's causes (`detect.series_cache.EvidenceCache`)."""
+    With `evidence`, a change whose inputs and window content (the columns its query reads, on
+    the days of its window) the last run saw takes that run's causes
+    (`detect.series_cache.EvidenceCache`); the content of every window is fingerprinted first,
+    in one scan."""
     releases = release_order(versions)
-    for c in changes:
-        # day-sized window at either grain: a canary starts hours before its step
-        cands = candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric)
+    # day-sized window at either grain: a canary starts hours before its step
+    plans = [(c, candidates(c.segment_key, c.change_at, versions, grain="day", metric=c.metric))
+             for c in changes]
+    columns: list[list[str] | None] = []
+    if evidence is not None and con is not None:
+        columns = [evidence.columns_of(window_sql(c.metric, c.segment_key, c.change_at,
+                                                  candidates=[v for _, v in cands],
+                                                  releases=releases))
+                   for c, cands in plans]
+        evidence.prepare([(c.change_at, cols) for (c, _), cols in zip(plans, columns,
+                                                                      strict=True)])
+    for i, (c, cands) in enumerate(plans):
 
         def rank(c: Change = c, cands: list[tuple[tuple[Any, ...], Version]] = cands
                  ) -> list[str]:
@@ -421,7 +438,7 @@ def attribute_changes(changes: Sequence[Change], versions: list[Version], con: o
             c.suspected_causes = rank()
             continue
         key = evidence.key(c.metric, c.segment_key, c.change_at,
-                           [cands, sorted(releases.items()), MAX_CAUSES])
+                           [cands, sorted(releases.items()), MAX_CAUSES], columns=columns[i])
         c.suspected_causes = evidence.causes(key, rank)
 
 

@@ -24,6 +24,8 @@ not published) and hold the entries of the last run only.
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -151,12 +153,58 @@ def day_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[date, str]:
     return {d: f"{n}:{h}" for d, n, h in rows if d is not None}
 
 
+#: The column that identifies a row of `marts.fct_requests` (one row per trace).
+ROW_KEY = "trace_id"
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = 'marts' "
+        "and table_name = 'fct_requests' order by ordinal_position").fetchall()]
+
+
+def column_day_fingerprints(con: duckdb.DuckDBPyConnection, columns: Sequence[str],
+                            days: tuple[date, date]) -> dict[tuple[date, str], str]:
+    """Per UTC day of `event_time` in `days` (first, last) and per column of `columns`: rows
+    and summed hashes of `(trace_id, column)` in `marts.fct_requests`, in one scan.
+
+    With one row per trace, these pairs determine the day's rows projected on the columns, so
+    two days with equal fingerprints of a query's columns give the query the same rows (a
+    day whose trace ids repeat gets a fingerprint that matches nothing).
+    """
+    if not columns:
+        return {}
+    q = '"' + ROW_KEY + '"'
+    sums = ", ".join(f'coalesce(sum(hash({q}, "{c}")::hugeint), 0)::varchar' for c in columns)
+    lo, hi = days
+    rows = con.execute(
+        f"select cast(timezone('UTC', event_time) as date) as d, count(*), "
+        f"count(distinct {q}), {sums} from marts.fct_requests "
+        f"where event_time >= ?::date::timestamptz and event_time < ?::date::timestamptz "
+        f"group by 1", [lo.isoformat(), (hi + timedelta(days=1)).isoformat()],
+    ).fetchall()
+    out: dict[tuple[date, str], str] = {}
+    nonce = secrets.token_hex(16)
+    for d, n, distinct, *hashes in rows:
+        if d is None:
+            continue
+        for c, h in zip(columns, hashes, strict=True):
+            out[(d, c)] = f"{n}:{h}" if n == distinct else f"repeated:{nonce}"
+    return out
+
+
 Causes = Callable[[], list[str]]
 
 
 @dataclass
 class EvidenceCache:
-    """The suspected causes of the last run's changes, by change and window content."""
+    """The suspected causes of the last run's changes, by change and window content.
+
+    The window content is fingerprinted day by day: over the columns its query reads
+    (:meth:`prepare`, then :meth:`key` with ``columns``), so that a late label that changes
+    ``is_successful_task`` on an old day does not re-read the evidence of an error-rate change
+    there; or, without ``columns``, over whole rows.
+    """
 
     days: dict[date, str]
     window: tuple[timedelta, timedelta]
@@ -164,16 +212,70 @@ class EvidenceCache:
     used: dict[str, list[str]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+    con: duckdb.DuckDBPyConnection | None = None
+    table_columns: list[str] | None = None
+    column_days: dict[tuple[date, str], str] = field(default_factory=dict)
+    _rows_read: bool = False
 
-    def key(self, metric: str, segment_key: str, change_at: datetime,
-            parts: Sequence[Any]) -> str:
-        """The hash of a change, its ranking inputs and the days its window reads."""
+    def _span(self, change_at: datetime) -> list[date]:
         lo = (change_at - self.window[0]).astimezone(UTC).date()
         hi = (change_at + self.window[1]).astimezone(UTC).date()
-        days = [self.days.get(lo + timedelta(days=i), "-") for i in range((hi - lo).days + 1)]
+        return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
+
+    def columns_of(self, sql: str | None) -> list[str] | None:
+        """The columns of `marts.fct_requests` that the query `sql` names (None: fingerprint
+        whole rows: no table, or a table without `trace_id`)."""
+        if sql is None:
+            return []
+        if self.table_columns is None:
+            self.table_columns = (_columns_of(self.con) if self.con is not None
+                                  and _exists(self.con, "marts.fct_requests") else [])
+        if ROW_KEY not in self.table_columns:
+            return None
+        named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))
+        return [c for c in self.table_columns if c in named]
+
+    def prepare(self, spans: Sequence[tuple[datetime, list[str] | None]]) -> None:
+        """Fingerprint, in one scan, the columns and days the given changes' windows read
+        (`(change_at, columns)`; columns None: whole rows)."""
+        wanted: set[str] = set()
+        days: list[date] = []
+        for change_at, columns in spans:
+            if columns is None:
+                self._whole_rows()
+                continue
+            span = self._span(change_at)
+            missing = [c for c in columns if any((d, c) not in self.column_days for d in span)]
+            if missing:
+                wanted.update(missing)
+                days += span
+        if wanted and self.con is not None:
+            order = [c for c in (self.table_columns or []) if c in wanted]
+            found = column_day_fingerprints(self.con, order, (min(days), max(days)))
+            for d in set(days):
+                for c in order:
+                    self.column_days.setdefault((d, c), found.get((d, c), "-"))
+
+    def _whole_rows(self) -> None:
+        if not self._rows_read and self.con is not None:
+            self.days = day_fingerprints(self.con)
+        self._rows_read = True
+
+    def key(self, metric: str, segment_key: str, change_at: datetime,
+            parts: Sequence[Any], columns: Sequence[str] | None = None) -> str:
+        """The hash of a change, its ranking inputs and the days its window reads: over the
+        `columns` its query names (see :meth:`prepare`), or whole rows (None)."""
+        span = self._span(change_at)
+        if columns is None:
+            self._whole_rows()
+            content: list[Any] = [self.days.get(d, "-") for d in span]
+        else:
+            self.prepare([(change_at, list(columns))])
+            content = [sorted(columns),
+                       [[self.column_days.get((d, c), "-") for c in columns] for d in span]]
         digest = hashlib.sha256(evidence_digest().encode())
         digest.update(repr((metric, segment_key, change_at.astimezone(UTC).isoformat(),
-                            list(parts), days)).encode())
+                            list(parts), content)).encode())
         return digest.hexdigest()
 
     def causes(self, key: str, rank: Causes) -> list[str]:
@@ -194,8 +296,9 @@ class EvidenceCache:
 
 def load_evidence(con: duckdb.DuckDBPyConnection,
                   window: tuple[timedelta, timedelta]) -> EvidenceCache:
-    """The evidence cache the last run left, with today's per-day fingerprints."""
-    out = EvidenceCache(days=day_fingerprints(con), window=window)
+    """The evidence cache the last run left; the content of `marts.fct_requests` is
+    fingerprinted through `con` when a key needs it."""
+    out = EvidenceCache(days={}, window=window, con=con)
     if _exists(con, EVIDENCE_TABLE):
         for key, causes in con.execute(f"select key, causes from {EVIDENCE_TABLE}").fetchall():
             out.known[key] = list(causes)

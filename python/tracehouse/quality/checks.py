@@ -20,6 +20,7 @@ from tracehouse.quality.engine import FAIL, WARN, GxSession, SuiteResult
 from tracehouse.quality.marts import check_marts, mart_tables
 from tracehouse.quality.results import RESULTS_TABLE, write_results
 from tracehouse.quality.touched import (
+    TOUCHED_TRACES,
     mark_marts_checked,
     mart_fingerprints,
     touched_days,
@@ -151,8 +152,9 @@ class QualityRun:
             # a mart a passed check saw as it is now is not validated again (not on a full check)
             self.marts_unchanged = ({} if self.mart_days is None
                                     else unchanged_marts(con, fingerprints))
-            self.mart_results = check_marts(con, self.session, self.mart_days,
-                                            self.marts_unchanged)
+            self.mart_results = check_marts(
+                con, self.session, self.mart_days, self.marts_unchanged,
+                traces=None if self.mart_days is None else TOUCHED_TRACES)
             write_results(con, self.run_id, self.mart_results)
             history = _history(con)
             if not any(o for s in self.mart_results for o in s.failed):

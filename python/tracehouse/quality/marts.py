@@ -160,8 +160,13 @@ def _fct_requests_table(con: duckdb.DuckDBPyConnection, session: GxSession) -> S
 
 
 def _fct_requests(
-    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None
+    con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None,
+    traces: str | None = None,
 ) -> SuiteResult:
+    """Row-level checks of fct_requests: on every row, or on the ``days`` given; with
+    ``traces`` (a table of trace ids: the traces the build rewrote) on those rows only (every
+    other row of those days is as a passed check saw it; uniqueness across the whole table is
+    the table suite's)."""
     columns = _columns(con, "fct_requests")
     rates, amounts = rate_columns(columns), amount_columns(columns)
     wanted = ["trace_id", "trace_date", *[c for c in (*rates, *amounts) if c not in
@@ -171,6 +176,8 @@ def _fct_requests(
     n = con.execute(f'SELECT count(*) FROM "{MARTS_SCHEMA}".fct_requests {where}').fetchone()[0]  # type: ignore[index]
     if n > ROW_LEVEL_LIMIT:
         return _generic(con, "fct_requests", session, days)
+    if days is not None and traces is not None and where:
+        where += f" AND trace_id IN (SELECT trace_id FROM {traces})"
     frame = con.execute(
         f'SELECT {", ".join(chr(34) + c + chr(34) for c in wanted)} '
         f'FROM "{MARTS_SCHEMA}".fct_requests {where}'
@@ -336,14 +343,16 @@ def _not_rechecked(suite: str, target: str, run_id: str) -> SuiteResult:
 
 def check_marts(
     con: duckdb.DuckDBPyConnection, session: GxSession, days: list[str] | None = None,
-    unchanged: dict[str, str] | None = None,
+    unchanged: dict[str, str] | None = None, traces: str | None = None,
 ) -> list[SuiteResult]:
     """Validate every table of the ``marts`` schema; one suite result per suite.
 
     ``days`` (YYYY-MM-DD; from :func:`tracehouse.quality.touched.touched_days`) narrows the
     row-level and per-day checks to the days the build rewrote; whole-table invariants (not
     empty, one row per trace, the calendar of fct_requests against metric_daily) always run.
-    None checks every day.
+    None checks every day. ``traces`` (a table of the trace ids the build rewrote, see
+    :func:`tracehouse.quality.touched.touched_days`) narrows the row-level checks of
+    ``fct_requests`` further, to those traces.
 
     A core mart (``fct_requests``, ``metric_daily``) that does not exist yields a warning-level
     result with a note, not a failure: dbt fails the build when a model cannot be built.
@@ -367,7 +376,7 @@ def check_marts(
                       if table == "fct_requests" else [f"marts.{table}"])
             results += [_not_rechecked(suite, table, unchanged[table]) for suite in suites]
         elif table == "fct_requests":
-            results.append(_fct_requests(con, session, days))
+            results.append(_fct_requests(con, session, days, traces))
             results.append(_fct_requests_table(con, session))
         elif table == "metric_daily":
             results.append(_metric_series(con, table, "day", session, days))

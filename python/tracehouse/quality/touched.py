@@ -41,9 +41,17 @@ def _has_stamps(con: duckdb.DuckDBPyConnection) -> bool:
                                          f"{MARTS_SCHEMA}.fct_requests"))
 
 
+#: The temporary table (of the checks' connection) that holds the touched trace ids.
+TOUCHED_TRACES = "quality_touched_traces"
+
+
 def touched_days(con: duckdb.DuckDBPyConnection) -> list[str] | None:
     """The days (YYYY-MM-DD) of traces written since the last passed mart check; None when the
-    marts were never checked against this warehouse's stamps (check every day)."""
+    marts were never checked against this warehouse's stamps (check every day).
+
+    The ids of those traces are left in the temporary table :data:`TOUCHED_TRACES` of ``con``
+    (when days are returned): the row-level checks of ``fct_requests`` look at them only.
+    """
     if not _has_stamps(con):
         return None
     marks = dict(con.execute(
@@ -55,14 +63,15 @@ def touched_days(con: duckdb.DuckDBPyConnection) -> list[str] | None:
     touched = " UNION ".join(
         f"SELECT trace_id FROM {table} WHERE _loaded_at > ?" for table in BASE_TABLES.values()
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {TOUCHED_TRACES} AS {touched}",
+                [marks[name] for name in BASE_TABLES])
     rows = con.execute(
         f"""
         SELECT DISTINCT strftime(trace_date, '%Y-%m-%d') AS day
         FROM "{MARTS_SCHEMA}".fct_requests
-        WHERE trace_id IN ({touched}) AND trace_date IS NOT NULL
+        WHERE trace_id IN (SELECT trace_id FROM {TOUCHED_TRACES}) AND trace_date IS NOT NULL
         ORDER BY day
-        """,
-        [marks[name] for name in BASE_TABLES],
+        """
     ).fetchall()
     return [r[0] for r in rows]
 
