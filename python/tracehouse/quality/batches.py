@@ -341,12 +341,20 @@ def _redelivered(
     con: duckdb.DuckDBPyConnection, lake: Path, dataset: str, files: list[str],
     batch_ids: list[str],
 ) -> pd.DataFrame:
-    """Per new batch, the share of its ids that another batch file of the lake holds too."""
+    """Per new batch, the share of its ids that another batch file of the lake holds too.
+
+    Only the files of the new files' own `dt` partitions are read: an id's copies share its
+    `event_time` (`label_time`), hence its partition (EVENTS.md), so the check costs what landed
+    and the partitions it landed in, not the whole lake.
+    """
     id_col = _ID_COLUMN[dataset]
-    all_files = [str(p) for p in sorted((lake / dataset).glob("dt=*/*.parquet"))]
+    partitions = sorted({str(Path(f).parent) for f in files})
+    nearby = sorted(str(p) for d in partitions for p in Path(d).glob("*.parquet"))
     # On a first check every file is new: read the ids once instead of twice.
-    source = "new_rows" if set(all_files) == set(files) else \
-        _rows_of(_q(lake / dataset / "dt=*" / "*.parquet"))
+    source = "new_rows" if set(nearby) == set(files) else _rows_of("$nearby")
+    params: dict[str, object] = {"files": files, "batches": batch_ids}
+    if source != "new_rows":
+        params["nearby"] = nearby
     return con.execute(
         f"""
         WITH new_rows AS (
@@ -366,7 +374,7 @@ def _redelivered(
         FROM new_ids LEFT JOIN everywhere USING (id)
         GROUP BY batch_id
         """,
-        {"files": files, "batches": batch_ids},
+        params,
     ).df()
 
 
