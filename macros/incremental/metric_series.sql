@@ -17,13 +17,14 @@
     base tables wrote a span, feedback or annotation row of since this model's watermark
     (macros/incremental/loaded.sql), plus any period whose trace count differs from what is
     stored (a trace whose root landed late and moved period). Each rebuilt period is computed
-    from all of its traces, so it equals a full refresh. The span-level rows (segments
-    span_type= and tool_name=) read only spans: they are recomputed, from the spans of the
-    period's traces, only for the periods with new spans or a changed trace count
-    (`span_periods`). A period rebuilt because of feedback or annotations alone keeps its
-    stored span-level rows (same spans, same traces: the same figures), so 57 late annotations
-    over 15 days do not re-read 15 days of spans; its trace-level rows come from fct_requests
-    and every row gets the period's new lineage.
+    from all of its traces, so it equals a full refresh. Every row is recomputed (spans
+    re-read, percentiles taken) only for the periods with new spans or a changed trace count
+    (`span_periods`). A period rebuilt because of feedback or annotations alone has the same
+    spans and the same traces: only the metrics feedback or annotations can move
+    (`label_metrics()`: success, thumbs, escalation, regenerate, required tools, judged
+    retrieval) are recomputed from fct_requests, in one pass without percentiles; it keeps its
+    other stored rows (span_type= and tool_name= segments included), and every row gets the
+    period's new lineage. So 57 late annotations over 15 days do not re-read 15 days of spans.
 -#}
 
 {% macro metric_trace_segments() %}
