@@ -2,7 +2,9 @@
 
 One small lake goes through the runs an hourly schedule sees, built incrementally into one
 warehouse: 3 days; + the first hour of day 4; nothing new; a lake compaction; the rest of day 4
-(late feedback and annotations for traces of the compacted days come with it). Then a full
+(late feedback and annotations for traces of the compacted days come with it: periods rebuilt
+for feedback or annotations alone, whose metric rows per span_type / tool_name are kept, not
+recomputed, and days the span-only marts must not rebuild). Then a full
 refresh of the same lake into a second warehouse must equal it row for row (base tables, every
 core table, a question mart). Along the way: a run with nothing new writes no base row, and a
 compaction rewrites nothing (its merged file holds rows already loaded).
@@ -30,7 +32,8 @@ START = date(2026, 1, 1)
 DAYS, TRACES_PER_DAY, SEED = 3, 60, 11
 SELECT = (
     "+fct_requests +fct_spans +metric_daily +metric_hourly +agg_stage_latency "
-    "+agg_cost_per_successful_task +fct_eval_candidates +dim_versions +agg_route_stage_latency"
+    "+agg_cost_per_successful_task +fct_eval_candidates +dim_versions +agg_route_stage_latency "
+    "+agg_context_assembly"
 )
 QUICK = ["--resource-type", "model", "--resource-type", "seed"]
 COMPARED = [
@@ -52,6 +55,7 @@ COMPARED = [
     "marts.agg_stage_latency",
     "marts.agg_cost_per_successful_task",
     "marts.agg_route_stage_latency",
+    "marts.agg_context_assembly",
     "intermediate.int_versions_daily",
     "marts.dim_versions",
     "marts.fct_eval_candidates",
@@ -206,6 +210,53 @@ def test_late_feedback_for_compacted_days_is_built(runs: dict[str, object]) -> N
     after_compaction, after_rest = runs["after_compaction"], runs["after_rest"]
     assert isinstance(after_compaction, dict) and isinstance(after_rest, dict)
     assert after_rest["base_lake__feedback"][0] > after_compaction["base_lake__feedback"][0]
+
+
+def test_late_annotations_for_old_days_are_built(runs: dict[str, object]) -> None:
+    day4, inc = runs["day4"], runs["inc"]
+    assert isinstance(inc, Path)
+    # the rest of day 4 brought annotations for traces of earlier days ...
+    late_days = _query(
+        inc,
+        f"""select distinct r.trace_date from staging.base_lake__annotations as a
+            join marts.fct_requests as r using (trace_id)
+            where r.trace_date < date '{day4}'
+              and a.ingest_time >= timestamptz '{day4} 01:00:00+00' order by 1""",
+    )
+    assert late_days
+    # ... and every metric row of those days, the span-level ones kept from the stored rows
+    # too, carries the day's new annotation lineage (equality with a full refresh: below)
+    stale = _query(
+        inc,
+        f"""select m.segment_key, m.metric from marts.metric_daily as m
+            join (select trace_date, max(last_annotation_ingest_at) as newest
+                  from marts.fct_requests group by trace_date) as d
+              on cast(timezone('UTC', m.period_start) as date) = d.trace_date
+            where d.trace_date < date '{day4}'
+              and m.last_annotation_ingest_at is distinct from d.newest""",
+    )
+    assert stale == []
+    span_level = _query(
+        inc,
+        f"""select count(*) from marts.metric_daily
+            where period_start < timestamptz '{day4} 00:00:00+00'
+              and (segment_key like 'span_type=%' or segment_key like 'tool_name=%')""",
+    )[0][0]
+    assert span_level > 0  # type: ignore[operator]
+
+
+def test_span_only_marts_carry_only_span_lineage(runs: dict[str, object]) -> None:
+    # they read nothing of feedback or annotations: a feedback / annotation lineage column
+    # would go stale on days late labels do not rebuild
+    inc = runs["inc"]
+    for table in ("agg_stage_latency", "agg_context_assembly", "agg_route_stage_latency"):
+        columns = {r[0] for r in _query(
+            inc,
+            f"select column_name from information_schema.columns where table_name = '{table}'",
+        )}
+        assert {"day_trace_count", "last_span_ingest_at"} <= columns, table
+        assert not columns & {"last_feedback_ingest_at", "last_annotation_ingest_at",
+                              "last_ingest_at"}, table
 
 
 def _table(warehouse: object, table: str) -> pa.Table:

@@ -17,7 +17,14 @@
     base tables wrote a span, feedback or annotation row of since this model's watermark
     (macros/incremental/loaded.sql), plus any period whose trace count differs from what is
     stored (a trace whose root landed late and moved period). Each rebuilt period is computed
-    from all of its traces, so it equals a full refresh.
+    from all of its traces, so it equals a full refresh. Every row is recomputed (spans
+    re-read, percentiles taken) only for the periods with new spans or a changed trace count
+    (`span_periods`). A period rebuilt because of feedback or annotations alone has the same
+    spans and the same traces: only the metrics feedback or annotations can move
+    (`label_metrics()`: success, thumbs, escalation, regenerate, required tools, judged
+    retrieval) are recomputed from fct_requests, in one pass without percentiles; it keeps its
+    other stored rows (span_type= and tool_name= segments included), and every row gets the
+    period's new lineage. So 57 late annotations over 15 days do not re-read 15 days of spans.
 -#}
 
 {% macro metric_trace_segments() %}
@@ -66,6 +73,73 @@
 {% endmacro %}
 
 
+{% macro label_metrics() %}
+    {#-
+        The metrics feedback or annotations can move (a statistic of theirs reads the success
+        rule, thumbs, escalation, regenerate, required tools or judged retrieval), and every
+        statistic those metrics read: a period rebuilt for feedback / annotations alone
+        recomputes only them ({'metrics': [...], 'stats': [...]}).
+    -#}
+    {%- set label_stats = [
+        'successes', 'thumbs_down', 'thumbs_up', 'escalations', 'regenerates',
+        'needs_tool_traces', 'missing_tool_traces', 'retrieval_judged', 'retrieval_hits',
+    ] -%}
+    {%- set metrics = [] -%}
+    {%- set stats = [] -%}
+    {%- for metric, value, n in metric_definitions() -%}
+        {%- set tokens = (value ~ ' ' ~ n).split() -%}
+        {%- if tokens | select('in', label_stats) | list -%}
+            {%- do metrics.append(metric) -%}
+            {%- for token in tokens if token != '/' and token not in stats -%}
+                {%- do stats.append(token) -%}
+            {%- endfor -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return({'metrics': metrics, 'stats': stats}) }}
+{% endmacro %}
+
+
+{% macro sql_string_list(values) -%}
+    {#- ('a', 'b'): never empty (a list of no value is one that matches nothing). -#}
+    ('{{ (values or ['']) | join("', '") }}')
+{%- endmacro %}
+
+
+{% macro metric_trace_grouped(segments, expressions, only) %}
+    {#-
+        select ... from traces (where and group by follow): per period and segment, every
+        statistic of `expressions` [(name, aggregate)], or only those named in `only` (the
+        others NULL).
+    -#}
+    select
+        period_start,
+        case
+            {%- for segment in segments %}
+            when grouping({{ segment }}) = 0 then '{{ segment }}=' || coalesce({{ segment }}, 'unknown')
+            {%- endfor %}
+            else 'all'
+        end as segment_key,
+        {%- for name, expression in expressions %}
+        {%- if only is none or name in only %}
+        {{ expression }} as {{ name }}{{ "," if not loop.last }}
+        {%- else %}
+        cast(null as {{ 'double' if name in ('latency_p95', 'latency_p50') else 'bigint' }}) as {{ name }}{{ "," if not loop.last }}
+        {%- endif %}
+        {%- endfor %}
+    from traces
+{% endmacro %}
+
+
+{% macro metric_trace_grouping_sets(segments) %}
+    group by grouping sets (
+        (period_start),
+        {%- for segment in segments %}
+        (period_start, {{ segment }}){{ "," if not loop.last }}
+        {%- endfor %}
+    )
+{% endmacro %}
+
+
 {% macro count_if_true(expression) -%}
     cast(sum(case when {{ expression }} then 1 else 0 end) as bigint)
 {%- endmacro %}
@@ -82,36 +156,25 @@
     'retrieval_scores', 'truncated', 'citation_checked', 'citation_mismatches', 'blocked',
     'format_failures', 'period_traces',
 ] -%}
+{#- the fct_requests columns the trace-level pass reads (fct_requests is ~150 columns wide) -#}
+{%- set request_columns = segments + [
+    'is_error', 'duration_ms', 'cost_usd', 'is_successful_task', 'has_thumbs_down',
+    'has_thumbs_up', 'has_escalation', 'has_regenerate', 'has_tool_call', 'needs_tool',
+    'is_required_tool_missing', 'tool_call_count', 'tool_error_count', 'tool_timeout_count',
+    'is_retrieval_judged', 'is_retrieval_hit', 'retrieval_span_count',
+    'retrieval_zero_result_span_count', 'retrieval_score_sum', 'retrieval_score_count',
+    'is_context_truncated', 'has_citation_check', 'is_citation_mismatch', 'is_guardrail_blocked',
+    'has_format_failure', 'last_ingest_at', 'last_span_ingest_at', 'last_feedback_ingest_at',
+    'last_annotation_ingest_at',
+] -%}
 with
 
-requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
-spans as (
-    {#-
-        The span envelope placed on its trace, what fct_spans gives for these columns
-        (trace_started_at is the trace's event_time) without the wide view's 13-view union
-        and pricing join: about 7x cheaper to scan.
-    -#}
-    select
-        base_spans.span_id,
-        base_spans.trace_id,
-        base_spans.span_type,
-        base_spans.tool_name,
-        base_spans.duration_ms,
-        base_spans.status,
-        traces.event_time as trace_started_at
-    from {{ ref('base_lake__spans') }} as base_spans
-    inner join {{ ref('int_traces_enveloped') }} as traces
-        on base_spans.trace_id = traces.trace_id
-),
-
 requests_with_period as (
+    {#- every trace's period, narrow: which periods to build, trace counts -#}
     select
-        {{ truncate_to(grain, 'event_time') }} as period_start,
-        requests.*
-    from requests
+        trace_id,
+        {{ truncate_to(grain, 'event_time') }} as period_start
+    from {{ ref('fct_requests') }}
 ),
 
 {% if is_incremental() %}
@@ -131,10 +194,11 @@ current_counts as (
     group by period_start
 ),
 
-periods_to_build as (
+span_periods as (
+    {#- periods whose spans or traces may have changed: every row is recomputed -#}
     select period_start
     from requests_with_period
-    where trace_id in ({{ traces_loaded() }})
+    where trace_id in ({{ traces_loaded(['spans']) }})
     union
     select coalesce(current_counts.period_start, stored_counts.period_start) as period_start
     from current_counts
@@ -145,9 +209,56 @@ periods_to_build as (
         or current_counts.trace_count <> stored_counts.trace_count
 ),
 
+periods_to_build as (
+    {#- plus the periods with new feedback / annotations only: trace-level rows recomputed #}
+    select period_start from span_periods
+    union
+    select period_start
+    from requests_with_period
+    where trace_id in ({{ traces_loaded(['feedback', 'annotations']) }})
+),
+
+span_traces as (
+    select trace_id
+    from requests_with_period
+    where period_start in (select period_start from span_periods)
+),
+
 {% endif %}
+spans as (
+    {#-
+        The span envelope placed on its trace, what fct_spans gives for these columns
+        (trace_started_at is the trace's event_time) without the wide view's 13-view union
+        and pricing join: about 7x cheaper to scan. Incremental: only the spans of the traces
+        of `span_periods` (a semi join on trace_id before the envelope join).
+    -#}
+    select
+        base_spans.span_id,
+        base_spans.trace_id,
+        base_spans.span_type,
+        base_spans.tool_name,
+        base_spans.duration_ms,
+        base_spans.status,
+        traces.event_time as trace_started_at
+    from {{ ref('base_lake__spans') }} as base_spans
+    inner join {{ ref('int_traces_enveloped') }} as traces
+        on base_spans.trace_id = traces.trace_id
+    {%- if is_incremental() %}
+    where base_spans.trace_id in (select trace_id from span_traces)
+    {%- endif %}
+),
+
 traces as (
-    select * from requests_with_period
+    {#- the traces of the periods this run builds, with the columns the metrics read -#}
+    select * from (
+        select
+            {{ truncate_to(grain, 'event_time') }} as period_start,
+            {%- for column in request_columns %}
+            {{ column }},
+            {%- endfor %}
+            trace_id
+        from {{ ref('fct_requests') }}
+    ) as requests
     {%- if is_incremental() %}
     where period_start in (select period_start from periods_to_build)
     {%- endif %}
@@ -164,60 +275,75 @@ period_lineage as (
     group by period_start
 ),
 
+{%- set trace_stat_expressions = [
+    ('traces', 'count(*)'),
+    ('errors', count_if_true('is_error')),
+    ('latency_p95', percentile('duration_ms', 0.95)),
+    ('latency_p50', percentile('duration_ms', 0.5)),
+    ('latency_n', 'count(duration_ms)'),
+    ('cost_usd', exact_sum('cost_usd')),
+    ('successes', count_if_true('is_successful_task')),
+    ('thumbs_down', count_if_true('has_thumbs_down')),
+    ('thumbs_up', count_if_true('has_thumbs_up')),
+    ('escalations', count_if_true('has_escalation')),
+    ('regenerates', count_if_true('has_regenerate')),
+    ('tool_traces', count_if_true('has_tool_call')),
+    ('needs_tool_traces', count_if_true('needs_tool')),
+    ('missing_tool_traces', count_if_true('is_required_tool_missing')),
+    ('tool_calls', 'cast(sum(tool_call_count) as bigint)'),
+    ('tool_errors', 'cast(sum(tool_error_count) as bigint)'),
+    ('tool_timeouts', 'cast(sum(tool_timeout_count) as bigint)'),
+    ('retrieval_judged', count_if_true('is_retrieval_judged')),
+    ('retrieval_hits', count_if_true('is_retrieval_hit')),
+    ('retrieval_spans', 'cast(sum(retrieval_span_count) as bigint)'),
+    ('zero_result_spans', 'cast(sum(retrieval_zero_result_span_count) as bigint)'),
+    ('retrieval_score_sum', exact_sum('retrieval_score_sum', 9)),
+    ('retrieval_scores', 'cast(sum(retrieval_score_count) as bigint)'),
+    ('truncated', count_if_true('is_context_truncated')),
+    ('citation_checked', count_if_true('has_citation_check')),
+    ('citation_mismatches', count_if_true('is_citation_mismatch')),
+    ('blocked', count_if_true('is_guardrail_blocked')),
+    ('format_failures', count_if_true('has_format_failure')),
+] -%}
+{%- set label = label_metrics() -%}
 trace_grouped as (
-    select
-        period_start,
-        case
-            {%- for segment in segments %}
-            when grouping({{ segment }}) = 0 then '{{ segment }}=' || coalesce({{ segment }}, 'unknown')
-            {%- endfor %}
-            else 'all'
-        end as segment_key,
-        count(*) as traces,
-        {{ count_if_true('is_error') }} as errors,
-        {{ percentile('duration_ms', 0.95) }} as latency_p95,
-        {{ percentile('duration_ms', 0.5) }} as latency_p50,
-        count(duration_ms) as latency_n,
-        {{ exact_sum('cost_usd') }} as cost_usd,
-        {{ count_if_true('is_successful_task') }} as successes,
-        {{ count_if_true('has_thumbs_down') }} as thumbs_down,
-        {{ count_if_true('has_thumbs_up') }} as thumbs_up,
-        {{ count_if_true('has_escalation') }} as escalations,
-        {{ count_if_true('has_regenerate') }} as regenerates,
-        {{ count_if_true('has_tool_call') }} as tool_traces,
-        {{ count_if_true('needs_tool') }} as needs_tool_traces,
-        {{ count_if_true('is_required_tool_missing') }} as missing_tool_traces,
-        cast(sum(tool_call_count) as bigint) as tool_calls,
-        cast(sum(tool_error_count) as bigint) as tool_errors,
-        cast(sum(tool_timeout_count) as bigint) as tool_timeouts,
-        {{ count_if_true('is_retrieval_judged') }} as retrieval_judged,
-        {{ count_if_true('is_retrieval_hit') }} as retrieval_hits,
-        cast(sum(retrieval_span_count) as bigint) as retrieval_spans,
-        cast(sum(retrieval_zero_result_span_count) as bigint) as zero_result_spans,
-        {{ exact_sum('retrieval_score_sum', 9) }} as retrieval_score_sum,
-        cast(sum(retrieval_score_count) as bigint) as retrieval_scores,
-        {{ count_if_true('is_context_truncated') }} as truncated,
-        {{ count_if_true('has_citation_check') }} as citation_checked,
-        {{ count_if_true('is_citation_mismatch') }} as citation_mismatches,
-        {{ count_if_true('is_guardrail_blocked') }} as blocked,
-        {{ count_if_true('has_format_failure') }} as format_failures
-    from traces
-    group by grouping sets (
-        (period_start),
-        {%- for segment in segments %}
-        (period_start, {{ segment }}){{ "," if not loop.last }}
-        {%- endfor %}
-    )
+    {#- every trace-level statistic; incremental: of the periods with new spans (or count) -#}
+    {{ metric_trace_grouped(segments, trace_stat_expressions, none) }}
+    {%- if is_incremental() %}
+    where period_start in (select period_start from span_periods)
+    {%- endif %}
+    {{ metric_trace_grouping_sets(segments) }}
 ),
 
+{% if is_incremental() %}
+label_grouped as (
+    {#-
+        The periods rebuilt for feedback / annotations alone: only the statistics of the
+        metrics those can move (label_metric_names()); no percentile.
+    -#}
+    {{ metric_trace_grouped(segments, trace_stat_expressions, label['stats']) }}
+    where period_start not in (select period_start from span_periods)
+    {{ metric_trace_grouping_sets(segments) }}
+),
+
+{% endif %}
 trace_stats as (
     select
         trace_grouped.*,
         case
             when segment_key like 'model_name=%'
                 then max(case when segment_key = 'all' then traces end) over (partition by period_start)
-        end as period_traces
+        end as period_traces,
+        0 as is_label_pass
     from trace_grouped
+    {%- if is_incremental() %}
+    union all
+    select
+        label_grouped.*,
+        cast(null as bigint) as period_traces,
+        1 as is_label_pass
+    from label_grouped
+    {%- endif %}
 ),
 
 span_rows as (
@@ -229,7 +355,7 @@ span_rows as (
         status
     from spans
     {%- if is_incremental() %}
-    where {{ truncate_to(grain, 'trace_started_at') }} in (select period_start from periods_to_build)
+    where {{ truncate_to(grain, 'trace_started_at') }} in (select period_start from span_periods)
     {%- endif %}
 ),
 
@@ -271,8 +397,9 @@ segment_stats as (
         period_start,
         segment_key,
         {%- for stat in stats %}
-        {{ stat }}{{ "," if not loop.last }}
+        {{ stat }},
         {%- endfor %}
+        is_label_pass
     from trace_stats
     union all
     select
@@ -284,7 +411,8 @@ segment_stats as (
         {%- else %}
         null as {{ stat }}{{ "," if not loop.last }}
         {%- endif %}
-        {%- endfor %}
+        {%- endfor %},
+        0 as is_label_pass
     from span_stats
 ),
 
@@ -311,24 +439,69 @@ long_format as (
         end as n
     from segment_stats
     cross join metric_names
+    {%- if is_incremental() %}
+    where segment_stats.is_label_pass = 0
+        or metric_names.metric in {{ sql_string_list(label['metrics']) }}
+    {%- endif %}
+),
+
+{% if is_incremental() %}
+kept_rows as (
+    {#-
+        The periods rebuilt for feedback / annotations alone keep every stored row of the
+        metrics those cannot move (same spans, same traces: the same figures), span-level
+        segments included.
+    -#}
+    select
+        metric,
+        period_start,
+        segment_key,
+        value,
+        n
+    from {{ this }}
+    where period_start in (select period_start from periods_to_build)
+        and period_start not in (select period_start from span_periods)
+        and metric not in {{ sql_string_list(label['metrics']) }}
+        and metric in (select metric from metric_names)
+),
+
+{% endif %}
+metric_rows as (
+    select
+        metric,
+        period_start,
+        segment_key,
+        value,
+        n
+    from long_format
+    where n > 0
+    {%- if is_incremental() %}
+    union all
+    select
+        metric,
+        period_start,
+        segment_key,
+        value,
+        n
+    from kept_rows
+    {%- endif %}
 ),
 
 final as (
     select
-        long_format.metric,
+        metric_rows.metric,
         '{{ grain }}' as grain,
-        long_format.period_start,
-        long_format.segment_key,
-        long_format.value,
-        long_format.n,
+        metric_rows.period_start,
+        metric_rows.segment_key,
+        metric_rows.value,
+        metric_rows.n,
         period_lineage.last_ingest_at,
         period_lineage.last_span_ingest_at,
         period_lineage.last_feedback_ingest_at,
         period_lineage.last_annotation_ingest_at
-    from long_format
+    from metric_rows
     inner join period_lineage
-        on long_format.period_start = period_lineage.period_start
-    where long_format.n > 0
+        on metric_rows.period_start = period_lineage.period_start
 )
 
 {{ with_archived_days('final', utc_date('period_start')) }}

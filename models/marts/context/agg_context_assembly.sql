@@ -12,6 +12,8 @@
     tokens by section (system, history, context, tools, user), how often the context was
     truncated, and how many chunks were excluded and why (budget, dedupe, relevance_threshold,
     policy; anything else counts as 'other'). Counts traces with a context_assembly span.
+    Incremental on the days whose spans a run touched (macros/portable/marts.sql): it reads no
+    feedback or annotation, so late feedback or annotations do not rebuild a day.
 -#}
 
 {%- set sections = ['system', 'history', 'context', 'tools', 'user'] %}
@@ -24,11 +26,11 @@ all_requests as (
 ),
 
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope('all_requests', ['spans']) }}
 ),
 
 day_lineage as (
-    {{ mart_day_lineage('requests') }}
+    {{ mart_day_lineage('requests', ['spans']) }}
 ),
 
 context_assembly_spans as (
@@ -163,7 +165,7 @@ measured as (
 final as (
     select
         measured.*,
-        {{ mart_lineage_columns('day_lineage') }}
+        {{ mart_lineage_columns('day_lineage', ['spans']) }}
     from measured
     inner join day_lineage
         on measured.trace_date = day_lineage.trace_date

@@ -12,6 +12,8 @@
     (route, model, task type, release, cache status), how long the stage takes (count, mean,
     percentiles) and what share of the requests' wall time it accounts for. Dimensions are the
     request's (root span's), so every span of a trace falls in the segment of its trace.
+    Incremental on the days whose spans a run touched (macros/portable/marts.sql): it reads no
+    feedback or annotation, so late feedback or annotations do not rebuild a day.
 -#}
 
 {%- set segment_columns = ['route_name', 'model_name', 'task_type', 'release_sha', 'cache_status'] %}
@@ -33,11 +35,11 @@ all_requests as (
 ),
 
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope('all_requests', ['spans']) }}
 ),
 
 day_lineage as (
-    {{ mart_day_lineage('requests') }}
+    {{ mart_day_lineage('requests', ['spans']) }}
 ),
 
 segmented_requests as (
@@ -172,7 +174,7 @@ measured as (
 final as (
     select
         measured.*,
-        {{ mart_lineage_columns('day_lineage') }}
+        {{ mart_lineage_columns('day_lineage', ['spans']) }}
     from measured
     inner join day_lineage
         on measured.trace_date = day_lineage.trace_date
