@@ -159,3 +159,29 @@ def test_a_mart_row_count_that_disagrees_with_its_file_stops_the_publication(
     with pytest.raises(publish_module.PublishError, match="rows published"):
         publish(warehouse, "a", build="same")
     assert not (warehouse / "marts").exists()  # nothing published
+
+
+def test_days_written_at_once_equal_days_written_one_by_one(tmp_path: Path) -> None:
+    """Concurrent day writes (one cursor each) give the same files, row for row and in order."""
+    from tracehouse.publish import _export_days, write_workers
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 3")
+    assert write_workers(con) == 3
+    con.execute(
+        "CREATE TABLE t AS SELECT i, (TIMESTAMPTZ '2026-01-01 00:00:00+00' + i * INTERVAL 7 MINUTE)"
+        " AS event_time, repeat('x', i % 50) AS s FROM range(5000) AS r(i)")
+    days = set(day_counts(con, "t", "event_time"))
+    assert len(days) > 5
+    tables = {}
+    for workers in (1, 3):
+        target = tmp_path / f"w{workers}"
+        target.mkdir()
+        _export_days(con, "t", "event_time", target, days=days, workers=workers)
+        tables[workers] = {p.name: pq.read_table(p) for p in sorted(target.glob("*.parquet"))}
+    assert set(tables[1]) == {f"{d}.parquet" for d in days}
+    assert tables[1].keys() == tables[3].keys()
+    for name, table in tables[1].items():
+        assert table.equals(tables[3][name]), name
+    assert sum(t.num_rows for t in tables[3].values()) == 5000
