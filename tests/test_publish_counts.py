@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -185,3 +186,63 @@ def test_days_written_at_once_equal_days_written_one_by_one(tmp_path: Path) -> N
     for name, table in tables[1].items():
         assert table.equals(tables[3][name]), name
     assert sum(t.num_rows for t in tables[3].values()) == 5000
+
+
+Rows = list[tuple[object, ...]]
+
+
+def _day_rows(warehouse: Path, day: str) -> tuple[Rows, Rows]:
+    """(the published file's rows, the mart's rows) of one fct_spans day, sorted."""
+    con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        path = mart_path(warehouse, "fct_spans") / f"{day}.parquet"
+        published = con.execute(f"SELECT * FROM read_parquet('{path}') ORDER BY ALL").fetchall()
+        mart = con.execute("SELECT * FROM marts.fct_spans WHERE event_time::DATE = ?::DATE "
+                           "ORDER BY ALL", [day]).fetchall()
+        return published, mart
+    finally:
+        con.close()
+
+
+def test_a_touched_span_day_keeps_its_untouched_traces_rows_and_takes_the_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tracehouse.publish as publish_module
+
+    merged: list[set[str]] = []
+    real = publish_module._merge_days
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        merged.append(set(kwargs["days"]))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(publish_module, "_merge_days", spy)
+    warehouse = _warehouse(tmp_path)
+    _sql(warehouse, "INSERT INTO staging.base_lake__spans VALUES ('t4', 's7', 'llm', "
+                    "TIMESTAMPTZ '2026-01-02 11:00:00+00', TIMESTAMPTZ '2026-01-04 00:00:00+00')")
+    publish(warehouse, "a", build="same")
+    fresh_schema = pq.read_schema(mart_path(warehouse, "fct_spans") / f"{D2}.parquet")
+
+    # A late span of t2 (day 2): the day is its old file's t4 row plus t2's rows from the mart.
+    _sql(warehouse, "INSERT INTO staging.base_lake__spans VALUES ('t2', 's6', 'llm', "
+                    "TIMESTAMPTZ '2026-01-02 09:00:00+00', TIMESTAMPTZ '2026-01-05 00:00:00+00')")
+    second = publish(warehouse, "b", build="same")
+    assert second.days_written["fct_spans"] == [D2]
+    assert merged[-1] == {D2}
+    published, mart = _day_rows(warehouse, D2)
+    assert published == mart and len(mart) == 3
+    assert pq.read_schema(mart_path(warehouse, "fct_spans") / f"{D2}.parquet").equals(
+        fresh_schema)
+
+    # t4's row deleted with no stamp (an expiry) while a new span of t2 touches the day: the
+    # merged file would keep t4, its count disagrees with the mart, the day is written whole.
+    _sql(warehouse, "DELETE FROM staging.base_lake__spans WHERE trace_id = 't4'",
+         "INSERT INTO staging.base_lake__spans VALUES ('t2', 's8', 'llm', "
+         "TIMESTAMPTZ '2026-01-02 09:30:00+00', TIMESTAMPTZ '2026-01-06 00:00:00+00')")
+    third = publish(warehouse, "c", build="same")
+    assert third.days_written["fct_spans"] == [D2]
+    assert merged[-1] == {D2}
+    published, mart = _day_rows(warehouse, D2)
+    assert published == mart and len(mart) == 3
+    assert all(row[0] == "t2" for row in published)

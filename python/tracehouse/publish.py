@@ -76,6 +76,9 @@ DAY_PARTITIONED: dict[str, str] = {"fct_spans": "event_time", "fct_requests": "t
 # 10M spans); counting the base table's day column is a scan of one column. A day whose base
 # count and stamps did not move is linked; the days written are counted in the mart itself.
 DAY_COUNTED_BY: dict[str, str] = {"fct_spans": BASE_TABLES["spans"]}
+# Marts whose touched days are rewritten as the previous day file minus the touched traces plus
+# their new rows (_merge_days): a view whose evaluation costs more than reading its file back.
+MERGED = frozenset({"fct_spans"})
 # At most this many day files are written at once (see write_workers).
 MAX_WRITE_WORKERS = 4
 # mart -> (relation holding trace_id and the day column, the base tables whose stamps touch it).
@@ -328,6 +331,14 @@ def _export_days(
         f"TO '{target / f'{d}.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
         for d in sorted(days)
     ]
+    _run_all(con, statements, workers)
+
+
+def _run_all(
+    con: duckdb.DuckDBPyConnection, statements: list[str], workers: int | None = None
+) -> None:
+    """Run ``statements`` with ``workers`` (default :func:`write_workers`) at once, each worker
+    on its own cursor of ``con``."""
     workers = min(len(statements), write_workers(con) if workers is None else workers)
     if workers <= 1:
         for statement in statements:
@@ -365,6 +376,41 @@ def counts_of_days(
                            f"WHERE {where} GROUP BY 1").fetchall()
         counts.update({_day_key(d): int(n) for d, n in rows if _day_key(d) in days})
     return counts
+
+
+def _merge_days(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    relation: str,
+    target: Path,
+    *,
+    previous: Path,
+    since: dict[str, str],
+    days: set[str],
+) -> None:
+    """Write each of ``days`` as its previous file's rows of the traces no stamp touched plus
+    the mart's rows of the touched traces (by trace: every row of a trace changes with it), so
+    a day that a few late spans touched is not evaluated whole in the view. The previous rows
+    are cast to the mart's column types, so the file's schema is a fresh write's. The caller
+    reconciles each day's rows with the mart and writes a day whole when they differ."""
+    if not days:
+        return
+    columns = con.execute(f"DESCRIBE {relation}").fetchall()
+    day = DAY_PARTITIONED[name]
+    kind = {str(c[0]): str(c[1]) for c in columns}[day]
+    _, bases = TOUCHED_BY[name]
+    touched = " UNION ".join(
+        f"SELECT trace_id FROM {BASE_TABLES[base]} WHERE trace_id IS NOT NULL AND _loaded_at > "
+        f"TIMESTAMPTZ '{since[base].replace(chr(39), chr(39) * 2)}'" for base in bases)
+    kept = ", ".join(f'CAST("{c[0]}" AS {c[1]}) AS "{c[0]}"' for c in columns)
+    statements = [
+        f"COPY (SELECT {kept} FROM read_parquet('{previous / f'{d}.parquet'}') "
+        f"WHERE trace_id NOT IN ({touched}) UNION ALL SELECT * FROM {relation} "
+        f"WHERE {_day_filter(day, kind, d)} AND trace_id IN ({touched})) "
+        f"TO '{target / f'{d}.parquet'}' (FORMAT parquet, COMPRESSION zstd)"
+        for d in sorted(days)
+    ]
+    _run_all(con, statements)
 
 
 def _source_counts(
@@ -425,10 +471,23 @@ def _export_by_day(
     for d in sorted(present - write):
         assert previous is not None
         os.link(previous / f"{d}.parquet", target / f"{d}.parquet")
-    _export_days(con, relation, day, target, days=write)
+    merge: set[str] = set()
+    if reusable and name in MERGED:
+        assert since is not None and previous is not None
+        merge = {d for d in write & touched if d != UNDATED
+                 and old_days.get(d, {}).get("files") == [f"{d}.parquet"]
+                 and (previous / f"{d}.parquet").is_file()}
+        _merge_days(con, name, relation, target, previous=previous, since=since,
+                    days=merge)
+    _export_days(con, relation, day, target, days=write - merge)
     if source is not None:
         counts = counts_of_days(con, relation, day, write)
         counts.update({d: int(old_days[d]["rows"]) for d in present - write})
+    # A merged day lost rows of traces no stamp touched (`lake expire`): write it whole.
+    stale = {d for d in merge if pq.read_metadata(target / f"{d}.parquet").num_rows != counts[d]}
+    for d in stale:
+        (target / f"{d}.parquet").unlink()
+    _export_days(con, relation, day, target, days=stale)
     if not present:  # an empty mart keeps its columns: one empty file
         con.execute(f"COPY (SELECT * FROM {relation} LIMIT 0) TO "
                     f"'{target / f'{UNDATED}.parquet'}' (FORMAT parquet, COMPRESSION zstd)")
