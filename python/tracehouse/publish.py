@@ -19,10 +19,16 @@ A day is rewritten when (:func:`days_to_write`):
   rows are selected by a range on a column of the span scan, read before any attribute is
   parsed) a stamped span of the trace, since feedback and labels do not change a span row, or
 - its row count differs from the count the manifest recorded (retention deleted traces of it; a
-  trace moved to another day), or
+  trace moved to another day; for ``fct_spans`` the count of its day column in the base span
+  table, :data:`DAY_COUNTED_BY`, a one-column scan instead of the view's joins), or
 - there is nothing to compare with: no previous manifest or day files, a full refresh, another
   dbt project or tracehouse code than the one recorded, other columns, base tables without
   stamps (a Spark build) or stamps older than the recorded ones (a rebuilt warehouse).
+
+The days are written a few at a time (:func:`write_workers`). A ``fct_spans`` day touched by
+stamped spans is written as its previous file's rows of untouched traces plus the view's rows of
+the touched traces (:func:`_merge_days`), and written whole when its rows then disagree with the
+mart's count of that day.
 
 Any other mart whose content did not change since the current publication (same columns, row
 count and order-independent content hash, computed by DuckDB) is hard-linked from it instead of
