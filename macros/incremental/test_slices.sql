@@ -15,7 +15,8 @@
       views, whose rows are each a function of one span: the span ids written in the window,
       and their event_time range), `trace_id` (`trace_id in T`), `span_trace_id` (fct_spans:
       `trace_id in T` and event_time within the days of T's spans; T from new spans only,
-      since feedback and annotations change no span row), `trace_date`
+      since feedback and annotations change no span row), `trace_of_spans` (`trace_id in T`,
+      T from new spans only: a singular test of span-derived request columns), `trace_date`
       (`trace_date in D`) or `period_start` (`utc_date(period_start) in D`).
     - T is read from the base tables' rows stamped in (watermark, newest] (the end of each table:
       cheap through zone maps). D is read from `int_traces_stamped` (one small row per trace:
@@ -247,16 +248,16 @@
 
 {% macro test_slice_predicate(test_id, slice) %}
     {#- A predicate over the tested relation's columns for `slice` (see above), or none: whole table. -#}
-    {%- if slice not in ('span_id', 'trace_id', 'span_trace_id', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
+    {%- if slice not in ('span_id', 'trace_id', 'span_trace_id', 'trace_of_spans', 'trace_date', 'period_start') or target.type != 'duckdb' -%}
         {{ return(none) }}
     {%- endif -%}
     {%- if slice == 'span_id' -%}
         {{ return(_span_id_predicate(test_id)) }}
     {%- endif -%}
-    {#- A span-level relation (fct_spans) changes only with new spans. -#}
-    {%- set traces = test_slice_traces(test_id, ['spans'] if slice == 'span_trace_id' else none) -%}
+    {#- A span-level relation (fct_spans), or a span-derived column, changes only with new spans. -#}
+    {%- set traces = test_slice_traces(test_id, ['spans'] if slice in ('span_trace_id', 'trace_of_spans') else none) -%}
     {%- if traces is none -%}{{ return(none) }}{%- endif -%}
-    {%- if slice == 'trace_id' -%}
+    {%- if slice in ('trace_id', 'trace_of_spans') -%}
         {{ return('trace_id in (' ~ traces ~ ')') }}
     {%- endif -%}
     {%- if slice == 'span_trace_id' -%}

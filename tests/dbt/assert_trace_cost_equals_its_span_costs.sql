@@ -1,9 +1,11 @@
 {#-
     fct_requests.cost_usd of a trace is the sum of its spans' cost_usd in fct_spans. On an
-    incremental run, over the traces written since this test last passed (test_slices.sql):
-    both sides of a trace are rebuilt together, from all its rows.
+    incremental run, over the traces with spans written since this test last passed
+    (test_slices.sql; a cost is a function of the trace's spans, which feedback and annotations
+    do not change): both sides of a trace are rebuilt together, from all its rows. Both slices
+    keep the same watermark (spans only).
 -#}
-{%- set traces = singular_test_slice('trace_id') %}
+{%- set traces = singular_test_slice('trace_of_spans') %}
 {%- set span_traces = singular_test_slice('span_trace_id') %}
 
 with
