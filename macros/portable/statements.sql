@@ -44,3 +44,33 @@
     {%- for name, logical in columns -%}{%- do items.append(name ~ ' ' ~ sql_type(logical)) -%}{%- endfor -%}
     {{ return('create table if not exists ' ~ relation ~ ' (' ~ items | join(', ') ~ ')') }}
 {% endmacro %}
+
+
+{% macro drop_retired_columns(columns) %}
+    {#-
+        Pre-hook of an incremental model that no longer computes `columns` (a list): drop them
+        from `{{ this }}` if a warehouse built by an older version still has them, so the next
+        incremental run equals a full refresh without one. Nothing when the table is new or
+        already without them. ANSI `alter table ... drop column`; engines whose tables cannot
+        drop a column (Spark's parquet tables) keep them until `--full-refresh`.
+    -#}
+    {%- if not execute or model.config.materialized != 'incremental' -%}{{ return('') }}{%- endif -%}
+    {%- set relation = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) -%}
+    {%- if relation is none -%}{{ return('') }}{%- endif -%}
+    {%- set present = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+    {%- set retired = columns | select('in', present) | list -%}
+    {%- if not retired -%}{{ return('') }}{%- endif -%}
+    {{ return(adapter.dispatch('drop_retired_columns', 'tracehouse')(relation, retired)) }}
+{% endmacro %}
+
+{% macro default__drop_retired_columns(relation, columns) %}
+    {%- set statements = [] -%}
+    {%- for column in columns -%}
+        {%- do statements.append('alter table ' ~ relation ~ ' drop column ' ~ column) -%}
+    {%- endfor -%}
+    {{ return(run_statements(statements)) }}
+{% endmacro %}
+
+{% macro spark__drop_retired_columns(relation, columns) %}
+    {{ return('') }}
+{% endmacro %}

@@ -1,9 +1,11 @@
+{#- lineage is spans-only: a warehouse built before drops the old lineage columns once -#}
 {{
     config(
         materialized='incremental',
         unique_key='trace_date',
         incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ drop_retired_columns(['last_feedback_ingest_at', 'last_annotation_ingest_at', 'last_ingest_at']) }}"],
         post_hook=["{{ delete_vanished_days() }}"],
     )
 }}
