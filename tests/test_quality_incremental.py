@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_quality import small_warehouse
+from tests.test_quality import _copy, small_warehouse
 from tracehouse.lake import write_batch
 from tracehouse.quality import QualityError, QualityRun
 from tracehouse.quality.results import RESULTS_TABLE
@@ -19,11 +18,6 @@ from tracehouse.quality.results import RESULTS_TABLE
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
     return small_warehouse(tmp_path_factory)
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, symlinks=True)
-    return dst
 
 
 @pytest.mark.slow

@@ -324,7 +324,7 @@ def batch_stats(
     if files:
         wanted = list(ledger["batch_id"])
         stats = con.execute(_STATS[dataset], {"files": files, "batches": wanted}).df()
-        redelivered = _redelivered(con, lake, dataset, files, wanted)
+        redelivered = _redelivered(con, dataset, files, wanted)
         stats = stats.merge(redelivered, on="batch_id", how="left")
     else:
         stats = pd.DataFrame(columns=["batch_id", "rows", "redelivered_share"])
@@ -338,8 +338,7 @@ def batch_stats(
 
 
 def _redelivered(
-    con: duckdb.DuckDBPyConnection, lake: Path, dataset: str, files: list[str],
-    batch_ids: list[str],
+    con: duckdb.DuckDBPyConnection, dataset: str, files: list[str], batch_ids: list[str],
 ) -> pd.DataFrame:
     """Per new batch, the share of its ids that another batch file of the lake holds too.
 
