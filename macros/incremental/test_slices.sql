@@ -62,14 +62,15 @@
 {% endmacro %}
 
 
-{% macro test_slice_traces(test_id, sources=none, columns='trace_id') %}
+{% macro test_slice_traces(test_id, sources=none, columns='trace_id', windows=none) %}
     {#-
         SQL selecting the trace ids T of test `test_id`'s slice, or none when the test must read
         the whole table (no watermark yet, a base table missing). Records the pending upper bounds.
         `sources`: the base tables whose new rows can change the tested rows (default all
         three; span-level relations pass ['spans']: late feedback or annotations change no span
         row). `columns`: what to select of each new row instead of `trace_id` (the span slice
-        selects `span_id, event_time`).
+        selects `span_id, event_time`). `windows`, a dict if given, receives each source's
+        (watermark, newest stamp): the bounds the slice was read in (`_stamped_since`).
     -#}
     {%- set bases = [] -%}
     {%- for upstream in (sources or ['spans', 'feedback', 'annotations']) -%}
@@ -88,7 +89,7 @@
     {%- endset -%}
     {%- set rows = run_query(bounds_sql) -%}
     {%- set pending = [] -%}
-    {%- set windows = {} -%}
+    {%- set windows = {} if windows is none else windows -%}
     {%- set state = {'whole': false} -%}
     {%- for row in rows -%}
         {%- if row[2] is not none -%}
@@ -166,33 +167,28 @@
 {% endmacro %}
 
 
-{% macro _stamped_since(test_id, stamps, sources=['spans', 'feedback', 'annotations']) %}
+{% macro _stamped_since(windows) %}
     {#-
-        A predicate over int_traces_stamped's columns selecting the traces T of test `test_id`'s
-        slice without a join: a trace has a row stamped after the test's watermark on a source
-        exactly when its newest stamp there is after it (the table's newest stamps equal the
-        base tables', `_stamps_relation`). A scan of ~1 row per trace, no semi-join per test.
+        A predicate over int_traces_stamped's columns selecting the traces T of a test's slice
+        without a join, from the `windows` test_slice_traces read T in: a trace has a row
+        stamped after the test's watermark on a source exactly when its newest stamp there is
+        after it (the table's newest stamps equal the base tables', `_stamps_relation`). A scan
+        of ~1 row per trace, no semi-join per test.
     -#}
-    {%- set key = "model_name = '" ~ test_id ~ "'" -%}
-    {%- set marks = run_query(
-        "select upstream, max(loaded_at) from " ~ watermark_table() ~ " where " ~ key
-        ~ " group by upstream"
-    ) -%}
-    {%- set done = {} -%}
-    {%- for row in marks -%}{%- do done.update({row[0]: row[1]}) -%}{%- endfor -%}
     {%- set parts = [] -%}
-    {%- for upstream in sources -%}
-        {%- if done.get(upstream) is none -%}
+    {%- for upstream, bounds in windows.items() -%}
+        {%- set done, newest = bounds -%}
+        {%- if done is none -%}
             {%- do parts.append(upstream ~ '_loaded_at is not null') -%}
         {%- else -%}
-            {%- do parts.append(upstream ~ '_loaded_at > ' ~ stamp_literal(done[upstream])) -%}
+            {%- do parts.append(upstream ~ '_loaded_at > ' ~ stamp_literal(done)) -%}
         {%- endif -%}
     {%- endfor -%}
-    {{ return('(' ~ parts | join(' or ') ~ ')') }}
+    {{ return('(' ~ (parts | join(' or ') if parts else 'false') ~ ')') }}
 {% endmacro %}
 
 
-{% macro test_slice_days(test_id, traces) %}
+{% macro test_slice_days(test_id, traces, windows) %}
     {#-
         (relation read, SQL selecting the days D of the traces `traces` (SQL selecting trace
         ids): their trace_date and the days of their spans). From int_traces_stamped (small) when the test may
@@ -202,7 +198,7 @@
     -#}
     {%- set stamps = _stamps_relation(test_id) -%}
     {%- if stamps is not none -%}
-        {%- set since = _stamped_since(test_id, stamps) -%}
+        {%- set since = _stamped_since(windows) -%}
         {%- set days -%}
             select trace_date from {{ stamps }} where {{ since }}
             union
@@ -222,7 +218,7 @@
 {% endmacro %}
 
 
-{% macro _span_trace_predicate(test_id, traces) %}
+{% macro _span_trace_predicate(test_id, traces, windows) %}
     {#-
         `span_trace_id` (fct_spans, a view over every span): `trace_id in T`, and the span's
         event_time within the days of T's spans (from int_traces_stamped, when the test may read
@@ -234,7 +230,7 @@
     {%- if stamps is none -%}{{ return(predicate) }}{%- endif -%}
     {%- set bounds = run_query(
         'select min(day), max(day) from (select unnest(span_dates) as day from ' ~ stamps
-        ~ ' where ' ~ _stamped_since(test_id, stamps, ['spans']) ~ ') as days'
+        ~ ' where ' ~ _stamped_since(windows) ~ ') as days'
     ) -%}
     {%- set first, last = bounds.columns[0].values()[0], bounds.columns[1].values()[0] -%}
     {%- if first is none -%}
@@ -283,15 +279,16 @@
         {{ return(_span_id_predicate(test_id)) }}
     {%- endif -%}
     {#- A span-level relation (fct_spans), or a span-derived column, changes only with new spans. -#}
-    {%- set traces = test_slice_traces(test_id, ['spans'] if slice in ('span_trace_id', 'trace_of_spans') else none) -%}
+    {%- set windows = {} -%}
+    {%- set traces = test_slice_traces(test_id, ['spans'] if slice in ('span_trace_id', 'trace_of_spans') else none, windows=windows) -%}
     {%- if traces is none -%}{{ return(none) }}{%- endif -%}
     {%- if slice in ('trace_id', 'trace_of_spans') -%}
         {{ return('trace_id in (' ~ traces ~ ')') }}
     {%- endif -%}
     {%- if slice == 'span_trace_id' -%}
-        {{ return(_span_trace_predicate(test_id, traces)) }}
+        {{ return(_span_trace_predicate(test_id, traces, windows)) }}
     {%- endif -%}
-    {%- set days_sql = test_slice_days(test_id, traces) -%}
+    {%- set days_sql = test_slice_days(test_id, traces, windows) -%}
     {%- if days_sql is none -%}{{ return(none) }}{%- endif -%}
     {#- The days, as date literals: a mart stored by day skips the other days' row groups. -#}
     {%- set literals = [] -%}
