@@ -107,7 +107,9 @@
     {#-
         The body of a CTE: the trace_dates an incremental run must rebuild. A mart that reads
         nothing of feedback or annotations passes sources=['spans']: late feedback for an old
-        day does not rebuild it.
+        day does not rebuild it. `requests_relation` is fct_requests itself (a ref), not a CTE
+        over it: only its trace_id and trace_date are read here, so the wide table is scanned
+        narrow and never materialised whole as a CTE read twice.
     -#}
     select trace_date
     from {{ requests_relation }}
@@ -131,7 +133,10 @@
 
 
 {% macro mart_requests_in_scope(requests_relation, sources=['spans', 'feedback', 'annotations']) %}
-    {#- The body of a CTE: the requests of the days this run builds (all of them on a full build). -#}
+    {#-
+        The body of a CTE: the requests of the days this run builds (all of them on a full
+        build). Pass the relation (`ref('fct_requests')`), not a CTE reading it.
+    -#}
     {{- loaded_base_refs() }}
     select *
     from {{ requests_relation }}
@@ -139,6 +144,46 @@
     where trace_date in ({{ mart_days_to_build(requests_relation, sources) }})
     {%- endif %}
 {% endmacro %}
+
+
+{% macro mart_span_floor(requests_relation, stamped_relation) -%}
+    {#-
+        A scalar subquery: the earliest UTC day on which any span of the traces in
+        `requests_relation` (a CTE of the requests of the days this run builds) started, from
+        int_traces_stamped's `span_dates` (every span's day, so a child span that started the
+        day before its root counts). Marts that read spans of the days they build add
+        `spans.event_time >= <this>` in an incremental run: base_lake__spans is appended in
+        landing order, so its row groups are nearly day-ordered and the engine skips those of
+        older days (DuckDB's zonemaps) instead of scanning every span to join it away. Every span of a trace in scope passes (event_time
+        is required by the contract), so the result is unchanged. NULL (no span read) when no
+        day is built. ANSI SQL.
+    -#}
+    (
+        select min(span_days.value)
+        from {{ stamped_relation }} as stamped
+        {{ unnest_join('stamped.span_dates', 'span_days') }}
+        where stamped.trace_id in (select trace_id from {{ requests_relation }})
+    )
+{%- endmacro %}
+
+
+{% macro mart_span_floor_condition(event_time_expression, requests_relation='requests') -%}
+    {#-
+        A WHERE condition over the spans of the requests in scope: `<event_time> >= <the span
+        floor>` in an incremental run, `1 = 1` on a full build (every day is built).
+    -#}
+    {#-
+        ref'd on every parse (is_incremental() is false then): dbt must know the dependency;
+        not in a unit test (built in full, no fixture for it)
+    -#}
+    {%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' -%}
+    {%- if not is_unit_test -%}{%- set stamped = ref('int_traces_stamped') -%}{%- endif -%}
+    {%- if is_incremental() and not is_unit_test -%}
+        {{ event_time_expression }} >= {{ mart_span_floor(requests_relation, stamped) }}
+    {%- else -%}
+        1 = 1
+    {%- endif -%}
+{%- endmacro %}
 
 
 {% macro lineage_column(source_name) -%}

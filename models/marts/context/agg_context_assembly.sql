@@ -23,12 +23,8 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 requests as (
-    {{ mart_requests_in_scope('all_requests', ['spans']) }}
+    {{ mart_requests_in_scope(ref('fct_requests'), ['spans']) }}
 ),
 
 day_lineage as (
@@ -44,6 +40,7 @@ context_assembly_spans as (
     inner join {{ ref('int_traces_enveloped') }} as traces
         on typed_spans.trace_id = traces.trace_id
     where traces.trace_date in (select trace_date from day_lineage)
+        and {{ mart_span_floor_condition('typed_spans.event_time') }}
 ),
 
 assembled_traces as (

@@ -14,44 +14,64 @@
     Incremental (delete+insert on trace_id): a run rebuilds, from all their rows, the traces
     touched by a span, feedback or annotation row that the base tables wrote since this model's
     watermark on that source (macros/incremental/loaded.sql). Late feedback days after its
-    trace rebuilds the trace.
+    trace rebuilds the trace. Each trace-grain input is semi-joined to the touched traces
+    before the left joins: the joins build on a few hundred rows, not on every trace of the
+    warehouse (with its chunk-id lists), and the engine can skip what the scans do not need.
 -#}
+{%- set touched_traces_only -%}
+    {%- if is_incremental() %}
+    where trace_id in (select trace_id from touched_traces)
+    {%- endif %}
+{%- endset -%}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
 {{ loaded_base_refs() }}
 {{ test_slice_stamps_ref() }}
 
 with
 
+{% if is_incremental() %}
+touched_traces as (
+    {{ traces_loaded() }}
+),
+
+{% endif %}
 traces as (
     select * from {{ ref('int_traces_enveloped') }}
 ),
 
 stage_timings as (
     select * from {{ ref('int_traces_stage_timed') }}
+    {{ touched_traces_only }}
 ),
 
 retrieval as (
     select * from {{ ref('int_traces_retrieval_summarized') }}
+    {{ touched_traces_only }}
 ),
 
 llm as (
     select * from {{ ref('int_traces_llm_summarized') }}
+    {{ touched_traces_only }}
 ),
 
 tools as (
     select * from {{ ref('int_traces_tools_summarized') }}
+    {{ touched_traces_only }}
 ),
 
 validators as (
     select * from {{ ref('int_traces_validated') }}
+    {{ touched_traces_only }}
 ),
 
 feedback as (
     select * from {{ ref('int_traces_joined_to_feedback') }}
+    {{ touched_traces_only }}
 ),
 
 annotations as (
     select * from {{ ref('int_traces_joined_to_annotations') }}
+    {{ touched_traces_only }}
 ),
 
 tool_requirements as (
@@ -62,12 +82,6 @@ model_prices as (
     select * from {{ ref('model_prices') }}
 ),
 
-{% if is_incremental() %}
-touched_traces as (
-    {{ traces_loaded() }}
-),
-
-{% endif %}
 traces_in_scope as (
     select * from traces
     {%- if is_incremental() %}

@@ -92,11 +92,10 @@
     {%- set first_seen_relation = ref('int_versions_first_seen') %}
 {%- endif %}
 
-with
+{#- fct_requests read where it is needed (narrow), not a CTE the engine materialises whole -#}
+{%- set all_requests = ref('fct_requests') %}
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
+with
 
 {% if by_day %}
 touched_traces as (
@@ -105,7 +104,7 @@ touched_traces as (
 
 touched_conversations as (
     select distinct conversation_id
-    from all_requests
+    from {{ all_requests }}
     where trace_id in (select trace_id from touched_traces)
         and conversation_id is not null
 ),
@@ -131,11 +130,11 @@ days_to_build as (
     where {{ loaded_window(version_days_relation, 'versions_daily') }}
     union
     select trace_date
-    from all_requests
+    from {{ all_requests }}
     where trace_id in (select trace_id from touched_traces)
     union
     select trace_date
-    from all_requests
+    from {{ all_requests }}
     where conversation_id in (select conversation_id from touched_conversations)
     union
     -- novelty: from the older to the newer first-seen date, plus the novelty window
@@ -154,7 +153,7 @@ days_to_build as (
 
 {% endif %}
 requests as (
-    select * from all_requests
+    select * from {{ all_requests }}
     {%- if by_day %}
     where trace_date in (select trace_date from days_to_build)
     {%- endif %}
@@ -162,7 +161,7 @@ requests as (
 
 conversation_requests as (
     {#- every request of the conversations in scope, whatever its day: the previous route -#}
-    select * from all_requests
+    select * from {{ all_requests }}
     {%- if by_day %}
     where conversation_id in (select conversation_id from requests)
     {%- endif %}
@@ -171,6 +170,7 @@ conversation_requests as (
 spans as (
     {#- the span envelope is all this model reads: the base table, not the wide fct_spans view -#}
     select * from {{ ref('base_lake__spans') }}
+    where {{ mart_span_floor_condition('event_time') }}
 ),
 
 routing_spans as (
@@ -214,7 +214,7 @@ novel_traces as (
     where {{ days_between('version_first_seen.first_seen_date', 'requests.trace_date') }}
         < {{ novel_version_days }}
         {# the data's first days are not "novel": everything is first seen then -#}
-        and version_first_seen.first_seen_date > (select min(trace_date) from all_requests)
+        and version_first_seen.first_seen_date > (select min(trace_date) from {{ all_requests }})
     {{ "union" if not loop.last }}
     {%- endfor %}
 ),
@@ -224,6 +224,7 @@ fallback_traces as (
     from routing_spans
     where reason = 'fallback'
         and trace_id in (select trace_id from requests)
+        and {{ mart_span_floor_condition('event_time') }}
 ),
 
 previous_routes as (

@@ -18,16 +18,12 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 taxonomy as (
     select * from {{ ref('failure_taxonomy') }}
 ),
 
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope(ref('fct_requests')) }}
 ),
 
 day_lineage as (

@@ -20,12 +20,8 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 requests as (
-    {{ mart_requests_in_scope('all_requests', ['spans']) }}
+    {{ mart_requests_in_scope(ref('fct_requests'), ['spans']) }}
 ),
 
 day_lineage as (
@@ -41,6 +37,7 @@ stage_spans as (
     from {{ ref('base_lake__spans') }} as base_spans
     inner join requests
         on base_spans.trace_id = requests.trace_id
+    where {{ mart_span_floor_condition('base_spans.event_time') }}
 ),
 
 stage_stats as (

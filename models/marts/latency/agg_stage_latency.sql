@@ -32,12 +32,8 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 requests as (
-    {{ mart_requests_in_scope('all_requests', ['spans']) }}
+    {{ mart_requests_in_scope(ref('fct_requests'), ['spans']) }}
 ),
 
 day_lineage as (
@@ -92,6 +88,7 @@ stage_spans as (
     from {{ ref('base_lake__spans') }} as spans
     inner join keyed_requests
         on spans.trace_id = keyed_requests.trace_id
+    where {{ mart_span_floor_condition('spans.event_time') }}
 ),
 
 stage_traces as (

@@ -34,12 +34,8 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope(ref('fct_requests')) }}
 ),
 
 day_lineage as (

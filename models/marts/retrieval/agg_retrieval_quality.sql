@@ -18,12 +18,8 @@
 
 with
 
-all_requests as (
-    select * from {{ ref('fct_requests') }}
-),
-
 requests as (
-    {{ mart_requests_in_scope('all_requests') }}
+    {{ mart_requests_in_scope(ref('fct_requests')) }}
 ),
 
 day_lineage as (
@@ -39,6 +35,7 @@ retrieval_spans as (
     inner join {{ ref('int_traces_enveloped') }} as traces
         on typed_spans.trace_id = traces.trace_id
     where traces.trace_date in (select trace_date from day_lineage)
+        and {{ mart_span_floor_condition('typed_spans.event_time') }}
 ),
 
 rerank_spans as (
@@ -50,6 +47,7 @@ rerank_spans as (
     inner join {{ ref('int_traces_enveloped') }} as traces
         on typed_spans.trace_id = traces.trace_id
     where traces.trace_date in (select trace_date from day_lineage)
+        and {{ mart_span_floor_condition('typed_spans.event_time') }}
 ),
 
 retrieval_requests as (
