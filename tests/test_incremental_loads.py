@@ -12,6 +12,7 @@ compaction rewrites nothing (its merged file holds rows already loaded).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tracehouse.compaction import compact_lake
+from tracehouse.contract.schemas import SPANS_SCHEMA
 from tracehouse.lake import lake_status, write_batch
 from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
 
@@ -33,7 +35,8 @@ DAYS, TRACES_PER_DAY, SEED = 3, 60, 11
 SELECT = (
     "+fct_requests +fct_spans +metric_daily +metric_hourly +agg_stage_latency "
     "+agg_cost_per_successful_task +fct_eval_candidates +dim_versions +agg_route_stage_latency "
-    "+agg_context_assembly"
+    "+agg_context_assembly +agg_version_quality +agg_tool_reliability +agg_retrieval_quality "
+    "+agg_failure_taxonomy"
 )
 QUICK = ["--resource-type", "model", "--resource-type", "seed"]
 COMPARED = [
@@ -56,6 +59,10 @@ COMPARED = [
     "marts.agg_cost_per_successful_task",
     "marts.agg_route_stage_latency",
     "marts.agg_context_assembly",
+    "marts.agg_version_quality",
+    "marts.agg_tool_reliability",
+    "marts.agg_retrieval_quality",
+    "marts.agg_failure_taxonomy",
     "intermediate.int_versions_daily",
     "marts.dim_versions",
     "marts.fct_eval_candidates",
@@ -84,6 +91,49 @@ def _land_day_part(source_lake: Path, lake: Path, day: date, *, first_hour: bool
                     ingest_time=cut)
         landed += part.num_rows
     return landed
+
+
+def _land_early_child_span(lake: Path, day: date, ingest: datetime) -> str:
+    """Land one late span, a copy of a tool_call span of a trace of ``day`` that started an
+    hour before the day (a child clocked before its root: its trace keeps ``day``). Marts
+    bound their span reads by the traces' earliest span day (int_traces_stamped.span_dates),
+    not by their trace_date: rebuilding ``day`` must read it. Returns its trace_id."""
+    con = duckdb.connect()
+    try:
+        row = con.execute(f"""
+            with spans as (
+                select * from read_parquet(
+                    '{lake}/spans/*/*.parquet', hive_partitioning = false, union_by_name = true
+                )
+            )
+            select * from spans
+            where span_type = 'tool_call' and trace_id in (
+                select trace_id from spans
+                where span_type = 'request' and parent_span_id is null
+                    and cast(timezone('UTC', event_time) as date) = date '{day}'
+                    and extract(hour from timezone('UTC', event_time)) >= 2
+            )
+            order by span_id limit 1""").to_arrow_table()
+    finally:
+        con.close()
+    assert row.num_rows == 1
+    row = row.select(SPANS_SCHEMA.names).cast(SPANS_SCHEMA)
+    table = row
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(hours=1)
+    time_type = table.schema.field("event_time").type
+    duration_ms = row.column("duration_ms")[0].as_py() or 0.0
+    span_id = hashlib.md5(f"early-{row.column('span_id')[0]}".encode()).hexdigest()[:16]
+    replaced = {
+        "span_id": pa.array([span_id]),
+        "event_time": pa.array([start], time_type),
+        "end_time": pa.array([start + timedelta(milliseconds=duration_ms)], time_type),
+        "ingest_time": pa.array([ingest], table.schema.field("ingest_time").type),
+    }
+    for name, values in replaced.items():
+        row = row.set_column(row.schema.get_field_index(name), name, values)
+    write_batch(lake, "spans", row, source="test", batch_id=f"early-child-{day}",
+                ingest_time=ingest)
+    return str(row.column("trace_id")[0].as_py())
 
 
 def _query(warehouse: Path, sql: str) -> list[tuple[object, ...]]:
@@ -161,6 +211,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     finally:
         con.close()
     out["rest_rows"] = _land_day_part(source, lake, day4, first_hour=False)
+    out["early_child_trace"] = _land_early_child_span(
+        lake, START + timedelta(days=1), datetime(day4.year, day4.month, day4.day, 2, tzinfo=UTC)
+    )
     build(inc)
     out["after_rest"] = _stamps(inc)
     build(full, "--full-refresh")
@@ -266,6 +319,30 @@ def test_span_only_marts_carry_only_span_lineage(runs: dict[str, object]) -> Non
         assert {"day_trace_count", "last_span_ingest_at"} <= columns, table
         assert not columns & {"last_feedback_ingest_at", "last_annotation_ingest_at",
                               "last_ingest_at"}, table
+
+
+def test_a_late_span_before_its_traces_day_is_read(runs: dict[str, object]) -> None:
+    # the late child span landed: its trace's span days start the day before its trace_date,
+    # so an incremental mart rebuilding that day reads spans from the earlier day on (its
+    # rows equal a full refresh's: below); a bound by trace_date would have dropped the span
+    inc, trace_id = runs["inc"], runs["early_child_trace"]
+    assert isinstance(inc, Path)
+    ((trace_date, first_span_day, spans),) = _query(inc, f"""
+        select s.trace_date, list_min(s.span_dates),
+            (select count(*) from staging.base_lake__spans as b
+             where b.trace_id = s.trace_id and b.event_time < cast(s.trace_date as timestamptz))
+        from intermediate.int_traces_stamped as s where s.trace_id = '{trace_id}'""")
+    assert trace_date == START + timedelta(days=1)
+    assert first_span_day == START and spans == 1
+    # ... and it was built incrementally: the stage waterfall of its day counts it
+    ((span_count,),) = _query(inc, f"""
+        select sum(span_count) from marts.agg_route_stage_latency
+        where trace_date = date '{trace_date}' and span_type = 'tool_call'""")
+    ((expected,),) = _query(inc, f"""
+        select count(*) from staging.base_lake__spans as b
+        join intermediate.int_traces_enveloped as e using (trace_id)
+        where e.trace_date = date '{trace_date}' and b.span_type = 'tool_call'""")
+    assert span_count == expected
 
 
 def _table(warehouse: object, table: str) -> pa.Table:

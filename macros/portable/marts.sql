@@ -167,10 +167,14 @@
 {%- endmacro %}
 
 
-{% macro mart_span_floor_condition(event_time_expression, requests_relation='requests') -%}
+{% macro mart_span_floor_condition(event_time_expression, requests_relation='requests', scope_ctes=none) -%}
     {#-
         A WHERE condition over the spans of the requests in scope: `<event_time> >= <the span
         floor>` in an incremental run, `1 = 1` on a full build (every day is built).
+        With `scope_ctes` (the text of the model's CTE definitions up to and including
+        `requests_relation`), the floor is queried when the model compiles (its inputs are
+        built by then) and written as a date literal: for a read the engine would otherwise
+        filter only after a costly step (parsing the attributes of every span of a type).
     -#}
     {#-
         ref'd on every parse (is_incremental() is false then): dbt must know the dependency;
@@ -178,7 +182,17 @@
     -#}
     {%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' -%}
     {%- if not is_unit_test -%}{%- set stamped = ref('int_traces_stamped') -%}{%- endif -%}
-    {%- if is_incremental() and not is_unit_test -%}
+    {%- if is_incremental() and not is_unit_test and scope_ctes is not none -%}
+        {%- if not execute -%}{{ return('1 = 1') }}{%- endif -%}
+        {%- set floor = run_query(
+            'with ' ~ scope_ctes ~ ' select ' ~ mart_span_floor(requests_relation, stamped)
+        ).columns[0].values()[0] -%}
+        {%- if floor is none -%}
+        1 = 0
+        {%- else -%}
+        {{ event_time_expression }} >= cast('{{ floor.strftime('%Y-%m-%d') }}' as date)
+        {%- endif -%}
+    {%- elif is_incremental() and not is_unit_test -%}
         {{ event_time_expression }} >= {{ mart_span_floor(requests_relation, stamped) }}
     {%- else -%}
         1 = 1

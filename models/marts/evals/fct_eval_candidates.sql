@@ -90,13 +90,14 @@
     {{- loaded_base_refs() }}
     {%- set version_days_relation = ref('int_versions_daily') %}
     {%- set first_seen_relation = ref('int_versions_first_seen') %}
+    {#- the span floor's source (mart_span_floor_condition), whether or not it is used -#}
+    {%- set stamped_relation = ref('int_traces_stamped') %}
 {%- endif %}
 
 {#- fct_requests read where it is needed (narrow), not a CTE the engine materialises whole -#}
 {%- set all_requests = ref('fct_requests') %}
 
-with
-
+{%- set scope_ctes %}
 {% if by_day %}
 touched_traces as (
     {{ traces_loaded() }}
@@ -157,7 +158,15 @@ requests as (
     {%- if by_day %}
     where trace_date in (select trace_date from days_to_build)
     {%- endif %}
-),
+)
+{%- endset %}
+{#- spans are read from the first span day of the requests in scope (a literal: see the macro) -#}
+{%- set span_floor = mart_span_floor_condition('event_time', scope_ctes=scope_ctes)
+    if by_day else '1 = 1' %}
+
+with
+
+{{ scope_ctes }},
 
 conversation_requests as (
     {#- every request of the conversations in scope, whatever its day: the previous route -#}
@@ -170,7 +179,7 @@ conversation_requests as (
 spans as (
     {#- the span envelope is all this model reads: the base table, not the wide fct_spans view -#}
     select * from {{ ref('base_lake__spans') }}
-    where {{ mart_span_floor_condition('event_time') }}
+    where {{ span_floor }}
 ),
 
 routing_spans as (
@@ -224,7 +233,7 @@ fallback_traces as (
     from routing_spans
     where reason = 'fallback'
         and trace_id in (select trace_id from requests)
-        and {{ mart_span_floor_condition('event_time') }}
+        and {{ span_floor }}
 ),
 
 previous_routes as (
