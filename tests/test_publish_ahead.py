@@ -28,7 +28,8 @@ LATE_SPAN = ("INSERT INTO staging.base_lake__spans VALUES ('t2', 's6', 'llm', "
 def _rows(warehouse: Path, mart: str) -> dict[str, list[tuple[object, ...]]]:
     """Day file -> its rows, sorted (the content a reader sees, whatever the write order)."""
     out = {}
-    for path in sorted(mart_path(warehouse, mart).glob("*.parquet")):
+    path = mart_path(warehouse, mart)
+    for path in sorted(path.glob("*.parquet")) if path.is_dir() else [path]:
         con = duckdb.connect()
         try:
             out[path.name] = sorted(con.execute(
@@ -50,15 +51,22 @@ def test_days_exported_ahead_publish_what_one_publication_does(tmp_path: Path) -
     alone = _warehouse(tmp_path / "alone")
     ahead_wh = _warehouse(tmp_path / "ahead")
     for warehouse in (alone, ahead_wh):
+        _sql(warehouse, "CREATE TABLE marts.alerts AS SELECT 'old' AS alert",
+             "CREATE TABLE marts.dim_versions AS SELECT 'v1' AS version")
         publish(warehouse, "a", build="same")
         _sql(warehouse, LATE_SPAN)
+    meanwhile = ("CREATE OR REPLACE TABLE marts.alerts AS SELECT 'new' AS alert",
+                 "CREATE TABLE marts.change_points AS SELECT 'latency' AS metric")
+    _sql(alone, *meanwhile)
     one = publish(alone, "b", build="same")
 
     ahead = DaysAhead(ahead_wh, "b", build="same")
+    ahead.wait()  # exported before the run's other steps wrote their marts
     # Meanwhile the run detects and checks: other tables of the database are written.
     con = duckdb.connect(str(warehouse_db(ahead_wh)))
     try:
-        con.execute("CREATE TABLE marts.change_points AS SELECT 'latency' AS metric")
+        for statement in meanwhile:
+            con.execute(statement)
     finally:
         con.close()
     two = publish(ahead_wh, "b", build="same", ahead=ahead)
@@ -70,6 +78,11 @@ def test_days_exported_ahead_publish_what_one_publication_does(tmp_path: Path) -
     for mart in DAY_PARTITIONED:
         assert _rows(ahead_wh, mart) == _rows(alone, mart)
     assert "change_points" in two.tables  # written meanwhile, published with the rest
+    # exported ahead: alerts (changed meanwhile: written again), dim_versions (kept, linked)
+    assert sorted(two.ahead) == ["alerts", "dim_versions"]
+    assert "dim_versions" in two.linked and "alerts" in two.written
+    for mart in ("alerts", "change_points", "dim_versions"):
+        assert _rows(ahead_wh, mart) == _rows(alone, mart)
 
 
 def test_a_discarded_export_leaves_the_publication_as_it_was(tmp_path: Path) -> None:

@@ -374,8 +374,9 @@ def step_publish(warehouse: Path, run_id: str, result: RunResult,
     if days and published.all_days_because:
         days += f" (every day: {published.all_days_because})"
     if days and published.days_ahead_seconds is not None:
-        days += (f"; day files exported in {published.days_ahead_seconds:.1f}s in the background "
-                 "during detect and marts")
+        days += (f"; day files and {len(published.ahead)} other mart(s) exported in "
+                 f"{published.days_ahead_seconds:.1f}s in the background during detect and "
+                 "marts, those others re-checked by fingerprint")
     return (f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows"
             f"{linked}{'; ' + days if days else ''})")
 

@@ -118,6 +118,8 @@ class Published:
     all_days_because: str | None = None
     # Seconds the day-partitioned marts took, exported ahead in the background (DaysAhead).
     days_ahead_seconds: float | None = None
+    # The other marts exported ahead and still as they were (checked by fingerprint here).
+    ahead: list[str] = field(default_factory=list)
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -558,11 +560,31 @@ def _begin(warehouse: Path, run_id: str) -> _DayPlan:
     return _DayPlan(staging, previous_folder, previous_manifest)
 
 
+def _reuse(  # noqa: PLR0917
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    target: Path,
+    previous: Path | None,
+    previous_entry: dict[str, Any] | None,
+    ahead: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """A mart exported ahead: kept when its fingerprint is still the one exported, else written
+    again (or linked) now."""
+    fp, rows = fingerprint(con, relation)
+    entry = {k: v for k, v in ahead.items() if k != "linked"}
+    if entry.get("fingerprint") == fp and entry.get("rows") == rows:
+        return entry, bool(ahead.get("linked"))
+    target.unlink(missing_ok=True)
+    return _export(con, relation, target, previous, previous_entry, compare=True)
+
+
 def _export_day_marts(
     con: duckdb.DuckDBPyConnection, plan: _DayPlan, build: str | None, *, full_refresh: bool,
+    ahead: bool = False,
 ) -> None:
     """Decide which days changed (:func:`days_to_write`) and export the day-partitioned marts
-    into ``plan.staging``; their manifest entries go to ``plan.entries``."""
+    into ``plan.staging`` (``ahead``: every mart that is a table, too); their manifest entries
+    go to ``plan.entries``."""
     import time
 
     started = time.perf_counter()
@@ -579,6 +601,17 @@ def _export_day_marts(
             con, name, f'"{MARTS_SCHEMA}"."{name}"', plan.staging / file,
             previous=plan.previous_folder / file if plan.previous_folder else None,
             previous_entry=previous_tables.get(file), since=plan.since)
+    if ahead:
+        # The other marts that are tables, each with its fingerprint: publish re-exports one
+        # whose fingerprint moved meanwhile (detection and the checks write some marts).
+        for name in sorted(n for n, kind in marts.items()
+                           if n not in DAY_PARTITIONED and kind == "BASE TABLE"):
+            file = f"{name}.parquet"
+            entry, linked = _export(
+                con, f'"{MARTS_SCHEMA}"."{name}"', plan.staging / file,
+                plan.previous_folder / file if plan.previous_folder else None,
+                previous_tables.get(file), compare=True)
+            plan.entries[file] = {**entry, "linked": linked}
     plan.seconds = time.perf_counter() - started
 
 
@@ -607,7 +640,8 @@ class DaysAhead:
             self.plan = _begin(self.warehouse, self.run_id)
             con = _connect(warehouse_db(self.warehouse), read_only=False)
             try:
-                _export_day_marts(con, self.plan, self.build, full_refresh=full_refresh)
+                _export_day_marts(con, self.plan, self.build, full_refresh=full_refresh,
+                                  ahead=True)
             finally:
                 con.close()
         except BaseException as exc:  # re-raised by wait(), in the publishing thread
@@ -686,7 +720,11 @@ def publish(
                       staged[name]) for name in STAGING_TABLES if name in staged]
             for name, relation, file, kind in jobs:
                 prev_path = plan.previous_folder / file if plan.previous_folder else None
-                if file in plan.entries:
+                if file in plan.entries and name not in DAY_PARTITIONED:
+                    entry, linked = _reuse(con, relation, staging / file, prev_path,
+                                           previous_tables.get(file), plan.entries[file])
+                    result.ahead.append(name)
+                elif file in plan.entries:
                     entry = plan.entries[file]
                     linked = not entry["days_written"] and set(entry["days"]) == set(
                         (previous_tables.get(file) or {}).get("days") or {})
