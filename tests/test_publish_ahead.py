@@ -28,8 +28,8 @@ LATE_SPAN = ("INSERT INTO staging.base_lake__spans VALUES ('t2', 's6', 'llm', "
 def _rows(warehouse: Path, mart: str) -> dict[str, list[tuple[object, ...]]]:
     """Day file -> its rows, sorted (the content a reader sees, whatever the write order)."""
     out = {}
-    path = mart_path(warehouse, mart)
-    for path in sorted(path.glob("*.parquet")) if path.is_dir() else [path]:
+    where = mart_path(warehouse, mart)
+    for path in sorted(where.glob("*.parquet")) if where.is_dir() else [where]:
         con = duckdb.connect()
         try:
             out[path.name] = sorted(con.execute(

@@ -175,6 +175,8 @@ class QualityRun:
         """Validate every mart; record results and Data Docs; raise QualityError on a failure."""
         con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
         try:
+            # no DuckDB progress bar amid the run's step lines (slow queries print one)
+            con.execute("SET enable_progress_bar = false")
             # only the days this build rewrote (whole-table invariants always); all on a first run
             self.mart_days = None if self.all_marts else touched_days(con)
             fingerprints = mart_fingerprints(con, mart_tables(con))
