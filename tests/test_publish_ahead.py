@@ -122,3 +122,12 @@ def test_what_must_finish_before_the_swap_can_stop_it(tmp_path: Path) -> None:
     assert current_folder(warehouse) == before
     assert sorted(p.name for p in (warehouse / "_publish").iterdir()) == ["a"]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_run_exports_ahead_only_when_asked() -> None:
+    from tracehouse.pipeline import PUBLISH_AHEAD_ENV, publish_ahead
+
+    assert not publish_ahead("duckdb", {})
+    assert not publish_ahead("duckdb", {PUBLISH_AHEAD_ENV: "0"})
+    assert publish_ahead("duckdb", {PUBLISH_AHEAD_ENV: "1"})
+    assert not publish_ahead("spark", {PUBLISH_AHEAD_ENV: "1"})

@@ -13,9 +13,10 @@ them, the run skips build, checks, detection and publication and says so.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,6 +314,19 @@ def step_detect(
     return detection.summary()
 
 
+#: ``1``: `tracehouse run` exports the publication's marts in a background thread while detect
+#: and the mart checks run (:class:`tracehouse.publish.DaysAhead`). Off by default: on the shared
+#: 2-core machine (load 8-15) the export and detect/checks share one DuckDB instance's threads
+#: and the cores, so detect and the checks slowed by what publish saved (docs/warehouse.md).
+PUBLISH_AHEAD_ENV = "TRACEHOUSE_PUBLISH_AHEAD"
+
+
+def publish_ahead(engine: str = "duckdb", environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a run exports its marts ahead (:data:`PUBLISH_AHEAD_ENV`; DuckDB builds only)."""
+    env = os.environ if environ is None else environ
+    return engine == "duckdb" and env.get(PUBLISH_AHEAD_ENV, "").strip() == "1"
+
+
 def step_notify(warehouse: Path, run_id: str, alert_state: list[pa.Table]) -> str:
     """Send new and escalated alerts to the configured destinations; never fails the run."""
     from tracehouse.alerting import notify
@@ -528,13 +542,13 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     state.step("freshness", lambda: step_freshness(lake, warehouse, record, engine=engine))
     alerts: list[str] = []
     alert_state: list[pa.Table] = []
-    # The day files of the big marts depend on the build only: they are exported while
-    # detection and the mart checks run (DuckDB's writes beside GX's and the detector's Python);
-    # nothing is visible before the publish step swaps the links.
+    # With PUBLISH_AHEAD_ENV=1 the marts are exported while detection and the mart checks run
+    # (DuckDB's writes beside GX's and the detector's Python); nothing is visible before the
+    # publish step swaps the links.
     from tracehouse.publish import DaysAhead
 
     ahead = DaysAhead(warehouse, record.run_id, full_refresh=full_refresh,
-                      build=build_of(record)) if engine == "duckdb" else None
+                      build=build_of(record)) if publish_ahead(engine) else None
     try:
         state.step("detect",
                    lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
