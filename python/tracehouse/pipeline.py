@@ -13,9 +13,10 @@ them, the run skips build, checks, detection and publication and says so.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +37,7 @@ from tracehouse.runlock import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from tracehouse.publish import Published
+    from tracehouse.publish import DaysAhead, Published
     from tracehouse.quality import QualityRun
 
 Echo = Callable[[str], None]
@@ -313,6 +314,19 @@ def step_detect(
     return detection.summary()
 
 
+#: ``1``: `tracehouse run` exports the publication's marts in a background thread while detect
+#: and the mart checks run (:class:`tracehouse.publish.DaysAhead`). Off by default: on the shared
+#: 2-core machine (load 8-15) the export and detect/checks share one DuckDB instance's threads
+#: and the cores, so detect and the checks slowed by what publish saved (docs/warehouse.md).
+PUBLISH_AHEAD_ENV = "TRACEHOUSE_PUBLISH_AHEAD"
+
+
+def publish_ahead(engine: str = "duckdb", environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a run exports its marts ahead (:data:`PUBLISH_AHEAD_ENV`; DuckDB builds only)."""
+    env = os.environ if environ is None else environ
+    return engine == "duckdb" and env.get(PUBLISH_AHEAD_ENV, "").strip() == "1"
+
+
 def step_notify(warehouse: Path, run_id: str, alert_state: list[pa.Table]) -> str:
     """Send new and escalated alerts to the configured destinations; never fails the run."""
     from tracehouse.alerting import notify
@@ -332,15 +346,25 @@ def step_check_marts(quality: QualityRun) -> str:
     return quality.check_marts()
 
 
+def build_of(record: runs_log.RunRecord | None) -> str:
+    """The fingerprint of the dbt project and tracehouse's code a publication records."""
+    from tracehouse import changes
+    from tracehouse.warehouse import project_dir
+
+    return changes.build_fingerprint(project_dir(), record.inputs if record else None)
+
+
 def step_publish(warehouse: Path, run_id: str, result: RunResult,
-                 record: runs_log.RunRecord | None = None, *, full_refresh: bool = False) -> str:
+                 record: runs_log.RunRecord | None = None, *, full_refresh: bool = False,
+                 ahead: DaysAhead | None = None,
+                 docs: Callable[[], object] | None = None) -> str:
     """Publish every mart together, with the runs record; see :mod:`tracehouse.publish`.
 
     The day-partitioned marts rewrite only the days the build touched (every day on a full
-    refresh or with another project or code than the current publication's)."""
-    from tracehouse import changes
+    refresh or with another project or code than the current publication's). With ``ahead``
+    they were exported in the background while detection and the mart checks ran. ``docs``
+    waits for the Data Docs the mart checks render meanwhile, before the links swap."""
     from tracehouse.publish import publish
-    from tracehouse.warehouse import project_dir
 
     others = [r for r in runs_log.history(warehouse) if r.run_id != run_id]
     mine = []
@@ -349,9 +373,9 @@ def step_publish(warehouse: Path, run_id: str, result: RunResult,
         mine[0].status, mine[0].ended_at = runs_log.PUBLISHED, runs_log.now_iso()
         mine[0].seconds = round(result.seconds, 3)
     table = runs_log.as_table([*others, *mine])
-    build = changes.build_fingerprint(project_dir(), record.inputs if record else None)
     published = publish(warehouse, run_id, extra_tables={"runs": table},
-                        full_refresh=full_refresh, build=build)
+                        full_refresh=full_refresh, build=build_of(record), ahead=ahead,
+                        before_swap=docs)
     result.published = published
     if record is not None:
         record.marts_written = len(published.written)
@@ -363,6 +387,10 @@ def step_publish(warehouse: Path, run_id: str, result: RunResult,
         for name, written in sorted(published.days_written.items()))
     if days and published.all_days_because:
         days += f" (every day: {published.all_days_because})"
+    if days and published.days_ahead_seconds is not None:
+        days += (f"; day files and {len(published.ahead)} other mart(s) exported in "
+                 f"{published.days_ahead_seconds:.1f}s in the background during detect and "
+                 "marts, those others re-checked by fingerprint")
     return (f"{len(tables)} marts -> {warehouse / 'marts'} ({sum(tables.values()):,} rows"
             f"{linked}{'; ' + days if days else ''})")
 
@@ -505,7 +533,7 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     record.ledger_totals = ledger_totals(lake)
     record.datasets = landed_since(record.ledger_totals,
                                    previous.ledger_totals if previous else {})
-    quality = QualityRun(lake, warehouse, record.run_id)
+    quality = QualityRun(lake, warehouse, record.run_id, docs_in_background=True)
     state.step("batches", lambda: step_check_batches(quality))
     unchanged = previous is not None and bool(previous.inputs) and (
         previous.inputs.get("project") == record.inputs.get("project"))
@@ -514,19 +542,32 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     state.step("freshness", lambda: step_freshness(lake, warehouse, record, engine=engine))
     alerts: list[str] = []
     alert_state: list[pa.Table] = []
-    state.step("detect",
-               lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
-                                   result=state.result))
+    # With PUBLISH_AHEAD_ENV=1 the marts are exported while detection and the mart checks run
+    # (DuckDB's writes beside GX's and the detector's Python); nothing is visible before the
+    # publish step swaps the links.
+    from tracehouse.publish import DaysAhead
+
+    ahead = DaysAhead(warehouse, record.run_id, full_refresh=full_refresh,
+                      build=build_of(record)) if publish_ahead(engine) else None
     try:
-        state.step("marts", lambda: step_check_marts(quality))
-    except PipelineError:
-        record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
-        echo(f"{'quality':<10} {quality.verdict()}")
+        state.step("detect",
+                   lambda: step_detect(warehouse, record.run_id, alerts, alert_state, record,
+                                       result=state.result))
+        try:
+            state.step("marts", lambda: step_check_marts(quality))
+        except PipelineError:
+            record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
+            echo(f"{'quality':<10} {quality.verdict()}")
+            raise
+    except BaseException:
+        if ahead is not None:
+            ahead.discard()
         raise
     record.checks_failed = (record.checks_failed or 0) + len(quality.failures)
     state.step("publish",
                lambda: step_publish(warehouse, record.run_id, state.result, record,
-                                    full_refresh=full_refresh))
+                                    full_refresh=full_refresh, ahead=ahead,
+                                    docs=quality.wait_docs))
     state.step("notify", lambda: step_notify(warehouse, record.run_id, alert_state))
     record.inputs.update(_outputs(warehouse))  # last: notify records deliveries in the warehouse
     state.finish(runs_log.PUBLISHED)

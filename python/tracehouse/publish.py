@@ -40,6 +40,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -67,8 +69,8 @@ from tracehouse.publication import (
 from tracehouse.resources import apply_limits
 from tracehouse.warehouse import BASE_TABLES, MARTS_SCHEMA, warehouse_db
 
-__all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "PublishError", "Published",
-           "publish"]
+__all__ = ["DAY_PARTITIONED", "MARTS_LINK", "PUBLISH_DIR", "DaysAhead", "PublishError",
+           "Published", "publish"]
 
 # Event tables the trace viewer shows next to the marts (small: one row per feedback / label).
 STAGING_TABLES = ("stg_lake__feedback", "stg_lake__annotations")
@@ -114,6 +116,10 @@ class Published:
     days_linked: dict[str, int] = field(default_factory=dict)
     # Why every day was written (no previous manifest, full refresh, ...); None: touched days.
     all_days_because: str | None = None
+    # Seconds the day-partitioned marts took, exported ahead in the background (DaysAhead).
+    days_ahead_seconds: float | None = None
+    # The other marts exported ahead and still as they were (checked by fingerprint here).
+    ahead: list[str] = field(default_factory=list)
 
 
 def mart_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -516,6 +522,148 @@ def _export_by_day(
     }
 
 
+@dataclass
+class _DayPlan:
+    """What the day-partitioned marts of one publication are written from and into."""
+
+    staging: Path
+    previous_folder: Path | None
+    previous_manifest: dict[str, Any]
+    stamps: dict[str, str] | None = None
+    since: dict[str, str] | None = None
+    why: str | None = None
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> manifest entry
+    seconds: float = 0.0
+
+
+def _connect(db: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    con = apply_limits(duckdb.connect(str(db), read_only=read_only))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # a run prints its own step lines
+    return con
+
+
+def _begin(warehouse: Path, run_id: str) -> _DayPlan:
+    """Check the warehouse and the links; create this run's empty staging folder."""
+    db = warehouse_db(warehouse)
+    if not db.is_file():
+        raise PublishError(f"no warehouse database at {db}: build it first")
+    check_links(warehouse)
+    root = warehouse / PUBLISH_DIR
+    if (root / run_id).exists():
+        raise PublishError(f"{root / run_id} exists already: run ids must be unique")
+    previous_folder = current_folder(warehouse)
+    previous_manifest = (read_manifest(previous_folder) or {}) if previous_folder else {}
+    staging = root / f".{run_id}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / STAGING_DIR).mkdir(parents=True)
+    return _DayPlan(staging, previous_folder, previous_manifest)
+
+
+def _reuse(  # noqa: PLR0917
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    target: Path,
+    previous: Path | None,
+    previous_entry: dict[str, Any] | None,
+    ahead: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """A mart exported ahead: kept when its fingerprint is still the one exported, else written
+    again (or linked) now."""
+    fp, rows = fingerprint(con, relation)
+    entry = {k: v for k, v in ahead.items() if k != "linked"}
+    if entry.get("fingerprint") == fp and entry.get("rows") == rows:
+        return entry, bool(ahead.get("linked"))
+    target.unlink(missing_ok=True)
+    return _export(con, relation, target, previous, previous_entry, compare=True)
+
+
+def _export_day_marts(
+    con: duckdb.DuckDBPyConnection, plan: _DayPlan, build: str | None, *, full_refresh: bool,
+    ahead: bool = False,
+) -> None:
+    """Decide which days changed (:func:`days_to_write`) and export the day-partitioned marts
+    into ``plan.staging`` (``ahead``: every mart that is a table, too); their manifest entries
+    go to ``plan.entries``."""
+    import time
+
+    started = time.perf_counter()
+    marts = _relations(con, MARTS_SCHEMA)
+    if not marts:
+        raise PublishError(f"the warehouse has no tables in schema {MARTS_SCHEMA!r}")
+    plan.stamps = _stamps(con)
+    plan.since, plan.why = days_to_write(con, plan.previous_manifest, plan.stamps, build,
+                                         full_refresh=full_refresh)
+    previous_tables: dict[str, Any] = plan.previous_manifest.get("tables", {})
+    for name in sorted(set(DAY_PARTITIONED) & set(marts)):
+        file = f"{name}.parquet"
+        plan.entries[file] = _export_by_day(
+            con, name, f'"{MARTS_SCHEMA}"."{name}"', plan.staging / file,
+            previous=plan.previous_folder / file if plan.previous_folder else None,
+            previous_entry=previous_tables.get(file), since=plan.since)
+    if ahead:
+        # The other marts that are tables, each with its fingerprint: publish re-exports one
+        # whose fingerprint moved meanwhile (detection and the checks write some marts).
+        for name in sorted(n for n, kind in marts.items()
+                           if n not in DAY_PARTITIONED and kind == "BASE TABLE"):
+            file = f"{name}.parquet"
+            entry, linked = _export(
+                con, f'"{MARTS_SCHEMA}"."{name}"', plan.staging / file,
+                plan.previous_folder / file if plan.previous_folder else None,
+                previous_tables.get(file), compare=True)
+            plan.entries[file] = {**entry, "linked": linked}
+    plan.seconds = time.perf_counter() - started
+
+
+class DaysAhead:
+    """The day-partitioned marts of a publication, exported in a background thread while the
+    run goes on (detection and the mart checks: those write other tables, never these marts
+    nor the base tables their days follow). :func:`publish` given it waits for the thread and
+    takes its files; nothing is visible before that publish swaps the links, and
+    :meth:`discard` removes the staging folder of a run that stops before publishing.
+
+    The thread opens a read-write connection: DuckDB lets one process hold connections to a
+    database file only with one configuration, and the steps running meanwhile write."""
+
+    def __init__(self, warehouse: Path | str, run_id: str, *, full_refresh: bool = False,
+                 build: str | None = None) -> None:
+        self.warehouse, self.run_id = Path(warehouse), run_id
+        self.build = build_fingerprint() if build is None else build
+        self.plan: _DayPlan | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(full_refresh,),
+                                        name="tracehouse-publish-days", daemon=True)
+        self._thread.start()
+
+    def _run(self, full_refresh: bool) -> None:
+        try:
+            self.plan = _begin(self.warehouse, self.run_id)
+            con = _connect(warehouse_db(self.warehouse), read_only=False)
+            try:
+                _export_day_marts(con, self.plan, self.build, full_refresh=full_refresh,
+                                  ahead=True)
+            finally:
+                con.close()
+        except BaseException as exc:  # re-raised by wait(), in the publishing thread
+            self.error = exc
+
+    def wait(self) -> _DayPlan:
+        """The finished export; raises what the thread raised."""
+        self._thread.join()
+        if self.error is not None:
+            if self.plan is not None:
+                shutil.rmtree(self.plan.staging, ignore_errors=True)
+            raise self.error
+        assert self.plan is not None
+        return self.plan
+
+    def discard(self) -> None:
+        """Wait for the thread and remove the staging folder (the run stops unpublished)."""
+        self._thread.join()
+        if self.plan is not None:
+            shutil.rmtree(self.plan.staging, ignore_errors=True)
+
+
 def publish(
     warehouse: Path | str,
     run_id: str,
@@ -524,6 +672,8 @@ def publish(
     link_unchanged: bool = True,
     full_refresh: bool = False,
     build: str | None = None,
+    ahead: DaysAhead | None = None,
+    before_swap: Callable[[], object] | None = None,
 ) -> Published:
     """Export every mart of the warehouse to Parquet and make them visible together.
 
@@ -533,52 +683,49 @@ def publish(
     The marts of :data:`DAY_PARTITIONED` are written day by day, only the days the build touched
     (all of them on a ``full_refresh``, or when ``build``, the fingerprint of the dbt project and
     tracehouse's code, differs from the one the current publication recorded; by default it is
-    computed here).
+    computed here). With ``ahead`` (:class:`DaysAhead`, started by the same run with the same
+    arguments) those marts were exported already: their files and entries are taken from it.
+    ``before_swap`` is called when the publication is whole, before it becomes current (a run
+    waits there for work done meanwhile); what it raises stops the publication.
     """
     warehouse = Path(warehouse)
+    if ahead is not None and (ahead.run_id != run_id or Path(ahead.warehouse) != warehouse):
+        raise PublishError("the day files exported ahead belong to another run or warehouse")
+    if ahead is None:
+        if build is None:
+            build = build_fingerprint()
+        plan = _begin(warehouse, run_id)
+    else:
+        plan, build = ahead.wait(), ahead.build
     db = warehouse_db(warehouse)
-    if not db.is_file():
-        raise PublishError(f"no warehouse database at {db}: build it first")
-    check_links(warehouse)
-    if build is None:
-        build = build_fingerprint()
     root = warehouse / PUBLISH_DIR
     folder = root / run_id
-    if folder.exists():
-        raise PublishError(f"{folder} exists already: run ids must be unique")
-    previous_folder = current_folder(warehouse)
-    previous_manifest = (read_manifest(previous_folder) or {}) if previous_folder else {}
-    previous_tables: dict[str, Any] = previous_manifest.get("tables", {})
-    staging = root / f".{run_id}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / STAGING_DIR).mkdir(parents=True)
+    staging = plan.staging
+    previous_tables: dict[str, Any] = plan.previous_manifest.get("tables", {})
     result = Published(run_id=run_id, folder=folder, tables={})
     manifest_tables: dict[str, Any] = {}
-    stamps: dict[str, str] | None = None
     try:
-        con = apply_limits(duckdb.connect(str(db), read_only=True))
+        con = _connect(db, read_only=True)
         try:
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET enable_progress_bar = false")  # a run prints its own step lines
+            if ahead is None:
+                _export_day_marts(con, plan, build,
+                                  full_refresh=full_refresh or not link_unchanged)
+            result.all_days_because = plan.why
+            result.days_ahead_seconds = plan.seconds if ahead is not None else None
             marts = _relations(con, MARTS_SCHEMA)
-            if not marts:
-                raise PublishError(f"the warehouse has no tables in schema {MARTS_SCHEMA!r}")
-            stamps = _stamps(con)
-            since, why = days_to_write(con, previous_manifest, stamps, build,
-                                         full_refresh=full_refresh or not link_unchanged)
-            result.all_days_because = why
             jobs = [(name, f'"{MARTS_SCHEMA}"."{name}"', f"{name}.parquet", kind)
                     for name, kind in sorted(marts.items())]
             staged = _relations(con, STAGING_SCHEMA)
             jobs += [(name, f'"{STAGING_SCHEMA}"."{name}"', f"{STAGING_DIR}/{name}.parquet",
                       staged[name]) for name in STAGING_TABLES if name in staged]
             for name, relation, file, kind in jobs:
-                prev_path = previous_folder / file if previous_folder else None
-                if name in DAY_PARTITIONED and not file.startswith(STAGING_DIR):
-                    entry = _export_by_day(con, name, relation, staging / file,
-                                           previous=prev_path,
-                                           previous_entry=previous_tables.get(file),
-                                           since=since)
+                prev_path = plan.previous_folder / file if plan.previous_folder else None
+                if file in plan.entries and name not in DAY_PARTITIONED:
+                    entry, linked = _reuse(con, relation, staging / file, prev_path,
+                                           previous_tables.get(file), plan.entries[file])
+                    result.ahead.append(name)
+                elif file in plan.entries:
+                    entry = plan.entries[file]
                     linked = not entry["days_written"] and set(entry["days"]) == set(
                         (previous_tables.get(file) or {}).get("days") or {})
                     result.days_written[name] = entry["days_written"]
@@ -603,13 +750,15 @@ def publish(
         manifest = {
             "run_id": run_id,
             "published_at": datetime.now(UTC).isoformat(),
-            "previous_run_id": previous_manifest.get("run_id"),
+            "previous_run_id": plan.previous_manifest.get("run_id"),
             # What the next publication compares with to find the days it must rewrite.
             "build": build,
-            "stamps": stamps,
+            "stamps": plan.stamps,
             "tables": manifest_tables,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if before_swap is not None:
+            before_swap()
         staging.replace(folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

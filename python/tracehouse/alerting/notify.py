@@ -77,6 +77,7 @@ def track_alerts(
     state = track(load_state(warehouse), alerts, change_points, run_id=run_id, now=now)
     con = duckdb.connect(str(db))
     try:
+        con.execute("set enable_progress_bar = false")  # no bar amid the run's step lines
         con.register("_th_alert_state", state)
         con.execute("create schema if not exists marts")
         con.execute("create or replace table marts.alerts as select * from _th_alert_state")

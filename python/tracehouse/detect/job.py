@@ -629,6 +629,9 @@ def run_detection(
     con = apply_limits(duckdb.connect(str(db), read_only=not write))
     try:
         con.execute("set TimeZone = 'UTC'").fetchall()
+        # A query slower than 2 s (the publication's day files are written meanwhile) would
+        # print DuckDB's progress bar into the run's step lines.
+        con.execute("set enable_progress_bar = false").fetchall()
         panels = read_panels(con, config.grains, metrics={"hour": config.hourly_metrics})
         if not panels:
             empty = DetectionResult(

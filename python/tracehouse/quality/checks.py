@@ -7,6 +7,8 @@ says the one-line verdict the run ends with.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,30 @@ class QualityError(TracehouseError, RuntimeError):
     """Mart expectations failed: the run must stop before publishing."""
 
 
+class _Background:
+    """One call run in a daemon thread; :meth:`wait` returns its value or raises its error."""
+
+    def __init__(self, fn: Callable[[], Path]) -> None:
+        self._value: Path | None = None
+        self._error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=target, name="tracehouse-data-docs",
+                                        daemon=True)
+        self._thread.start()
+
+    def wait(self) -> Path | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class QualityRun:
     """One run's data-quality checks and their results."""
@@ -50,6 +76,9 @@ class QualityRun:
     batches_checked: int = 0
     marts_unchanged: dict[str, str] = field(default_factory=dict)  # mart -> run that checked it
     index: Path | None = None
+    # Passed mart checks render the Data Docs in a thread; the caller joins it (wait_docs).
+    docs_in_background: bool = False
+    _docs: _Background | None = field(default=None, repr=False)
 
     @property
     def suites(self) -> list[SuiteResult]:
@@ -146,6 +175,8 @@ class QualityRun:
         """Validate every mart; record results and Data Docs; raise QualityError on a failure."""
         con = apply_limits(duckdb.connect(str(warehouse_db(self.warehouse))))
         try:
+            # no DuckDB progress bar amid the run's step lines (slow queries print one)
+            con.execute("SET enable_progress_bar = false")
             # only the days this build rewrote (whole-table invariants always); all on a first run
             self.mart_days = None if self.all_marts else touched_days(con)
             fingerprints = mart_fingerprints(con, mart_tables(con))
@@ -161,10 +192,16 @@ class QualityRun:
                 mark_marts_checked(con, fingerprints, self.run_id)
         finally:
             con.close()
-        self.index = build_docs(self.warehouse, self.session, self.suites, self.verdict(),
-                                self.level, history=history, run_id=self.run_id)
         n = sum(len(s.outcomes) for s in self.mart_results)
         failures = [_describe(s, o) for s in self.mart_results for o in s.failed]
+        if failures or not self.docs_in_background:
+            self.index = build_docs(self.warehouse, self.session, self.suites, self.verdict(),
+                                    self.level, history=history, run_id=self.run_id)
+        else:  # GX renders its pages (Python) while the run publishes (DuckDB): wait_docs()
+            self.index = quality_dir(self.warehouse) / "index.html"
+            args = (self.warehouse, self.session, list(self.suites), self.verdict(), self.level)
+            self._docs = _Background(lambda: build_docs(*args, history=history,
+                                                        run_id=self.run_id))
         if failures:
             shown = "; ".join(failures[:5])
             more = f" (+{len(failures) - 5} more)" if len(failures) > 5 else ""
@@ -178,7 +215,17 @@ class QualityRun:
         if self.marts_unchanged:
             text += (f"; {len(self.marts_unchanged)} unchanged mart(s) not re-checked "
                      "(same content as at their last passed check)")
+        if self._docs is not None:
+            text += "; Data Docs rendered in the background during publish"
         return text
+
+    def wait_docs(self) -> Path | None:
+        """Wait for the Data Docs rendered in the background (if any); return the index.
+        Raises what rendering raised."""
+        if self._docs is not None:
+            self.index = self._docs.wait()
+            self._docs = None
+        return self.index
 
 
 def _describe(suite: SuiteResult, outcome: object) -> str:
