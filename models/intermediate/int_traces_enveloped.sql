@@ -26,14 +26,14 @@ with
 spans as (
     select * from {{ ref('base_lake__spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 
 request_spans as (
     select * from {{ ref('stg_lake__request_spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 

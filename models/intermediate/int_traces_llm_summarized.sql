@@ -28,7 +28,7 @@ with
 
 typed_spans as (
     {{ span_types_unioned(families, columns, where=(
-        'trace_id in (' ~ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) ~ ')'
+        touched_spans_predicate(families)
     ) if is_incremental() else none) }}
 ),
 

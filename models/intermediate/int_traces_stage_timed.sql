@@ -19,7 +19,7 @@ with
 spans as (
     select * from {{ ref('base_lake__spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 

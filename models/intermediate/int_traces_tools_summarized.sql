@@ -18,7 +18,7 @@ with
 spans as (
     select * from {{ ref('stg_lake__tool_call_spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans'), span_types=['tool_call']) }})
+    where {{ touched_spans_predicate(['tool_call']) }}
     {%- endif %}
 ),
 
