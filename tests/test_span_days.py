@@ -10,6 +10,8 @@ with a full refresh of the same lake:
   the early spans: the day comes from int_traces_stamped);
 - a redelivered, older copy of a stored span that says it started two days earlier (the base
   dedup must still find the stored copy, which wins, on its own day);
+- a newer copy of a stored span dated a day earlier (the delete of the stored copy must look on
+  the stored copy's day);
 - then two runs with int_traces_stamped left out, so that it lags the other models (they must
   fall back to reading every day), the second with a late span for a trace whose span of the
   first is not in the lagging span_dates.
@@ -91,8 +93,8 @@ def _late_span(spans: pa.Table, trace_id: str, event_time: datetime, span_id: st
     return pa.Table.from_pylist([row], schema=spans.schema)
 
 
-def _compiled(warehouse: Path, model: str) -> str:
-    paths = list((warehouse / "_dbt" / "target" / "compiled").rglob(f"{model}.sql"))
+def _compiled(warehouse: Path, model: str, kind: str = "compiled") -> str:
+    paths = list((warehouse / "_dbt" / "target" / kind).rglob(f"{model}.sql"))
     assert paths, f"no compiled {model}"
     return paths[0].read_text()
 
@@ -127,6 +129,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     early = _trace_on_day(spans, day1, set())
     lagged = _trace_on_day(spans, day1, {early})
     moved = _trace_on_day(spans, day4, {early, lagged})
+    bumped = _trace_on_day(spans, START + timedelta(days=2), {early, lagged, moved})
     out: dict[str, object] = {"early": early, "lagged": lagged, "moved": moved}
     build(inc)
 
@@ -145,7 +148,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     out["enveloped_1"] = _compiled(inc, "int_traces_enveloped")
     out["base_1"] = _compiled(inc, "base_lake__spans")
 
-    # 2. int_traces_stamped left out twice: a span of `lagged` on day 2, then one on day 3
+    # 2. a newer copy of a span of `bumped` (day 3) dated day 2: the delete of the stored copy
+    # must look on day 3 too
+    of_bumped = spans.filter(pc.and_(pc.equal(spans.column("trace_id"), bumped),
+                                     pc.is_valid(spans.column("parent_span_id"))))
+    first = of_bumped.slice(0, 1).to_pylist()[0]
+    newer = dict(first, event_time=first["event_time"] - timedelta(days=1),
+                 end_time=(first["end_time"] - timedelta(days=1)
+                           if first["end_time"] is not None else None),
+                 ingest_time=datetime(2026, 1, 5, 0, 30, tzinfo=UTC),
+                 duration_ms=(first["duration_ms"] or 0) + 1)
+    out["bumped_span"] = first["span_id"]
+    write_batch(lake, "spans", pa.Table.from_pylist([newer], schema=spans.schema),
+                source="test", batch_id="bump", ingest_time=datetime(2026, 1, 5, 0, 30, tzinfo=UTC))
+    build(inc)
+    out["base_delete_2"] = _compiled(inc, "base_lake__spans", "run")
+
+    # 3. int_traces_stamped left out twice: a span of `lagged` on day 2, then one on day 3
     write_batch(lake, "spans", _late_span(spans, lagged, datetime(2026, 1, 2, 6, tzinfo=UTC),
                                           "b" * 16),
                 source="test", batch_id="late-two", ingest_time=datetime(2026, 1, 5, 1, tzinfo=UTC))
@@ -178,6 +197,23 @@ def test_runs_read_only_the_days_of_the_traces_touched(runs: dict[str, object]) 
     assert _starts(enveloped) == ["2026-01-01"]
     assert "event_time < cast('2026-01-03 00:00:00+00'" in enveloped
     assert _starts(base) == ["2026-01-01", "2026-01-04"]
+
+
+def test_the_delete_of_a_replaced_copy_looks_on_its_day(runs: dict[str, object]) -> None:
+    """The newer copy (day 2) replaces the stored one (day 3): the base table's delete reads
+    day 2 (the copy written) and day 3 (its trace's span_dates), nothing else; one copy left."""
+    sql = runs["base_delete_2"]
+    assert isinstance(sql, str) and "delete from" in sql
+    assert _starts(sql) == ["2026-01-02"]
+    assert "event_time < cast('2026-01-04 00:00:00+00'" in sql
+    con = duckdb.connect(str(warehouse_db(runs["inc"])), read_only=True)  # type: ignore[arg-type]
+    try:
+        ((count, day),) = con.execute(
+            "select count(*), min(cast(event_time as date)) from staging.base_lake__spans "
+            "where span_id = ?", [runs["bumped_span"]]).fetchall()
+    finally:
+        con.close()
+    assert count == 1 and day == START + timedelta(days=1)
 
 
 def test_a_lagging_int_traces_stamped_means_no_day_predicate(runs: dict[str, object]) -> None:

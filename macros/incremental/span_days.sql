@@ -166,3 +166,21 @@
         ~ ' and ' ~ span_days_predicate()
     ) }}
 {% endmacro %}
+
+
+{% macro duckdb__get_delete_insert_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) %}
+    {#-
+        dbt-duckdb's delete+insert (a root-project macro takes precedence over the adapter's),
+        plus, for a model with meta `delete_by_span_days` (base_lake__spans): the delete of the
+        stored copies of the written span ids carries their days (`base_span_days_predicate`
+        over the rows written), so it skips other days' row groups instead of reading every
+        span id. Every other model gets the adapter's SQL unchanged.
+    -#}
+    {%- set predicates = [] + (incremental_predicates or []) -%}
+    {%- if config.get('meta', {}).get('delete_by_span_days') -%}
+        {%- do predicates.append(base_span_days_predicate('select * from ' ~ source)) -%}
+    {%- endif -%}
+    {{ return(dbt.duckdb__get_delete_insert_merge_sql(
+        target, source, unique_key, dest_columns, predicates if predicates else incremental_predicates
+    )) }}
+{% endmacro %}
