@@ -194,6 +194,8 @@ def test_runs_read_only_the_days_of_the_traces_touched(runs: dict[str, object]) 
     enveloped, base = runs["enveloped_1"], runs["base_1"]
     assert isinstance(enveloped, str) and isinstance(base, str)
     assert DAYS_NOTE in enveloped and "the days of the landed spans" in base
+    # int_traces_stamped was built first (a ref): only its rows stamped since were looked up
+    assert "(rows stamped since)" in enveloped
     assert _starts(enveloped) == ["2026-01-01"]
     assert "event_time < cast('2026-01-03 00:00:00+00'" in enveloped
     assert _starts(base) == ["2026-01-01", "2026-01-04"]

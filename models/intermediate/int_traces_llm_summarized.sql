@@ -23,6 +23,7 @@
     'planner_version', 'tool_selected',
 ] -%}
 -- depends_on: {{ ref('base_lake__spans') }}
+{{- span_days_stamps_ref() }}
 
 with
 
