@@ -107,6 +107,7 @@ def test_every_dispatched_macro_has_a_default() -> None:
         if name.startswith(("duckdb__", "spark__", "default__"))
         and name.split("__", 1)[1] not in dispatched
         and not name.startswith("spark__load_csv_rows")  # dbt-spark's own dispatch
+        and name != "duckdb__get_delete_insert_merge_sql"  # dbt's own dispatch (span_days.sql)
     )
     assert not orphans, f"engine versions of macros that are never dispatched: {orphans}"
 

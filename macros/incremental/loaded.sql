@@ -175,6 +175,9 @@ stored as (
     select {{ columns | join(', ') }}
     from {{ this }}
     where {{ id_column }} in (select {{ id_column }} from landed)
+    {%- if dataset == 'spans' and files is not none %}
+        and {{ base_span_days_predicate(lake_rows_from_files(dataset, files)) }}
+    {%- endif %}
 ),
 
 candidates as (

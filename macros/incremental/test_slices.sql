@@ -221,29 +221,19 @@
 {% macro _span_trace_predicate(test_id, traces, windows) %}
     {#-
         `span_trace_id` (fct_spans, a view over every span): `trace_id in T`, and the span's
-        event_time within the days of T's spans (from int_traces_stamped, when the test may read
+        event_time on the days of T's spans (from int_traces_stamped, when the test may read
         it): every span of T is there, and the scans of base_lake__spans under the view skip the
         row groups of other days (the table is stored in load order, i.e. by day).
     -#}
     {%- set predicate = 'trace_id in (' ~ traces ~ ')' -%}
     {%- set stamps = _stamps_relation(test_id) -%}
     {%- if stamps is none -%}{{ return(predicate) }}{%- endif -%}
-    {%- set bounds = run_query(
-        'select min(day), max(day) from (select unnest(span_dates) as day from ' ~ stamps
-        ~ ' where ' ~ _stamped_since(windows) ~ ') as days'
-    ) -%}
-    {%- set first, last = bounds.columns[0].values()[0], bounds.columns[1].values()[0] -%}
-    {%- if first is none -%}
-        {#- No span of T has an event_time: only spans without one can be in the slice. -#}
-        {{ return(predicate ~ ' and event_time is null') }}
-    {%- endif -%}
-    {%- set after = last + modules.datetime.timedelta(days=1) -%}
-    {{ return(
-        predicate ~ ' and (event_time is null or event_time >= '
-        ~ timestamp_literal(first.strftime('%Y-%m-%d') ~ ' 00:00:00+00') ~ ' and event_time < '
-        ~ timestamp_literal(after.strftime('%Y-%m-%d') ~ ' 00:00:00+00')
-        ~ ') /* the days of the slice, from ' ~ stamps ~ ' */'
-    ) }}
+    {#- Exact OR-ed day ranges, not a min..max envelope: a late span of an old trace would
+        make the envelope every day in between (span_days.sql). -#}
+    {{ return(predicate ~ ' and ' ~ _span_days_ranges(
+        'select unnest(span_dates) as day from ' ~ stamps ~ ' where ' ~ _stamped_since(windows),
+        'the days of the slice, from ' ~ stamps
+    )) }}
 {% endmacro %}
 
 

@@ -37,6 +37,7 @@ other_spans as (
     where span_type not in ('llm', 'embedding')
     {%- if is_incremental() %}
         and span_id in ({{ loaded_span_ids() }})
+        and {{ span_days_predicate(span_ids=true) }}
     {%- endif %}
 ),
 
@@ -55,6 +56,7 @@ llm_spans as (
     from {{ ref('stg_lake__llm_spans') }}
     {%- if is_incremental() %}
     where span_id in ({{ loaded_span_ids(['llm']) }})
+        and {{ span_days_predicate(span_ids=true) }}
     {%- endif %}
 ),
 
@@ -73,6 +75,7 @@ embedding_spans as (
     from {{ ref('stg_lake__embedding_spans') }}
     {%- if is_incremental() %}
     where span_id in ({{ loaded_span_ids(['embedding']) }})
+        and {{ span_days_predicate(span_ids=true) }}
     {%- endif %}
 ),
 

@@ -21,19 +21,20 @@
     'retriever_version', 'cache_status',
 ] -%}
 
+{{ span_days_stamps_ref() }}
 with
 
 spans as (
     select * from {{ ref('base_lake__spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 
 request_spans as (
     select * from {{ ref('stg_lake__request_spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 

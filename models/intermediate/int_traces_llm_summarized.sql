@@ -23,12 +23,13 @@
     'planner_version', 'tool_selected',
 ] -%}
 -- depends_on: {{ ref('base_lake__spans') }}
+{{- span_days_stamps_ref() }}
 
 with
 
 typed_spans as (
     {{ span_types_unioned(families, columns, where=(
-        'trace_id in (' ~ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) ~ ')'
+        touched_spans_predicate(families)
     ) if is_incremental() else none) }}
 ),
 

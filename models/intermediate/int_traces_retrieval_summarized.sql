@@ -25,12 +25,13 @@
     'included_chunk_ids',
 ] -%}
 -- depends_on: {{ ref('base_lake__spans') }}
+{{- span_days_stamps_ref() }}
 
 with
 
 spans as (
     {{ span_types_unioned(families, columns, where=(
-        'trace_id in (' ~ traces_touched_by_spans(ref('base_lake__spans'), span_types=families) ~ ')'
+        touched_spans_predicate(families)
     ) if is_incremental() else none) }}
 ),
 

@@ -14,12 +14,13 @@
 -#}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
 
+{{ span_days_stamps_ref() }}
 with
 
 spans as (
     select * from {{ ref('base_lake__spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans')) }})
+    where {{ touched_spans_predicate() }}
     {%- endif %}
 ),
 

@@ -30,6 +30,7 @@ spans as (
     where trace_id is not null
     {%- if is_incremental() %}
         and trace_id in (select trace_id from touched_traces)
+        and {{ span_days_predicate(['spans', 'feedback', 'annotations'], this) }}
     {%- endif %}
 ),
 

@@ -12,12 +12,13 @@
 -#}
 
 -- depends_on: {{ ref('base_lake__spans') }}
+{{- span_days_stamps_ref() }}
 with
 
 spans as (
     select * from {{ ref('stg_lake__postprocess_spans') }}
     {%- if is_incremental() %}
-    where trace_id in ({{ traces_touched_by_spans(ref('base_lake__spans'), span_types=['postprocess']) }})
+    where {{ touched_spans_predicate(['postprocess']) }}
     {%- endif %}
 ),
 

@@ -5,7 +5,7 @@
         incremental_strategy='delete+insert',
         on_schema_change='append_new_columns',
         post_hook=["{{ record_lake_files() }}"],
-        meta={'test_slice': 'span_id'},
+        meta={'test_slice': 'span_id', 'delete_by_span_days': true},
     )
 }}
 {#-
