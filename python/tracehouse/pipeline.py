@@ -208,6 +208,9 @@ def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> lis
 
 #: dbt nodes an unchanged-project incremental build leaves out (see :func:`step_build`).
 SLICED_RUN_EXCLUDES = "test_type:unit source:lake"
+# data tests on slices (macros/incremental/test_slices.sql); views whose SQL did not change are
+# kept, not re-created (macros/materializations/view.sql)
+SLICED_RUN_ENV = {"TRACEHOUSE_TEST_SLICES": "1", "TRACEHOUSE_KEEP_UNCHANGED_VIEWS": "1"}
 
 
 def step_build(  # noqa: PLR0917
@@ -234,7 +237,7 @@ def step_build(  # noqa: PLR0917
     sliced = project_unchanged and not full_refresh
     res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars,
                 engine=engine, exclude=SLICED_RUN_EXCLUDES if sliced else None,
-                extra_env={"TRACEHOUSE_TEST_SLICES": "1"} if sliced else None)
+                extra_env=SLICED_RUN_ENV if sliced else None)
     record.models_built = res.models_built
     record.checks_failed = (record.checks_failed or 0) + res.tests_failed
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
@@ -497,6 +500,9 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     from tracehouse.quality.engine import prewarm
 
     prewarm()  # GX's ~3 s import overlaps landing and the batch statistics
+    from tracehouse import warehouse as _warehouse
+
+    _warehouse.prewarm()  # so does dbt's ~1.2 s
     previous = runs_log.last_good(warehouse)
     state.step("land", lambda: step_land(lake))
     from tracehouse import changes
