@@ -222,8 +222,9 @@ def dbt_invoke(
         dbt_vars = {**engines.dbt_vars(engine, lake, warehouse), **(dbt_vars or {})}
     if dbt_vars:
         cli_args += ["--vars", json.dumps(dbt_vars)]
-    if quiet:
-        cli_args += ["--quiet", "--no-print"] if args and args[0] != "ls" else []
+    if quiet and args and args[0] != "ls":
+        # no console logger at all: --quiet alone still formats every event for the console
+        cli_args += ["--quiet", "--no-print", "--log-level", "none"]
     started = time.perf_counter()
     callbacks: list[Any] = []  # dbt calls each with an EventMsg
     bar = None
