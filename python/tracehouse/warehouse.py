@@ -82,9 +82,9 @@ def dbt_log_level() -> str:
 
 def _import_dbt() -> None:
     try:
-        import dbt.adapters.duckdb  # noqa: F401
+        import dbt.adapters.duckdb
         import dbt.cli.main  # noqa: F401
-    except Exception:  # noqa: BLE001, S110 - the build's own import raises it again, in context
+    except Exception:  # the build's own import raises it again, in context
         pass
 
 
