@@ -226,8 +226,10 @@ def step_build(  # noqa: PLR0917
     (``source:lake``: they re-read the whole lake; every landed batch was already validated
     against the contract by the lake writer, which quarantines bad rows, and by the batch
     checks), and the data tests check only what the base tables wrote since each test last
-    passed (``test_slices``, macros/incremental/test_slices.sql). A full refresh or a changed
-    project runs every unit test and source test and tests whole tables.
+    passed (``test_slices``, macros/incremental/test_slices.sql), and a view whose compiled SQL
+    is the one it was created with is kept, not re-created (macros/materializations/view.sql).
+    A full refresh or a changed project runs every unit test and source test, tests whole tables
+    and re-creates every view.
     """
     from tracehouse.warehouse import build
 
@@ -252,7 +254,8 @@ def step_build(  # noqa: PLR0917
         mode += f" on {engine}"
     if sliced:
         mode += ("; project unchanged: unit tests and lake source tests skipped (batches "
-                 "validated on landing), data tests on what was written since they last passed")
+                 "validated on landing), data tests on what was written since they last passed, "
+                 "views kept where their SQL is unchanged")
     return f"dbt build ({mode}): {counts}"
 
 
