@@ -260,22 +260,113 @@ select * from final
         Records that newest stamp as pending; `record_watermarks()` makes it the watermark.
     -#}
     {%- if not execute -%}{{ return('true') }}{%- endif -%}
-    {%- set key = "model_name = '" ~ this.identifier ~ "' and upstream = '" ~ upstream ~ "'" -%}
+    {{ return(loaded_windows([(upstream, base_relation)])[upstream]) }}
+{% endmacro %}
+
+
+{% macro loaded_windows(bases) %}
+    {#-
+        `loaded_window()` of several (upstream, base relation) pairs at once: a dict upstream ->
+        predicate, with one round trip for all of them (watermark_bounds()).
+    -#}
+    {%- if not execute -%}
+        {%- set all = {} -%}
+        {%- for upstream, relation in bases -%}{%- do all.update({upstream: 'true'}) -%}{%- endfor -%}
+        {{ return(all) }}
+    {%- endif -%}
     {%- do ensure_watermark_tables() -%}
-    {%- set bounds = run_query(
-        "select (select max(loaded_at) from " ~ watermark_table() ~ " where " ~ key ~ "), "
-        ~ "(select max(_loaded_at) from " ~ base_relation ~ ")"
-    ) -%}
-    {%- set done = bounds.columns[0].values()[0] -%}
-    {%- set newest = bounds.columns[1].values()[0] -%}
-    {%- if newest is none -%}
-        {{ return('false') }}
+    {%- set bounds = watermark_bounds(this.identifier, bases) -%}
+    {%- set windows = {} -%}
+    {%- for upstream, relation in bases -%}
+        {%- set done, newest = bounds[upstream] -%}
+        {%- if newest is none -%}
+            {%- do windows.update({upstream: 'false'}) -%}
+        {%- elif done is none -%}
+            {%- do windows.update({upstream: '_loaded_at <= ' ~ stamp_literal(newest)}) -%}
+        {%- else -%}
+            {%- do windows.update({upstream:
+                '_loaded_at > ' ~ stamp_literal(done) ~ ' and _loaded_at <= ' ~ stamp_literal(newest)}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(windows) }}
+{% endmacro %}
+
+
+{% macro watermark_bounds_sql(model_name, bases) %}
+    {#- (model_name, upstream, done, newest) per (upstream, relation) of `bases`. -#}
+    {%- set parts = [] -%}
+    {%- for upstream, relation in bases -%}
+        {%- do parts.append(
+            "select '" ~ model_name ~ "' as model_name, '" ~ upstream ~ "' as upstream, "
+            ~ "(select max(loaded_at) from " ~ watermark_table() ~ " where model_name = '" ~ model_name
+            ~ "' and upstream = '" ~ upstream ~ "') as done, "
+            ~ "(select max(_loaded_at) from " ~ relation ~ ") as newest"
+        ) -%}
+    {%- endfor -%}
+    {{ return(parts | join(' union all ')) }}
+{% endmacro %}
+
+
+{% macro watermark_bounds(model_name, bases, replace_all=false) %}
+    {#-
+        For `model_name` (a model's identifier, or a data test's unique id) and `bases`, a list of
+        (upstream, relation with `_loaded_at`): a dict upstream -> (watermark, newest stamp now),
+        either none. Records each newest stamp (not none) as the pending upper bound of
+        (model_name, upstream), replacing the pending rows of those upstreams, or of every
+        upstream with `replace_all`. `record_watermarks()` (models) and
+        `record_test_watermarks()` (tests) make them watermarks once the node succeeded.
+    -#}
+    {{ return(adapter.dispatch('watermark_bounds', 'tracehouse')(model_name, bases, replace_all)) }}
+{% endmacro %}
+
+{% macro default__watermark_bounds(model_name, bases, replace_all=false) %}
+    {#- Two round trips: read the bounds, then write the pending rows. -#}
+    {%- set bounds = {} -%}
+    {%- set pending = [] -%}
+    {%- for row in run_query(watermark_bounds_sql(model_name, bases)) -%}
+        {%- do bounds.update({row[1]: (row[2], row[3])}) -%}
+        {%- if row[3] is not none -%}
+            {%- do pending.append((row[1], row[3])) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if replace_all -%}
+        {%- set values = [] -%}
+        {%- for upstream, stamp in pending -%}
+            {%- do values.append("('" ~ model_name ~ "', '" ~ upstream ~ "', " ~ stamp_literal(stamp) ~ ")") -%}
+        {%- endfor -%}
+        {%- do run_query(
+            "delete from " ~ watermark_table('pending') ~ " where model_name = '" ~ model_name ~ "'"
+            ~ (("; insert into " ~ watermark_table('pending') ~ " values " ~ values | join(', ')) if values else '')
+        ) -%}
+    {%- else -%}
+        {%- for upstream, stamp in pending -%}
+            {%- do set_pending_watermark(upstream, stamp) -%}
+        {%- endfor -%}
     {%- endif -%}
-    {%- do set_pending_watermark(upstream, newest) -%}
-    {%- if done is none -%}
-        {{ return('_loaded_at <= ' ~ stamp_literal(newest)) }}
-    {%- endif -%}
-    {{ return('_loaded_at > ' ~ stamp_literal(done) ~ ' and _loaded_at <= ' ~ stamp_literal(newest)) }}
+    {{ return(bounds) }}
+{% endmacro %}
+
+{% macro duckdb__watermark_bounds(model_name, bases, replace_all=false) %}
+    {#-
+        One round trip: the bounds go to a temporary table (this connection's own), the pending
+        rows are replaced from it, and it is returned. Each base table's max(_loaded_at) is read
+        once.
+    -#}
+    {%- set scratch = '_tracehouse_watermark_bounds' -%}
+    {%- set upstreams = bases | map('first') | list -%}
+    {%- set sql -%}
+        create or replace temporary table {{ scratch }} as {{ watermark_bounds_sql(model_name, bases) }};
+        delete from {{ watermark_table('pending') }} where model_name = '{{ model_name }}'
+        {%- if not replace_all %} and upstream in ('{{ upstreams | join("', '") }}'){% endif %};
+        insert into {{ watermark_table('pending') }}
+        select model_name, upstream, newest from {{ scratch }} where newest is not null;
+        select model_name, upstream, done, newest from {{ scratch }}
+    {%- endset -%}
+    {%- set bounds = {} -%}
+    {%- for row in run_query(sql) -%}
+        {%- do bounds.update({row[1]: (row[2], row[3])}) -%}
+    {%- endfor -%}
+    {{ return(bounds) }}
 {% endmacro %}
 
 
@@ -389,10 +480,15 @@ select * from final
         The trace ids with a row stamped in this model's window, in the base tables of
         `sources` (span rows optionally of some span types only).
     -#}
+    {%- set bases = [] -%}
+    {%- for source_name in sources -%}
+        {%- do bases.append((source_name, ref('base_lake__' ~ source_name))) -%}
+    {%- endfor -%}
+    {%- set windows = loaded_windows(bases) -%}
     {%- for source_name in sources %}
     select trace_id
     from {{ ref('base_lake__' ~ source_name) }}
-    where {{ loaded_window(ref('base_lake__' ~ source_name), source_name) }}
+    where {{ windows[source_name] }}
     {%- if source_name == 'spans' and span_types %}
         and span_type in ('{{ span_types | join("', '") }}')
     {%- endif %}

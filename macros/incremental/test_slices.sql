@@ -78,32 +78,17 @@
         {%- if relation is none -%}{{ return(none) }}{%- endif -%}
         {%- do bases.append((upstream, relation)) -%}
     {%- endfor -%}
-    {%- set key = "model_name = '" ~ test_id ~ "'" -%}
-    {%- set bounds_sql -%}
-        {%- for upstream, relation in bases %}
-        select '{{ upstream }}' as upstream,
-            (select max(loaded_at) from {{ watermark_table() }} where {{ key }} and upstream = '{{ upstream }}') as done,
-            (select max(_loaded_at) from {{ relation }}) as newest
-        {{ "union all" if not loop.last }}
-        {%- endfor %}
-    {%- endset -%}
-    {%- set rows = run_query(bounds_sql) -%}
-    {%- set pending = [] -%}
+    {#- the bounds per base table; the newest stamps become the test's pending rows (loaded.sql) -#}
+    {%- set bounds = watermark_bounds(test_id, bases, replace_all=true) -%}
     {%- set windows = {} if windows is none else windows -%}
     {%- set state = {'whole': false} -%}
-    {%- for row in rows -%}
-        {%- if row[2] is not none -%}
-            {%- do pending.append("('" ~ test_id ~ "', '" ~ row[0] ~ "', " ~ stamp_literal(row[2]) ~ ")") -%}
-        {%- endif -%}
-        {%- if row[1] is none and row[2] is not none -%}
+    {%- for upstream, relation in bases -%}
+        {%- set done, newest = bounds[upstream] -%}
+        {%- if done is none and newest is not none -%}
             {%- do state.update({'whole': true}) -%}
         {%- endif -%}
-        {%- do windows.update({row[0]: (row[1], row[2])}) -%}
+        {%- do windows.update({upstream: (done, newest)}) -%}
     {%- endfor -%}
-    {%- do run_query(
-        "delete from " ~ watermark_table('pending') ~ " where " ~ key
-        ~ (("; insert into " ~ watermark_table('pending') ~ " values " ~ pending | join(', ')) if pending else '')
-    ) -%}
     {%- if state.whole or not test_slices_enabled() -%}{{ return(none) }}{%- endif -%}
     {%- set parts = [] -%}
     {%- for upstream, relation in bases -%}

@@ -209,6 +209,9 @@ def landed_since(now: dict[str, list[int]], before: dict[str, list[int]]) -> lis
 
 #: dbt nodes an unchanged-project incremental build leaves out (see :func:`step_build`).
 SLICED_RUN_EXCLUDES = "test_type:unit source:lake"
+# data tests on slices (macros/incremental/test_slices.sql); views whose SQL did not change are
+# kept, not re-created (macros/materializations/view.sql)
+SLICED_RUN_ENV = {"TRACEHOUSE_TEST_SLICES": "1", "TRACEHOUSE_KEEP_UNCHANGED_VIEWS": "1"}
 
 
 def step_build(  # noqa: PLR0917
@@ -224,8 +227,10 @@ def step_build(  # noqa: PLR0917
     (``source:lake``: they re-read the whole lake; every landed batch was already validated
     against the contract by the lake writer, which quarantines bad rows, and by the batch
     checks), and the data tests check only what the base tables wrote since each test last
-    passed (``test_slices``, macros/incremental/test_slices.sql). A full refresh or a changed
-    project runs every unit test and source test and tests whole tables.
+    passed (``test_slices``, macros/incremental/test_slices.sql), and a view whose compiled SQL
+    is the one it was created with is kept, not re-created (macros/materializations/view.sql).
+    A full refresh or a changed project runs every unit test and source test, tests whole tables
+    and re-creates every view.
     """
     from tracehouse.warehouse import build
 
@@ -235,7 +240,7 @@ def step_build(  # noqa: PLR0917
     sliced = project_unchanged and not full_refresh
     res = build(lake, warehouse, full_refresh=full_refresh, progress=progress, dbt_vars=dbt_vars,
                 engine=engine, exclude=SLICED_RUN_EXCLUDES if sliced else None,
-                extra_env={"TRACEHOUSE_TEST_SLICES": "1"} if sliced else None)
+                extra_env=SLICED_RUN_ENV if sliced else None)
     record.models_built = res.models_built
     record.checks_failed = (record.checks_failed or 0) + res.tests_failed
     counts = ", ".join(f"{v} {k}" for k, v in sorted(res.counts.items()))
@@ -250,7 +255,8 @@ def step_build(  # noqa: PLR0917
         mode += f" on {engine}"
     if sliced:
         mode += ("; project unchanged: unit tests and lake source tests skipped (batches "
-                 "validated on landing), data tests on what was written since they last passed")
+                 "validated on landing), data tests on what was written since they last passed, "
+                 "views kept where their SQL is unchanged")
     return f"dbt build ({mode}): {counts}"
 
 
@@ -525,6 +531,9 @@ def _run_steps(state: _Run, full_refresh: bool, lookback_days: int | None,
     from tracehouse.quality.engine import prewarm
 
     prewarm()  # GX's ~3 s import overlaps landing and the batch statistics
+    from tracehouse import warehouse as _warehouse
+
+    _warehouse.prewarm()  # so does dbt's ~1.2 s
     previous = runs_log.last_good(warehouse)
     state.step("land", lambda: step_land(lake))
     from tracehouse import changes
