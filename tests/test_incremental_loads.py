@@ -28,6 +28,8 @@ from tracehouse.contract.schemas import SPANS_SCHEMA
 from tracehouse.lake import lake_status, write_batch
 from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
 
+from .warehouse_tables import assert_same_rows, warehouse_table
+
 pytestmark = pytest.mark.slow
 
 START = date(2026, 1, 1)
@@ -345,39 +347,10 @@ def test_a_late_span_before_its_traces_day_is_read(runs: dict[str, object]) -> N
     assert span_count == expected
 
 
-def _table(warehouse: object, table: str) -> pa.Table:
-    # each warehouse opened under its own name: views (fct_spans) name their catalog
-    con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)  # type: ignore[arg-type]
-    try:
-        rel = con.sql(f"select * from {table}")
-        # _loaded_at (and int_traces_stamped's copies of it) says which build wrote a row: it
-        # differs by design
-        return (rel.select(", ".join(f'"{c}"' for c in rel.columns
-                                     if not c.endswith("_loaded_at")))
-                .to_arrow_table())
-    finally:
-        con.close()
-
-
 def test_incremental_equals_full_refresh_row_for_row(runs: dict[str, object]) -> None:
-    con = duckdb.connect()
-    try:
-        for table in COMPARED:
-            inc, ful = _table(runs["inc"], table), _table(runs["full"], table)
-            assert inc.num_rows == ful.num_rows > 0, (
-                f"{table}: {inc.num_rows} incremental, {ful.num_rows} full"
-            )
-            con.register("inc", inc)
-            con.register("ful", ful)
-            for a, b in (("inc", "ful"), ("ful", "inc")):
-                diff = con.execute(
-                    f"select count(*) from (select * from {a} except all select * from {b})"
-                ).fetchall()[0][0]
-                assert diff == 0, f"{table}: {diff} rows of {a} not in {b}"
-            con.unregister("inc")
-            con.unregister("ful")
-    finally:
-        con.close()
+    for table in COMPARED:
+        assert_same_rows(warehouse_table(runs["inc"], table),  # type: ignore[arg-type]
+                         warehouse_table(runs["full"], table), table)  # type: ignore[arg-type]
 
 
 def test_stamps_date_every_trace_as_int_traces_enveloped(runs: dict[str, object]) -> None:

@@ -17,7 +17,6 @@ import pytest
 
 from tracehouse.publication import MANIFEST, current_folder, mart_path
 from tracehouse.publish import DAY_PARTITIONED, DaysAhead, PublishError, publish
-from tracehouse.warehouse import warehouse_db
 
 from .test_publish_counts import D2, _sql, _warehouse
 
@@ -63,12 +62,7 @@ def test_days_exported_ahead_publish_what_one_publication_does(tmp_path: Path) -
     ahead = DaysAhead(ahead_wh, "b", build="same")
     ahead.wait()  # exported before the run's other steps wrote their marts
     # Meanwhile the run detects and checks: other tables of the database are written.
-    con = duckdb.connect(str(warehouse_db(ahead_wh)))
-    try:
-        for statement in meanwhile:
-            con.execute(statement)
-    finally:
-        con.close()
+    _sql(ahead_wh, *meanwhile)
     two = publish(ahead_wh, "b", build="same", ahead=ahead)
 
     assert two.days_ahead_seconds is not None and one.days_ahead_seconds is None

@@ -32,6 +32,8 @@ import pytest
 from tracehouse.lake import write_batch
 from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
 
+from .warehouse_tables import assert_same_rows, warehouse_table
+
 pytestmark = pytest.mark.slow
 
 START = date(2026, 1, 1)
@@ -97,16 +99,6 @@ def _compiled(warehouse: Path, model: str, kind: str = "compiled") -> str:
     paths = list((warehouse / "_dbt" / "target" / kind).rglob(f"{model}.sql"))
     assert paths, f"no compiled {model}"
     return paths[0].read_text()
-
-
-def _table(warehouse: Path, table: str) -> pa.Table:
-    con = duckdb.connect(str(warehouse_db(warehouse)), read_only=True)
-    try:
-        rel = con.sql(f"select * from {table}")
-        return rel.select(", ".join(f'"{c}"' for c in rel.columns
-                                    if not c.endswith("_loaded_at"))).to_arrow_table()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
@@ -249,20 +241,6 @@ def test_late_spans_are_rolled_up_with_every_earlier_span(runs: dict[str, object
 
 
 def test_incremental_equals_full_refresh_row_for_row(runs: dict[str, object]) -> None:
-    con = duckdb.connect()
-    try:
-        for table in COMPARED:
-            inc = _table(runs["inc"], table)  # type: ignore[arg-type]
-            ful = _table(runs["full"], table)  # type: ignore[arg-type]
-            assert inc.num_rows == ful.num_rows > 0, table
-            con.register("inc", inc)
-            con.register("ful", ful)
-            for a, b in (("inc", "ful"), ("ful", "inc")):
-                diff = con.execute(
-                    f"select count(*) from (select * from {a} except all select * from {b})"
-                ).fetchall()[0][0]
-                assert diff == 0, f"{table}: {diff} rows of {a} not in {b}"
-            con.unregister("inc")
-            con.unregister("ful")
-    finally:
-        con.close()
+    for table in COMPARED:
+        assert_same_rows(warehouse_table(runs["inc"], table),  # type: ignore[arg-type]
+                         warehouse_table(runs["full"], table), table)  # type: ignore[arg-type]

@@ -21,6 +21,8 @@ import pytest
 
 from tracehouse.warehouse import BuildResult, build, dbt_invoke, project_dir, warehouse_db
 
+from .warehouse_tables import assert_same_rows
+
 pytestmark = pytest.mark.slow
 
 START = date(2026, 1, 1)
@@ -154,26 +156,9 @@ def test_incremental_equals_full_refresh_row_for_row(core: dict[str, object]) ->
         .as_py()
     )
     assert late > 0
-    con = duckdb.connect()
-    try:
-        for table in COMPARED:
-            inc = _read(core["incremental"], f"select * from {table}")
-            ful = _read(core["full"], f"select * from {table}")
-            assert inc.num_rows == ful.num_rows, (
-                f"{table}: {inc.num_rows} incremental, {ful.num_rows} full"
-            )
-            assert inc.num_rows > 0, table
-            con.register("inc", inc)
-            con.register("ful", ful)
-            for a, b in (("inc", "ful"), ("ful", "inc")):
-                diff = con.execute(
-                    f"select count(*) from (select * from {a} except all select * from {b})"
-                ).fetchall()[0][0]
-                assert diff == 0, f"{table}: {diff} rows of {a} not in {b}"
-            con.unregister("inc")
-            con.unregister("ful")
-    finally:
-        con.close()
+    for table in COMPARED:
+        assert_same_rows(_read(core["incremental"], f"select * from {table}"),
+                         _read(core["full"], f"select * from {table}"), table)
 
 
 RECOMPUTE_SQL = """
