@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tracehouse import prewarm as prewarming
 from tracehouse.errors import TracehouseError
 
 WAREHOUSE_DB = "tracehouse.duckdb"
@@ -59,8 +60,6 @@ def warehouse_db(warehouse: Path | str) -> Path:
 
 
 _ENV_LOCK = threading.Lock()
-_PREWARM_LOCK = threading.Lock()
-_PREWARM: dict[str, threading.Thread] = {}
 
 # dbt's log file (<warehouse>/_dbt/logs/dbt.log) level. At `debug` dbt writes every SQL statement
 # and timing line (~12 MB per hourly build at 10M spans), which costs a measurable share of its
@@ -95,14 +94,7 @@ def prewarm() -> threading.Thread:
     opening the build step. Python's import lock makes this safe: the build's own import waits
     for a module another thread is initialising, and an import error surfaces there as usual.
     """
-    with _PREWARM_LOCK:
-        thread = _PREWARM.get("dbt")
-        if thread is None:
-            thread = threading.Thread(target=_import_dbt, name="tracehouse-dbt-import",
-                                      daemon=True)
-            _PREWARM["dbt"] = thread
-            thread.start()
-        return thread
+    return prewarming.start("dbt", _import_dbt)
 
 
 @contextmanager

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from tracehouse import prewarm as prewarming
+
 Severity = str  # "warn" (batch suspicion) or "fail" (broken mart)
 WARN: Severity = "warn"
 FAIL: Severity = "fail"
@@ -98,10 +100,6 @@ def _range(values: pd.Series) -> str | None:
     return _render(float(lo)) if lo == hi else f"{_render(float(lo))} .. {_render(float(hi))}"
 
 
-_PREWARM: dict[str, threading.Thread] = {}
-_PREWARM_LOCK = threading.Lock()
-
-
 def _import_gx() -> None:
     import great_expectations  # noqa: F401
     from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: F401
@@ -114,20 +112,7 @@ def prewarm() -> threading.Thread:
     module to finish initialising. :meth:`GxSession.context` joins the thread before using GX,
     so an import error surfaces there, as it would without prewarming.
     """
-    with _PREWARM_LOCK:
-        thread = _PREWARM.get("gx")
-        if thread is None:
-            thread = threading.Thread(target=_import_gx, name="tracehouse-gx-import",
-                                      daemon=True)
-            _PREWARM["gx"] = thread
-            thread.start()
-        return thread
-
-
-def _wait_prewarm() -> None:
-    thread = _PREWARM.get("gx")
-    if thread is not None:
-        thread.join()
+    return prewarming.start("gx", _import_gx)
 
 
 class GxSession:
@@ -147,7 +132,7 @@ class GxSession:
     def context(self) -> Any:
         """The GX data context (imports GX on first use)."""
         if self._context is None:
-            _wait_prewarm()
+            prewarming.wait("gx")
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
