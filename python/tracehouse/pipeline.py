@@ -257,7 +257,12 @@ def step_build(  # noqa: PLR0917
         mode += ("; project unchanged: unit tests and lake source tests skipped (batches "
                  "validated on landing), data tests on what was written since they last passed, "
                  "views kept where their SQL is unchanged")
-    return f"dbt build ({mode}): {counts}"
+    retried = ""
+    if res.retried:
+        retried = (f"; {len(res.retried)} node(s) ran out of DuckDB's memory or temp disk beside "
+                   f"other nodes and passed when retried one at a time: "
+                   f"{', '.join(n.split('.')[-1] for n in res.retried[:5])}")
+    return f"dbt build ({mode}): {counts}{retried}"
 
 
 def step_freshness(lake: Path, warehouse: Path, record: runs_log.RunRecord,

@@ -24,6 +24,15 @@ BASE_TABLES = {
 }
 
 
+# DuckDB's messages when a query ran out of its memory limit or of disk to spill to: a failure of
+# the machine's headroom, not of the data or the SQL (see build()).
+RESOURCE_ERRORS = (
+    "Out of Memory Error",
+    "No space left on device",
+    "max_temp_directory_size",
+)
+
+
 class WarehouseError(TracehouseError, RuntimeError):
     """dbt could not build the warehouse; the message says which nodes failed and why."""
 
@@ -39,6 +48,48 @@ class BuildResult:
     models_built: int = 0  # model nodes that ran successfully
     tests_failed: int = 0  # data and unit tests that failed or errored
     results: list[Any] = field(default_factory=list)  # dbt's own node results
+    # nodes that failed on DuckDB's memory or temp-disk limit and were re-run with one thread
+    retried: list[str] = field(default_factory=list)
+
+
+def resource_failure(result: BuildResult) -> bool:
+    """Whether every failure of ``result`` is DuckDB running out of memory or temp disk."""
+    return bool(result.failures) and all(
+        any(marker in failure for marker in RESOURCE_ERRORS) for failure in result.failures
+    )
+
+
+def _retry_one_thread(
+    first: BuildResult,
+    lake: Path | str,
+    warehouse: Path | str,
+    dbt_vars: dict[str, object] | None,
+    progress: bool,
+    extra_env: dict[str, str] | None,
+) -> BuildResult:
+    """``dbt retry`` of the failed and skipped nodes of ``first``, one node at a time.
+
+    All dbt threads share one DuckDB database, so one memory limit and one temp directory: two
+    heavy nodes side by side (a full build of a big lake) can each get too little memory and
+    fail, or spill until the disk is full, where either alone fits. The retry runs in a fresh
+    DuckDB instance with one dbt thread, picking up from dbt's run_results.json (the same
+    command, selection and flags); nodes that passed are not run again. The result merges both
+    invocations node by node and lists the retried nodes in ``retried``.
+    """
+    failed = [r.node.unique_id for r in first.results if str(r.status) in ("error", "runtime error")]
+    retry = dbt_invoke(
+        ["retry", "--threads", "1"], lake=lake, warehouse=warehouse, dbt_vars=dbt_vars,
+        progress=progress, extra_env={**(extra_env or {}), "TRACEHOUSE_DBT_THREADS": "1"},
+    )
+    by_node = {r.node.unique_id: r for r in first.results}
+    by_node.update({r.node.unique_id: r for r in retry.results})
+    merged = _summarize(list(by_node.values()), Path(warehouse), "duckdb")
+    merged.success = retry.success
+    merged.elapsed_s = first.elapsed_s + retry.elapsed_s
+    merged.retried = failed
+    if not retry.success and not merged.failures:
+        merged.failures = retry.failures or first.failures
+    return merged
 
 
 def project_dir() -> Path:
@@ -238,11 +289,17 @@ def dbt_invoke(
                 _release_duckdb()
             if bar is not None:
                 bar.close()
-    elapsed = time.perf_counter() - started
-    result = BuildResult(success=bool(res.success), elapsed_s=elapsed)
+    result = _summarize(getattr(res.result, "results", None) or [], warehouse, engine)
+    result.success = bool(res.success)
+    result.elapsed_s = time.perf_counter() - started
     if res.exception is not None:
-        result.failures.append(f"dbt: {res.exception}")
-    node_results = getattr(res.result, "results", None) or []
+        result.failures.insert(0, f"dbt: {res.exception}")
+    return result
+
+
+def _summarize(node_results: Sequence[Any], warehouse: Path, engine: str) -> BuildResult:
+    """Counts, failures and built models of dbt's node results (success is the caller's)."""
+    result = BuildResult(success=False)
     result.results = list(node_results)
     for r in node_results:
         status = str(r.status)
@@ -297,6 +354,8 @@ def build(
         args, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars, progress=progress, engine=engine,
         extra_env=extra_env,
     )
+    if not result.success and engine == "duckdb" and resource_failure(result):
+        result = _retry_one_thread(result, lake, warehouse, dbt_vars, progress, extra_env)
     if result.success and engine != "duckdb":
         engines.import_marts(warehouse)
     return result
