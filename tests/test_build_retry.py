@@ -49,7 +49,7 @@ class _Result:
 def _result(statuses: dict[str, str], success: bool, message: str = OOM) -> BuildResult:
     results = [_Result(_Node(uid), status, message if status == "error" else "")
                for uid, status in statuses.items()]
-    res = warehouse._summarize(results, Path("."), "duckdb")
+    res = warehouse._summarize(results, Path(), "duckdb")
     res.success = success
     return res
 

@@ -61,6 +61,7 @@ def resource_failure(result: BuildResult) -> bool:
 
 def _retry_one_thread(
     first: BuildResult,
+    *,
     lake: Path | str,
     warehouse: Path | str,
     dbt_vars: dict[str, object] | None,
@@ -76,7 +77,8 @@ def _retry_one_thread(
     command, selection and flags); nodes that passed are not run again. The result merges both
     invocations node by node and lists the retried nodes in ``retried``.
     """
-    failed = [r.node.unique_id for r in first.results if str(r.status) in ("error", "runtime error")]
+    failed = [r.node.unique_id for r in first.results
+              if str(r.status) in ("error", "runtime error")]
     retry = dbt_invoke(
         ["retry", "--threads", "1"], lake=lake, warehouse=warehouse, dbt_vars=dbt_vars,
         progress=progress, extra_env={**(extra_env or {}), "TRACEHOUSE_DBT_THREADS": "1"},
@@ -355,7 +357,8 @@ def build(
         extra_env=extra_env,
     )
     if not result.success and engine == "duckdb" and resource_failure(result):
-        result = _retry_one_thread(result, lake, warehouse, dbt_vars, progress, extra_env)
+        result = _retry_one_thread(result, lake=lake, warehouse=warehouse, dbt_vars=dbt_vars,
+                                   progress=progress, extra_env=extra_env)
     if result.success and engine != "duckdb":
         engines.import_marts(warehouse)
     return result
