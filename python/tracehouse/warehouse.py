@@ -248,7 +248,8 @@ def dbt_invoke(
         "DBT_TARGET_PATH": str(target_path),
         "DBT_LOG_PATH": str(warehouse / "_dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        **duckdb_env(),  # DuckDB memory limit and threads from the machine (perf)
+        # DuckDB memory limit and threads from the machine (perf), temp files capped by the disk
+        **duckdb_env(warehouse=warehouse),
         # off unless the caller turns them on (tracehouse.pipeline.step_build)
         "TRACEHOUSE_TEST_SLICES": "",
         **(extra_env or {}),
