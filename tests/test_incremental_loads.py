@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.warehouse_tables import assert_built
 from tracehouse.compaction import compact_lake
 from tracehouse.contract.schemas import SPANS_SCHEMA
 from tracehouse.lake import lake_status, write_batch
-from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
+from tracehouse.warehouse import dbt_invoke, warehouse_db
 
 from .warehouse_tables import assert_same_rows, warehouse_table
 
@@ -70,11 +71,6 @@ COMPARED = [
     "marts.fct_eval_candidates",
 ]
 BASES = ["base_lake__spans", "base_lake__feedback", "base_lake__annotations"]
-
-
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
 
 
 def _land_day_part(source_lake: Path, lake: Path, day: date, *, first_hour: bool) -> int:
@@ -174,8 +170,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     day4 = START + timedelta(days=DAYS)
 
     def build(warehouse: Path, *extra: str) -> None:
-        _ok(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
-                       warehouse=warehouse))
+        assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
+                                warehouse=warehouse))
 
     out: dict[str, object] = {}
     build(inc)

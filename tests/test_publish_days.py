@@ -21,12 +21,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from tests.warehouse_tables import assert_built
 from tracehouse.artifacts.policy import parse_policy
 from tracehouse.lake import write_batch
 from tracehouse.publication import MANIFEST, connect, mart_glob, mart_path, mart_rows
 from tracehouse.publish import DAY_PARTITIONED, Published, publish
 from tracehouse.retention import expire_lake
-from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
+from tracehouse.warehouse import dbt_invoke, warehouse_db
 
 pytestmark = pytest.mark.slow
 
@@ -36,11 +37,6 @@ SELECT = "+fct_requests +fct_spans"
 QUICK = ["--resource-type", "model", "--resource-type", "seed"]
 DAY2 = "2026-01-02"
 ALL_DAYS = {"2026-01-01", DAY2, "2026-01-03"}
-
-
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
 
 
 def _warehouse_days(warehouse: Path, mart: str) -> dict[str, int]:
@@ -90,8 +86,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
              progress=False)
 
     def build(*extra: str) -> None:
-        _ok(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
-                       warehouse=warehouse))
+        assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
+                                warehouse=warehouse))
 
     out: dict[str, Any] = {"lake": lake, "warehouse": warehouse}
 

@@ -18,7 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
+from tests.warehouse_tables import assert_built
+from tracehouse.warehouse import dbt_invoke, warehouse_db
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +46,6 @@ NOT_HERE = "assert_metric_request_count_matches_fct_requests"
 THUMBS_DOWN_CAP = 200  # the default policy's daily cap (models/marts/evals/fct_eval_candidates.sql)
 
 
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
-
-
 @pytest.fixture(scope="module")
 def marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """First days built with tests, more days incrementally, and a full refresh to compare."""
@@ -59,15 +55,15 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     lake, incremental, full = root / "lake", root / "incremental", root / "full"
     generate(lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED,
              progress=False)
-    first = _ok(dbt_invoke(["build", "--select", SELECT, "--exclude", NOT_HERE], lake=lake,
-                           warehouse=incremental))
+    first = assert_built(dbt_invoke(["build", "--select", SELECT, "--exclude", NOT_HERE], lake=lake,
+                                    warehouse=incremental))
     generate(lake, start=date.fromordinal(START.toordinal() + FIRST_DAYS), days=MORE_DAYS,
              traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False)
     quick = ["--resource-type", "model", "--resource-type", "seed"]
-    second = _ok(dbt_invoke(["build", "--select", SELECT, *quick], lake=lake,
-                            warehouse=incremental))
-    refreshed = _ok(dbt_invoke(["build", "--full-refresh", "--select", SELECT, *quick],
-                               lake=lake, warehouse=full))
+    second = assert_built(dbt_invoke(["build", "--select", SELECT, *quick], lake=lake,
+                                     warehouse=incremental))
+    refreshed = assert_built(dbt_invoke(["build", "--full-refresh", "--select", SELECT, *quick],
+                                        lake=lake, warehouse=full))
     con = duckdb.connect(str(warehouse_db(full)), read_only=True)
     try:
         yield {"root": root, "lake": lake, "incremental": incremental, "full": full, "con": con,
@@ -354,9 +350,9 @@ def test_eval_candidates_are_deterministic_and_respect_a_smaller_cap(
     copy.mkdir()
     shutil.copy(warehouse_db(marts["full"]), warehouse_db(copy))
     # a changed policy is a changed model: incremental by day, it needs a full refresh
-    _ok(dbt_invoke(["run", "--full-refresh", "--select", "fct_eval_candidates"],
-                   lake=marts["lake"], warehouse=copy,
-                   dbt_vars={"eval_candidate_policy": {"thumbs_down": {"cap": 2}}}))
+    assert_built(dbt_invoke(["run", "--full-refresh", "--select", "fct_eval_candidates"],
+                            lake=marts["lake"], warehouse=copy,
+                            dbt_vars={"eval_candidate_policy": {"thumbs_down": {"cap": 2}}}))
     capped = duckdb.connect(str(warehouse_db(copy)), read_only=True)
     try:
         rows = capped.execute("""

@@ -13,10 +13,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from tests.warehouse_tables import assert_built
 from tracehouse.artifacts.policy import parse_policy
 from tracehouse.lake import lake_status
 from tracehouse.retention import ARCHIVED_MODELS, RetentionError, expire_lake
-from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
+from tracehouse.warehouse import dbt_invoke, warehouse_db
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +29,6 @@ QUICK = ["--resource-type", "model", "--resource-type", "seed"]
 NOW = datetime(2026, 1, 6, 12, tzinfo=UTC)  # the day after the first five days
 DETAIL = ["marts.fct_requests", "marts.fct_spans", "intermediate.int_traces_enveloped",
           "intermediate.int_spans_priced"]
-
-
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
 
 
 def _policy(expiring_tenant: str):
@@ -63,7 +59,8 @@ def expired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     lake, incremental, full = root / "lake", root / "incremental", root / "full"
     generate(lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED,
              progress=False)
-    _ok(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake, warehouse=incremental))
+    assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake,
+                            warehouse=incremental))
     con = duckdb.connect(str(warehouse_db(incremental)), read_only=True)
     con.execute("SET TimeZone = 'UTC'")
     tenant = con.execute("select tenant_id from marts.fct_requests group by 1 "
@@ -83,13 +80,15 @@ def expired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                       for r in lake_status(lake).to_pylist()}
     with pytest.raises(RetentionError, match="older than the lake"):  # re-stamped text rows
         expire_lake(lake, incremental, policy, now=NOW)
-    _ok(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake, warehouse=incremental))
+    assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake,
+                            warehouse=incremental))
     again = expire_lake(lake, incremental, policy, now=NOW)  # idempotent: nothing left to do
     generate(lake, start=date.fromordinal(START.toordinal() + FIRST_DAYS), days=MORE_DAYS,
              traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False)
-    _ok(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake, warehouse=incremental))
-    _ok(dbt_invoke(["build", "--full-refresh", "--select", SELECT, *QUICK], lake=lake,
-                   warehouse=full))
+    assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK], lake=lake,
+                            warehouse=incremental))
+    assert_built(dbt_invoke(["build", "--full-refresh", "--select", SELECT, *QUICK], lake=lake,
+                            warehouse=full))
     patch.undo()
     yield {"lake": lake, "incremental": incremental, "full": full, "tenant": tenant,
            "published": published, "report": report, "dry": dry, "again": again,

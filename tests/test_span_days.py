@@ -29,8 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.warehouse_tables import assert_built
 from tracehouse.lake import write_batch
-from tracehouse.warehouse import BuildResult, dbt_invoke, warehouse_db
+from tracehouse.warehouse import dbt_invoke, warehouse_db
 
 from .warehouse_tables import assert_same_rows, warehouse_table
 
@@ -55,11 +56,6 @@ COMPARED = [
 ]
 DAYS_NOTE = "the days of the spans of the traces touched"
 LAG_NOTE = "int_traces_stamped lags this model"
-
-
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
 
 
 def _spans(lake: Path) -> pa.Table:
@@ -113,8 +109,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
              progress=False)
 
     def build(warehouse: Path, *extra: str) -> None:
-        _ok(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
-                       warehouse=warehouse))
+        assert_built(dbt_invoke(["build", "--select", SELECT, *QUICK, *extra], lake=lake,
+                                warehouse=warehouse))
 
     spans = _spans(lake)
     day1, day4 = START, START + timedelta(days=3)

@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from tests.warehouse_tables import assert_built
 from tracehouse.warehouse import BuildResult, build, dbt_invoke, project_dir, warehouse_db
 
 from .warehouse_tables import assert_same_rows
@@ -45,11 +46,6 @@ COMPARED = [
 ]
 
 
-def _ok(result: BuildResult) -> BuildResult:
-    assert result.success, "\n".join(result.failures)
-    return result
-
-
 @pytest.fixture(scope="session")
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """One lake built three ways: first N days, then +M days incrementally, and full refresh."""
@@ -63,7 +59,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     generate(
         lake, start=START, days=FIRST_DAYS, traces_per_day=TRACES_PER_DAY, seed=SEED, progress=False
     )
-    first = _ok(build(lake, incremental, select=CORE_SELECT))
+    first = assert_built(build(lake, incremental, select=CORE_SELECT))
     generate(
         lake,
         start=date.fromordinal(START.toordinal() + FIRST_DAYS),
@@ -74,10 +70,10 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     )
     # the later builds skip the data tests (the first one ran them): models and seeds only
     quick = ["--resource-type", "model", "--resource-type", "seed"]
-    second = _ok(
+    second = assert_built(
         dbt_invoke(["build", "--select", CORE_SELECT, *quick], lake=lake, warehouse=incremental)
     )
-    refreshed = _ok(
+    refreshed = assert_built(
         dbt_invoke(
             ["build", "--full-refresh", "--select", CORE_SELECT, *quick], lake=lake, warehouse=full
         )

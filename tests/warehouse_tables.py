@@ -1,4 +1,5 @@
-"""Comparing two warehouses' tables row for row (the incremental == full refresh tests)."""
+"""What the warehouse build tests share: a dbt invocation that must have passed, and comparing two
+warehouses' tables row for row (the incremental == full refresh tests)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from tracehouse.warehouse import warehouse_db
+from tracehouse.warehouse import BuildResult, warehouse_db
+
+
+def assert_built(result: BuildResult) -> BuildResult:
+    """``result``, after asserting the dbt invocation passed (its failures are the message)."""
+    assert result.success, "\n".join(result.failures)
+    return result
 
 
 def warehouse_table(warehouse: Path, table: str) -> pa.Table:
