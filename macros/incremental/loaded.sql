@@ -499,12 +499,33 @@ select * from final
 {% endmacro %}
 
 
+{% macro in_unit_test() %}
+    {#-
+        Whether the node being rendered is a dbt unit test: it builds the model in full from its
+        fixtures, so refs only an incremental branch needs must not be rendered (no fixture).
+    -#}
+    {{ return(model is mapping and model.get('resource_type') == 'unit_test') }}
+{% endmacro %}
+
+
+{% macro stamps_ref() %}
+    {#-
+        Render at parse time so dbt builds int_traces_stamped before this model. The trace
+        rollups read its span_dates (span_days_predicate); fct_requests and fct_spans make it run
+        before every test downstream of them, which reads it without a ref (test slices,
+        `_stamps_relation`). Not in a unit test.
+    -#}
+    {%- if not in_unit_test() -%}{%- set relation = ref('int_traces_stamped') -%}{%- endif -%}
+    {{ return('') }}
+{% endmacro %}
+
+
 {% macro loaded_base_refs() %}
     {#-
         Render at parse time so dbt knows a model reads the three base tables (only in its
         incremental branch; a unit test, which builds the model in full, has no fixture for them).
     -#}
-    {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
+    {%- if in_unit_test() -%}{{ return('') }}{%- endif -%}
     {%- set relations = [ref('base_lake__spans'), ref('base_lake__feedback'), ref('base_lake__annotations')] -%}
     {{ return('') }}
 {% endmacro %}

@@ -85,7 +85,7 @@
     {%- endset -%}
     {#-
         When int_traces_stamped has taken in every span (built earlier in this run: the models
-        ref it, `span_days_stamps_ref()`), each trace of T has a span stamped after the model's
+        ref it, `stamps_ref()`), each trace of T has a span stamped after the model's
         watermark, so its row there has `spans_loaded_at` after it too: the lookup reads only
         the end of the table (rows are rewritten, so appended, when their trace is touched).
     -#}
@@ -166,19 +166,6 @@
         ) -%}
     {%- endfor -%}
     {{ return('(' ~ parts | join(' or ') ~ ') /* ' ~ why ~ ' */') }}
-{% endmacro %}
-
-
-{% macro span_days_stamps_ref() %}
-    {#-
-        In a model that calls `touched_spans_predicate()`: render at parse time so dbt builds
-        int_traces_stamped (which reads only the base tables) first, so that its span_dates are
-        current and the lookup cheap. Not in a unit test (which builds the model in full, no
-        fixture needed).
-    -#}
-    {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
-    {%- set relation = ref('int_traces_stamped') -%}
-    {{ return('') }}
 {% endmacro %}
 
 

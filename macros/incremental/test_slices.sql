@@ -338,16 +338,3 @@
     select model_name, upstream, loaded_at from {{ watermark_table('pending') }} where model_name in ({{ ids }});
     delete from {{ watermark_table('pending') }} where model_name in ({{ ids }})
 {% endmacro %}
-
-
-{% macro test_slice_stamps_ref() %}
-    {#-
-        In fct_requests and fct_spans: render at parse time so dbt builds int_traces_stamped
-        before them, hence before every test of a model downstream of them (fct_spans, the
-        day-sliced marts), which read it without a ref (`_stamps_relation`). Not in a unit test
-        (no fixture needed).
-    -#}
-    {%- if model is mapping and model.get('resource_type') == 'unit_test' -%}{{ return('') }}{%- endif -%}
-    {%- set relation = ref('int_traces_stamped') -%}
-    {{ return('') }}
-{% endmacro %}

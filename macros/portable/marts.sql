@@ -180,7 +180,7 @@
         ref'd on every parse (is_incremental() is false then): dbt must know the dependency;
         not in a unit test (built in full, no fixture for it)
     -#}
-    {%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' -%}
+    {%- set is_unit_test = in_unit_test() -%}
     {%- if not is_unit_test -%}{%- set stamped = ref('int_traces_stamped') -%}{%- endif -%}
     {%- if is_incremental() and not is_unit_test and scope_ctes is not none -%}
         {%- if not execute -%}{{ return('1 = 1') }}{%- endif -%}

@@ -21,7 +21,7 @@
     'retriever_version', 'cache_status',
 ] -%}
 
-{{ span_days_stamps_ref() }}
+{{ stamps_ref() }}
 with
 
 spans as (

@@ -23,7 +23,7 @@
     'planner_version', 'tool_selected',
 ] -%}
 -- depends_on: {{ ref('base_lake__spans') }}
-{{- span_days_stamps_ref() }}
+{{- stamps_ref() }}
 
 with
 

@@ -25,7 +25,7 @@
     'included_chunk_ids',
 ] -%}
 -- depends_on: {{ ref('base_lake__spans') }}
-{{- span_days_stamps_ref() }}
+{{- stamps_ref() }}
 
 with
 

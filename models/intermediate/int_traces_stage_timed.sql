@@ -14,7 +14,7 @@
 -#}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
 
-{{ span_days_stamps_ref() }}
+{{ stamps_ref() }}
 with
 
 spans as (

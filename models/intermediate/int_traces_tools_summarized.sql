@@ -13,7 +13,7 @@
 -#}
 
 -- depends_on: {{ ref('base_lake__spans') }}
-{{- span_days_stamps_ref() }}
+{{- stamps_ref() }}
 with
 
 spans as (

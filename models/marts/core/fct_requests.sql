@@ -25,7 +25,7 @@
 {%- endset -%}
 {%- set stages = contract_enum('span_type') | reject('equalto', 'request') | list -%}
 {{ loaded_base_refs() }}
-{{ test_slice_stamps_ref() }}
+{{ stamps_ref() }}
 
 with
 

@@ -19,7 +19,7 @@
     fct_spans after a full refresh, row for row. `last_ingest_at` is the trace's newest span
     ingest (feedback and annotations do not change a span row).
 -#}
-{{ test_slice_stamps_ref() }}
+{{ stamps_ref() }}
 {%- set span_types = contract_enum('span_type') -%}
 {%- set envelope = [] -%}
 {%- for column, logical in contract_columns('spans') if column not in ('attributes', 'schema_version') -%}

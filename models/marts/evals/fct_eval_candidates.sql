@@ -83,7 +83,7 @@
     'model_name',
 ] %}
 
-{%- set is_unit_test = model is mapping and model.get('resource_type') == 'unit_test' %}
+{%- set is_unit_test = in_unit_test() %}
 {#- only the days whose inputs moved, where the engine plans it (eval_candidates_by_day) -#}
 {%- set by_day = is_incremental() and eval_candidates_by_day() %}
 {%- if not is_unit_test %}
